@@ -1,0 +1,97 @@
+from django.contrib import admin
+
+from labeling.models import Assignment, ComparisonTask, Completion, Demonstration, Project, Prompt, Ranking, TaskCompletion
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "base_model", "k", "overlap", "retrain_threshold", "promotion", "created_at"]
+    list_filter = ["promotion", "k"]
+    search_fields = ["name", "base_model"]
+    filter_horizontal = ["labelers"]
+    fieldsets = [
+        (None, {"fields": ["name", "base_model", "guidelines", "labelers"]}),
+        ("Comparisons", {"fields": ["k", "overlap", "eval_ratio", "lease_seconds", "collect_likert", "collect_rationale"]}),
+        ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
+        ("Training rounds", {"fields": ["retrain_threshold", "promotion"]}),
+    ]
+
+
+@admin.register(Prompt)
+class PromptAdmin(admin.ModelAdmin):
+    list_display = ["id", "short_text", "project", "source", "needs_demonstration", "created_at"]
+    list_filter = ["project", "needs_demonstration", "source"]
+    search_fields = ["text", "source"]
+    list_select_related = ["project"]
+    autocomplete_fields = ["project"]
+    readonly_fields = ["text_sha256", "created_at"]
+    show_full_result_count = False
+
+    @admin.display(description="text")
+    def short_text(self, obj: Prompt) -> str:
+        return obj.text[:100]
+
+
+@admin.register(Completion)
+class CompletionAdmin(admin.ModelAdmin):
+    list_display = ["id", "short_text", "prompt_id", "policy_version", "token_count", "finish_reason", "created_at"]
+    list_filter = ["finish_reason", "policy_version__project"]
+    search_fields = ["text"]
+    list_select_related = ["policy_version__project"]
+    raw_id_fields = ["prompt", "policy_version"]
+    show_full_result_count = False
+
+    @admin.display(description="text")
+    def short_text(self, obj: Completion) -> str:
+        return obj.text[:100]
+
+
+class TaskCompletionInline(admin.TabularInline):
+    model = TaskCompletion
+    raw_id_fields = ["completion"]
+    extra = 0
+
+
+@admin.register(ComparisonTask)
+class ComparisonTaskAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "prompt_id", "policy_version", "kind", "state", "target_overlap", "created_at"]
+    list_filter = ["project", "kind", "state"]
+    search_fields = ["prompt__text"]
+    list_select_related = ["project", "policy_version__project"]
+    raw_id_fields = ["prompt", "policy_version"]
+    inlines = [TaskCompletionInline]
+    show_full_result_count = False
+
+
+@admin.register(Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ["id", "task_id", "labeler", "state", "leased_until", "created_at"]
+    list_filter = ["state", "task__project"]
+    search_fields = ["labeler__username"]
+    list_select_related = ["labeler"]
+    raw_id_fields = ["task", "labeler"]
+    show_full_result_count = False
+
+
+@admin.register(Ranking)
+class RankingAdmin(admin.ModelAdmin):
+    list_display = ["id", "task_id", "labeler", "order", "flags", "time_spent_ms", "created_at"]
+    list_filter = ["task__project", "task__kind", "created_at"]
+    search_fields = ["labeler__username", "rationale"]
+    list_select_related = ["labeler"]
+    raw_id_fields = ["task", "labeler"]
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+
+
+@admin.register(Demonstration)
+class DemonstrationAdmin(admin.ModelAdmin):
+    list_display = ["id", "prompt_id", "labeler", "short_text", "created_at"]
+    list_filter = ["prompt__project"]
+    search_fields = ["text", "labeler__username"]
+    list_select_related = ["labeler"]
+    raw_id_fields = ["prompt", "labeler"]
+
+    @admin.display(description="text")
+    def short_text(self, obj: Demonstration) -> str:
+        return obj.text[:100]

@@ -1,0 +1,55 @@
+"""Creates the demo project, its prompts, a demo admin and a demo labeler. Safe to run again."""
+
+import json
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from labeling.models import Project
+from labeling.services import do_add_prompts
+from training.services import do_register_base_policy
+
+PROMPTS_FILE = Path(__file__).resolve().parents[2] / "demo" / "prompts.jsonl"
+PROJECT_NAME = "Demo: helpful answers"
+GUIDELINES = """\
+Rank the answers from **best to worst** for a person who asked the prompt.
+
+1. Correct and honest beats fluent but wrong.
+2. Helpful: it answers what was asked, at a sensible length.
+3. Harmless: nothing unsafe, rude or invented about real people.
+
+Tie two answers only when you truly cannot prefer one.
+"""
+DEMO_USERS = [
+    # (username, password, staff)
+    ("admin", "demo-admin-password", True),
+    ("labeler", "demo-labeler-password", False),
+]
+
+
+class Command(BaseCommand):
+    help = "Seed the demo: a project with about 50 prompts, a demo admin and a demo labeler."
+
+    def handle(self, *args, **options) -> None:
+        texts = [json.loads(line)["prompt"] for line in PROMPTS_FILE.read_text().splitlines() if line.strip()]
+        with transaction.atomic():
+            project, _ = Project.objects.get_or_create(name=PROJECT_NAME, defaults={"guidelines": GUIDELINES})
+            added = do_add_prompts(project, texts, source="demo")
+            do_register_base_policy(project)
+            users = [self._user(name, password, staff) for name, password, staff in DEMO_USERS]
+            project.labelers.add(*users)
+        self.stdout.write(f"Demo project {project.name!r}: {added.created} prompts added, {added.duplicates} already there.")
+        for name, password, staff in DEMO_USERS:
+            role = "admin" if staff else "labeler"
+            self.stdout.write(f"  {role:8} login: {name} / {password}")
+
+    def _user(self, username: str, password: str, staff: bool):
+        user, created = get_user_model().objects.get_or_create(
+            username=username, defaults={"is_staff": staff, "is_superuser": staff}
+        )
+        if created:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        return user

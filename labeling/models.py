@@ -1,0 +1,256 @@
+"""Projects, prompts, completions and the human judgements made on them.
+
+A Ranking is the single source of truth for a preference: it stores the full order with
+ties; pairs are derived when training or exporting.
+"""
+
+import hashlib
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+
+class Project(models.Model):
+    class Promotion(models.TextChoices):
+        AUTOMATIC = "automatic", "Automatic"
+        MANUAL = "manual", "Manual"
+
+    name = models.CharField(max_length=120, unique=True)
+    base_model = models.CharField(
+        max_length=500,
+        default="smollm2-135m-instruct",
+        help_text="A Hugging Face model id, a local folder, or the bundled alias smollm2-135m-instruct.",
+    )
+    k = models.PositiveSmallIntegerField("K", default=4, help_text="Completions per comparison task (2 to 9).")
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(default=1.0)
+    top_k = models.PositiveIntegerField(default=0, help_text="0 turns top-k filtering off.")
+    max_new_tokens = models.PositiveIntegerField(default=128)
+    guidelines = models.TextField(blank=True, help_text="Markdown shown to labelers beside every task.")
+    overlap = models.PositiveSmallIntegerField(default=1, help_text="How many labelers rank each task.")
+    retrain_threshold = models.PositiveIntegerField(
+        default=200, help_text="New rankings since the last reward model that start a new round."
+    )
+    eval_ratio = models.FloatField(default=0.0, help_text="Share of handed-out tasks that are eval tasks (0 to 1).")
+    lease_seconds = models.PositiveIntegerField(
+        default=900, help_text="How long a labeler holds a task before it returns to the pool."
+    )
+    collect_likert = models.BooleanField(default=False, help_text="Ask for a 1–7 quality score per completion.")
+    collect_rationale = models.BooleanField(default=False, help_text="Offer a rationale text box.")
+    promotion = models.CharField(
+        max_length=16,
+        choices=Promotion.choices,
+        default=Promotion.AUTOMATIC,
+        help_text="Automatic: a successful PPO run's policy becomes active. Manual: an admin promotes it.",
+    )
+    labelers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="labeling_projects")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(condition=Q(k__gte=2, k__lte=9), name="project_k_2_to_9", violation_error_message="K must be between 2 and 9."),
+            models.CheckConstraint(condition=Q(temperature__gt=0), name="project_temperature_positive", violation_error_message="Temperature must be above 0."),
+            models.CheckConstraint(condition=Q(top_p__gt=0, top_p__lte=1), name="project_top_p_in_0_1", violation_error_message="top_p must be above 0 and at most 1."),
+            models.CheckConstraint(condition=Q(max_new_tokens__gte=1), name="project_max_new_tokens_positive", violation_error_message="max_new_tokens must be at least 1."),
+            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive", violation_error_message="Overlap must be at least 1."),
+            models.CheckConstraint(condition=Q(retrain_threshold__gte=1), name="project_retrain_threshold_positive", violation_error_message="The retrain threshold must be at least 1."),
+            models.CheckConstraint(condition=Q(eval_ratio__gte=0, eval_ratio__lte=1), name="project_eval_ratio_0_1", violation_error_message="The eval ratio must be between 0 and 1."),
+            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s", violation_error_message="A lease must last at least 10 seconds."),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def sampling_settings(self) -> dict:
+        return {
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "top_k": self.top_k,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+
+def text_digest(text: str) -> str:
+    """The key prompts are unique by: long texts do not fit a B-tree index entry."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class Prompt(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
+    text = models.TextField()
+    text_sha256 = models.CharField(max_length=64, editable=False)
+    source = models.CharField(max_length=200, blank=True, help_text="Where it came from: a file name, 'api', 'demo'.")
+    metadata = models.JSONField(default=dict, blank=True)
+    needs_demonstration = models.BooleanField(default=False, help_text="Ask labelers to write the ideal answer.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "text_sha256"], name="prompt_unique_text_per_project", violation_error_message="This prompt is already in the project."),
+            models.CheckConstraint(condition=~Q(text=""), name="prompt_text_not_empty", violation_error_message="A prompt cannot be empty."),
+        ]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+    def clean(self) -> None:
+        # The unique constraint is on a field forms do not show, so check it here for them.
+        self.text_sha256 = text_digest(self.text)
+        duplicates = Prompt.objects.filter(project_id=self.project_id, text_sha256=self.text_sha256)
+        if self.project_id and duplicates.exclude(pk=self.pk).exists():
+            raise ValidationError({"text": "This prompt is already in the project."})
+
+    def save(self, *args, **kwargs) -> None:
+        self.text_sha256 = text_digest(self.text)
+        super().save(*args, **kwargs)
+
+
+class Completion(models.Model):
+    class FinishReason(models.TextChoices):
+        EOS = "eos", "End of sequence"
+        LENGTH = "length", "Hit max_new_tokens"
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="completions")
+    policy_version = models.ForeignKey("training.PolicyVersion", on_delete=models.PROTECT, related_name="completions")
+    text = models.TextField()
+    token_count = models.PositiveIntegerField()
+    finish_reason = models.CharField(max_length=8, choices=FinishReason.choices)
+    sampling = models.JSONField(default=dict, blank=True, help_text="The settings it was sampled with, seed included.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["prompt", "policy_version"], name="completion_prompt_policy")]
+
+    def __str__(self) -> str:
+        return self.text[:80]
+
+
+class ComparisonTask(models.Model):
+    class Kind(models.TextChoices):
+        TRAIN = "train", "Train"
+        EVAL = "eval", "Eval"
+
+    class State(models.TextChoices):
+        OPEN = "open", "Open"  # needs rankings
+        COMPLETE = "complete", "Complete"  # reached its overlap
+        RETIRED = "retired", "Retired"  # sampled from a retired policy: no longer handed out
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
+    policy_version = models.ForeignKey(
+        "training.PolicyVersion", on_delete=models.PROTECT, related_name="tasks", help_text="Sampled from."
+    )
+    completions = models.ManyToManyField(Completion, through="TaskCompletion", related_name="tasks")
+    kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TRAIN)
+    target_overlap = models.PositiveSmallIntegerField(default=1)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.CheckConstraint(condition=Q(target_overlap__gte=1), name="task_overlap_positive")]
+        indexes = [models.Index(fields=["project", "state", "kind", "id"], name="task_queue")]
+
+    def __str__(self) -> str:
+        return f"Task {self.pk} ({self.kind}, {self.state})"
+
+    def display_completions(self) -> list[Completion]:
+        """The completions in the task's fixed shuffled order (A, B, C, ...)."""
+        return [item.completion for item in self.items.select_related("completion").order_by("position")]
+
+
+class TaskCompletion(models.Model):
+    """Places a completion at a fixed display position (0 = A) within a task."""
+
+    task = models.ForeignKey(ComparisonTask, on_delete=models.CASCADE, related_name="items")
+    completion = models.ForeignKey(Completion, on_delete=models.PROTECT, related_name="task_items")
+    position = models.PositiveSmallIntegerField()
+
+    class Meta:
+        ordering = ["task", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["task", "position"], name="task_position_unique"),
+            models.UniqueConstraint(fields=["task", "completion"], name="task_completion_unique"),
+            models.CheckConstraint(condition=Q(position__lte=8), name="task_position_below_9"),
+        ]
+
+
+class Assignment(models.Model):
+    """A labeler's lease on a task; a labeler is never given the same task twice."""
+
+    class State(models.TextChoices):
+        LEASED = "leased", "Leased"
+        SUBMITTED = "submitted", "Submitted"
+        SKIPPED = "skipped", "Skipped"
+        EXPIRED = "expired", "Expired"
+
+    task = models.ForeignKey(ComparisonTask, on_delete=models.CASCADE, related_name="assignments")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="assignments")
+    leased_until = models.DateTimeField()
+    state = models.CharField(max_length=10, choices=State.choices, default=State.LEASED)
+    skip_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["task", "labeler"], name="assignment_once_per_labeler")]
+        indexes = [
+            models.Index(fields=["task", "state", "leased_until"], name="assignment_live_leases"),
+            models.Index(fields=["labeler", "state"], name="assignment_labeler_state"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.labeler} on task {self.task_id} ({self.state})"
+
+
+class Ranking(models.Model):
+    """A labeler's full order of a task's completions, best first; each entry is a tie group.
+
+    `order` holds completion ids: [[12], [14, 11], [13]] means 12 best, 14 and 11 tied, 13 worst.
+    """
+
+    class Flag(models.TextChoices):
+        UNSAFE = "unsafe", "Unsafe"
+        NONSENSE = "nonsense", "Nonsense"
+        ALL_BAD = "all_bad", "All bad"
+
+    task = models.ForeignKey(ComparisonTask, on_delete=models.CASCADE, related_name="rankings")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="rankings")
+    order = models.JSONField()
+    likert = models.JSONField(default=dict, blank=True, help_text="Completion id → overall quality 1–7.")
+    rationale = models.TextField(blank=True)
+    flags = models.JSONField(default=list, blank=True)
+    time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["task", "labeler"], name="ranking_once_per_labeler")]
+        indexes = [models.Index(fields=["labeler", "created_at"], name="ranking_labeler_time")]
+
+    def __str__(self) -> str:
+        return f"Ranking {self.pk} of task {self.task_id} by {self.labeler}"
+
+
+class Demonstration(models.Model):
+    """A labeler-written ideal answer to a prompt: supervised fine-tuning data."""
+
+    prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="demonstrations")
+    labeler = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="demonstrations")
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["prompt", "labeler"], name="demonstration_once_per_labeler", violation_error_message="This labeler already wrote a demonstration for this prompt."),
+            models.CheckConstraint(condition=~Q(text=""), name="demonstration_text_not_empty", violation_error_message="A demonstration cannot be empty."),
+        ]
+
+    def __str__(self) -> str:
+        return f"Demonstration by {self.labeler} for prompt {self.prompt_id}"

@@ -1,0 +1,78 @@
+"""Shared fixtures: a fixed cast of users, and the service gates.
+
+Tests marked `postgres`, `redis` or `browser` need that server or browser. Without it they are
+skipped with the reason; with RLHF_REQUIRE_SERVICES=1 (CI) they fail instead.
+"""
+
+import os
+import shutil
+from urllib.parse import urlsplit
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.factories import UserFactory
+
+REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+def _redis_missing() -> str | None:
+    url = settings.CELERY_BROKER_URL
+    if not url.startswith("redis://"):
+        return f"needs Redis, but CELERY_BROKER_URL is {urlsplit(url).scheme}://"
+    import redis
+
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except redis.RedisError as exc:
+        return f"needs Redis, but {url} does not answer ({exc})"
+    return None
+
+
+def _missing(marker: str) -> str | None:
+    if marker == "postgres" and connection.vendor != "postgresql":
+        return f"needs PostgreSQL, but the database is {connection.vendor}"
+    if marker == "redis":
+        return _redis_missing()
+    if marker == "browser" and not shutil.which(CHROMIUM):
+        return f"needs Chromium at {CHROMIUM} (apt-get install chromium)"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    for marker in ("postgres", "redis", "browser"):
+        if item.get_closest_marker(marker) is None:
+            continue
+        reason = _missing(marker)
+        if reason and REQUIRE_SERVICES:
+            pytest.fail(f"{reason} (RLHF_REQUIRE_SERVICES=1)", pytrace=False)
+        if reason:
+            pytest.skip(reason)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    db = settings.DATABASES["default"]
+    where = f"{db['HOST'] or 'local socket'}:{db['PORT'] or '-'}" if "postgresql" in db["ENGINE"] else db["NAME"]
+    broker = urlsplit(settings.CELERY_BROKER_URL)
+    return [
+        f"database: {db['ENGINE'].rsplit('.', 1)[-1]} at {where}",
+        f"broker: {broker.scheme}://{broker.hostname or ''}{':' + str(broker.port) if broker.port else ''}",
+        f"chromium: {shutil.which(CHROMIUM) or 'not found'}; services required: {REQUIRE_SERVICES}",
+    ]
+
+
+@pytest.fixture
+def labeler(db):
+    return UserFactory(username="labeler")
+
+
+@pytest.fixture
+def other_labeler(db):
+    return UserFactory(username="other_labeler")
+
+
+@pytest.fixture
+def admin_user(db):
+    return UserFactory(username="admin", is_staff=True, is_superuser=True)

@@ -1,0 +1,73 @@
+import factory
+from django.contrib.auth import get_user_model
+
+from labeling.models import ComparisonTask, Completion, Project, Prompt, TaskCompletion
+from training.models import PolicyVersion
+
+PASSWORD = "a-test-password-1"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ["username"]
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.django.Password(PASSWORD)
+
+
+class ProjectFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Project
+
+    name = factory.Sequence(lambda n: f"Project {n}")
+    base_model = "smollm2-135m-instruct"
+
+
+class PromptFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Prompt
+
+    project = factory.SubFactory(ProjectFactory)
+    text = factory.Sequence(lambda n: f"Prompt number {n}?")
+
+
+class PolicyVersionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = PolicyVersion
+
+    project = factory.SubFactory(ProjectFactory)
+    version = factory.Sequence(lambda n: n)
+    checkpoint = factory.LazyAttribute(lambda o: o.project.base_model)
+    status = PolicyVersion.Status.CANDIDATE
+
+
+class CompletionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Completion
+
+    prompt = factory.SubFactory(PromptFactory)
+    policy_version = factory.SubFactory(PolicyVersionFactory, project=factory.SelfAttribute("..prompt.project"))
+    text = factory.Sequence(lambda n: f"Answer {n}.")
+    token_count = 3
+    finish_reason = Completion.FinishReason.EOS
+
+
+class ComparisonTaskFactory(factory.django.DjangoModelFactory):
+    """A task with `k` completions (default: its project's K) in display order."""
+
+    class Meta:
+        model = ComparisonTask
+        skip_postgeneration_save = True
+
+    prompt = factory.SubFactory(PromptFactory)
+    project = factory.SelfAttribute("prompt.project")
+    policy_version = factory.SubFactory(PolicyVersionFactory, project=factory.SelfAttribute("..project"))
+
+    @factory.post_generation
+    def k(task: ComparisonTask, create: bool, extracted: int | None, **kwargs) -> None:
+        count = extracted or task.project.k
+        completions = CompletionFactory.create_batch(count, prompt=task.prompt, policy_version=task.policy_version)
+        TaskCompletion.objects.bulk_create(
+            TaskCompletion(task=task, completion=c, position=i) for i, c in enumerate(completions)
+        )

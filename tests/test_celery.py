@@ -1,0 +1,32 @@
+"""The Celery app reaches a real worker through the configured broker (Redis in CI)."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from webapp.celery import app
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.redis
+def test_a_real_worker_answers_through_the_broker():
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "generation", "-P", "solo",
+         "-n", f"ping-{os.getpid()}@%h", "--loglevel", "WARNING"],
+        cwd=ROOT,
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        replies = []
+        while not replies and time.monotonic() < deadline:
+            replies = app.control.ping(timeout=1.0)
+        assert any(name.startswith(f"ping-{os.getpid()}@") for reply in replies for name in reply)
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)

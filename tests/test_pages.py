@@ -1,0 +1,70 @@
+import pytest
+from django.contrib import admin
+from django.urls import reverse
+
+from tests.factories import PASSWORD, ComparisonTaskFactory, ProjectFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_login_page_renders(client):
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b'name="username"' in response.content and b'name="password"' in response.content
+
+
+def test_it_logs_a_labeler_in_and_shows_their_home(client, labeler):
+    response = client.post(reverse("login"), {"username": "labeler", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("labeling:home")
+    assert client.get(reverse("labeling:home")).status_code == 200
+
+
+def test_a_wrong_password_is_told_so(client, labeler):
+    response = client.post(reverse("login"), {"username": "labeler", "password": "nope"})
+    assert response.status_code == 200
+    assert b"enter a correct username and password" in response.content
+
+
+def test_home_needs_a_login(client):
+    response = client.get(reverse("labeling:home"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_home_lists_only_the_labelers_projects_with_their_counts(client, labeler, other_labeler):
+    mine = ProjectFactory(name="Mine")
+    mine.labelers.add(labeler)
+    ProjectFactory(name="Not mine").labelers.add(other_labeler)
+    ComparisonTaskFactory.create_batch(3, prompt__project=mine, k=2)
+    client.force_login(labeler)
+    response = client.get(reverse("labeling:home"))
+    assert response.status_code == 200
+    projects = response.context["projects"]
+    assert [(p.name, p.tasks_left, p.done_today) for p in projects] == [("Mine", 3, 0)]
+    assert b"Not mine" not in response.content
+
+
+def test_home_runs_a_fixed_number_of_queries(client, labeler, django_assert_max_num_queries):
+    for n in range(5):
+        ProjectFactory(name=f"P{n}").labelers.add(labeler)
+    client.force_login(labeler)
+    with django_assert_max_num_queries(4):
+        client.get(reverse("labeling:home"))
+
+
+def test_a_labeler_cannot_reach_the_admin(client, labeler):
+    client.force_login(labeler)
+    response = client.get(reverse("admin:index"))
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
+
+
+@pytest.mark.parametrize("model", list(admin.site._registry), ids=lambda m: m._meta.label)
+def test_every_admin_list_and_add_page_renders(client, admin_user, model):
+    ComparisonTaskFactory(k=3)
+    client.force_login(admin_user)
+    opts = model._meta
+    changelist = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
+    assert changelist.status_code == 200
+    assert client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add")).status_code == 200

@@ -1,0 +1,31 @@
+from django.contrib import admin
+
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+
+
+@admin.register(PolicyVersion)
+class PolicyVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "project", "version", "status", "parent", "reward_model", "created_at", "promoted_at"]
+    list_filter = ["project", "status"]
+    search_fields = ["project__name", "checkpoint"]
+    list_select_related = ["project", "parent__project", "reward_model__project"]
+    raw_id_fields = ["parent", "created_by_run", "reward_model"]
+
+
+@admin.register(RewardModelVersion)
+class RewardModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "project", "version", "heldout_accuracy", "accuracy", "tie_rate", "rankings_count", "created_at"]
+    list_filter = ["project"]
+    search_fields = ["project__name", "checkpoint"]
+    list_select_related = ["project"]
+    raw_id_fields = ["parent", "created_by_run"]
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "project", "kind", "status", "progress", "created_at", "finished_at"]
+    list_filter = ["project", "kind", "status"]
+    search_fields = ["project__name", "celery_task_id", "error"]
+    list_select_related = ["project"]
+    raw_id_fields = ["launched_by"]
+    readonly_fields = ["metrics", "log_tail", "error", "celery_task_id", "started_at", "heartbeat_at", "finished_at"]

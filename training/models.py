@@ -1,0 +1,123 @@
+"""Model versions (policies, reward models) and the training runs that make them.
+
+A version row exists only once its checkpoint files are complete in the model store;
+`checkpoint` is a path relative to settings.MODEL_STORE, or for a project's base policy
+the base model reference itself (alias, hub id or local folder).
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from labeling.models import Project
+
+
+class TrainingRun(models.Model):
+    class Kind(models.TextChoices):
+        GENERATE = "generate", "Sample comparisons"
+        RM = "rm", "Reward model"
+        PPO = "ppo", "PPO round"
+        SFT = "sft", "Supervised fine-tuning"
+        DPO = "dpo", "DPO"
+        EVAL = "eval", "Evaluation"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    config = models.JSONField(default=dict, blank=True, help_text="The algorithm's config dataclass as JSON.")
+    metrics = models.JSONField(default=list, blank=True, help_text="One dict per logged step: step, loss, ...")
+    progress = models.FloatField(default=0.0, help_text="0 to 1.")
+    error = models.TextField(blank=True)
+    log_tail = models.TextField(blank=True)
+    celery_task_id = models.CharField(max_length=255, blank=True)
+    launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="run_progress_0_1"),
+        ]
+        indexes = [models.Index(fields=["project", "status", "kind"], name="run_project_status")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in self.FINISHED
+
+
+class RewardModelVersion(models.Model):
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reward_models")
+    version = models.PositiveIntegerField()
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children", help_text="Warm-started from."
+    )
+    checkpoint = models.CharField(max_length=500)
+    created_by_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL)
+    accuracy = models.FloatField(null=True, blank=True, help_text="On its training rankings (strict).")
+    heldout_accuracy = models.FloatField(null=True, blank=True, help_text="On rankings it never trained on (strict).")
+    tie_rate = models.FloatField(null=True, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="Everything else: loss, per-labeler accuracy, ...")
+    trained_through_ranking_id = models.BigIntegerField(help_text="It trained on rankings up to this id.")
+    trained_through_time = models.DateTimeField()
+    rankings_count = models.PositiveIntegerField()
+    normalisation = models.JSONField(default=dict, blank=True, help_text="Bias (and scale) applied to every score.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="rm_version_unique"),
+            models.CheckConstraint(
+                condition=Q(heldout_accuracy__isnull=True) | Q(heldout_accuracy__gte=0, heldout_accuracy__lte=1),
+                name="rm_heldout_accuracy_0_1",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} RM v{self.version}"
+
+
+class PolicyVersion(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        CANDIDATE = "candidate", "Candidate"
+        RETIRED = "retired", "Retired"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="policies")
+    version = models.PositiveIntegerField(help_text="0 is the project's base model.")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="children")
+    checkpoint = models.CharField(max_length=500)
+    created_by_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL)
+    reward_model = models.ForeignKey(
+        RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT, help_text="The RM it was trained against."
+    )
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="policy_version_unique"),
+            models.UniqueConstraint(
+                fields=["project"], condition=Q(status="active"), name="policy_one_active_per_project"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project} policy v{self.version}"
