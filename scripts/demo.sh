@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
+mkdir -p "${VAR_DIR:-var}"
 
 $PY manage.py migrate --noinput -v 0
 $PY manage.py seed_demo
