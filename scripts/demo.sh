@@ -5,10 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 PORT=${PORT:-8000}
+URL="http://127.0.0.1:$PORT"
 mkdir -p "${VAR_DIR:-var}"
 
 $PY manage.py migrate --noinput -v 0
-$PY manage.py seed_demo
+logins=$($PY manage.py seed_demo)
 
 pids=()
 stop() {
@@ -16,16 +17,24 @@ stop() {
   echo; echo "Stopping the demo..."
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
+  exit 0
 }
 trap stop INT TERM EXIT
 
-.venv/bin/celery -A webapp worker -Q generation,training --concurrency 1 --loglevel WARNING &
+.venv/bin/celery --quiet -A webapp worker -Q generation,training --concurrency 1 --loglevel WARNING &
 pids+=($!)
 $PY manage.py runserver --noreload "127.0.0.1:$PORT" &
 pids+=($!)
 
-echo
-echo "  The demo is up at http://127.0.0.1:$PORT/  (admin at http://127.0.0.1:$PORT/admin/)"
-echo "  Logins are printed above. Ctrl-C stops everything."
-echo
+for _ in $(seq 60); do
+  $PY -c "import urllib.request; urllib.request.urlopen('$URL/accounts/login/', timeout=1)" 2>/dev/null && break
+  sleep 0.5
+done
+cat <<TXT
+
+  The demo is up at $URL/   (admin: $URL/admin/)
+$logins
+  Ctrl-C stops the web server and the worker.
+
+TXT
 wait -n "${pids[@]}"
