@@ -3,18 +3,42 @@
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.http import Http404
 from django.utils import timezone
 
-from labeling.models import ComparisonTask, Project, Ranking
+from labeling.models import Assignment, Project, Ranking
+from labeling.services import available_tasks, prompts_needing_demonstration
 
 
-def projects_for_labeler(user: AbstractBaseUser) -> QuerySet[Project]:
-    """The projects a user labels (staff: all), with `tasks_left` and `done_today` for them."""
-    projects = Project.objects.all() if user.is_staff else Project.objects.filter(labelers=user)
-    start_of_day = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+def labeler_projects(user: AbstractBaseUser) -> QuerySet[Project]:
+    """The projects a user labels; staff label every project."""
+    return Project.objects.all() if user.is_staff else Project.objects.filter(labelers=user)
+
+
+def get_project_for_labeler(user: AbstractBaseUser, project_id: int) -> Project:
+    project = labeler_projects(user).filter(pk=project_id).first()
+    if project is None:
+        raise Http404("No such project among yours.")
+    return project
+
+
+def get_assignment_for_labeler(user: AbstractBaseUser, task_id: int) -> Assignment:
+    """The labeler's own assignment on a task; another labeler's task is a 404, never a 403."""
+    assignment = (
+        Assignment.objects.filter(task_id=task_id, labeler=user).select_related("task__project", "task__prompt").first()
+    )
+    if assignment is None:
+        raise Http404("No such task among yours.")
+    return assignment
+
+
+def projects_with_counts(user: AbstractBaseUser) -> QuerySet[Project]:
+    """The user's projects with `tasks_left` (available to them now) and `done_today`."""
+    now = timezone.now()
+    start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     tasks_left = (
-        ComparisonTask.objects.filter(project=OuterRef("pk"), state=ComparisonTask.State.OPEN)
-        .exclude(assignments__labeler=user)
+        available_tasks(user, now)
+        .filter(project=OuterRef("pk"))
         .order_by()
         .values("project")
         .annotate(n=Count("pk"))
@@ -27,8 +51,16 @@ def projects_for_labeler(user: AbstractBaseUser) -> QuerySet[Project]:
         .annotate(n=Count("pk"))
         .values("n")
     )
+    demonstrations_left = (
+        prompts_needing_demonstration(OuterRef("pk"), user)
+        .order_by()
+        .values("project")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     zero = Value(0, output_field=IntegerField())
-    return projects.annotate(
+    return labeler_projects(user).annotate(
         tasks_left=Coalesce(Subquery(tasks_left, output_field=IntegerField()), zero),
         done_today=Coalesce(Subquery(done_today, output_field=IntegerField()), zero),
+        demonstrations_left=Coalesce(Subquery(demonstrations_left, output_field=IntegerField()), zero),
     )

@@ -1,6 +1,15 @@
 from django.contrib import admin
 
-from labeling.models import Assignment, ComparisonTask, Completion, Demonstration, Project, Prompt, Ranking, TaskCompletion
+from labeling.models import (
+    Assignment,
+    ComparisonTask,
+    Completion,
+    Demonstration,
+    Project,
+    Prompt,
+    Ranking,
+    TaskCompletion,
+)
 
 
 @admin.register(Project)
@@ -11,7 +20,10 @@ class ProjectAdmin(admin.ModelAdmin):
     filter_horizontal = ["labelers"]
     fieldsets = [
         (None, {"fields": ["name", "base_model", "guidelines", "labelers"]}),
-        ("Comparisons", {"fields": ["k", "overlap", "eval_ratio", "lease_seconds", "collect_likert", "collect_rationale"]}),
+        (
+            "Comparisons",
+            {"fields": ["k", "overlap", "eval_ratio", "lease_seconds", "collect_likert", "collect_rationale"]},
+        ),
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
         ("Training rounds", {"fields": ["retrain_threshold", "promotion"]}),
     ]

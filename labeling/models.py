@@ -51,14 +51,46 @@ class Project(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
-            models.CheckConstraint(condition=Q(k__gte=2, k__lte=9), name="project_k_2_to_9", violation_error_message="K must be between 2 and 9."),
-            models.CheckConstraint(condition=Q(temperature__gt=0), name="project_temperature_positive", violation_error_message="Temperature must be above 0."),
-            models.CheckConstraint(condition=Q(top_p__gt=0, top_p__lte=1), name="project_top_p_in_0_1", violation_error_message="top_p must be above 0 and at most 1."),
-            models.CheckConstraint(condition=Q(max_new_tokens__gte=1), name="project_max_new_tokens_positive", violation_error_message="max_new_tokens must be at least 1."),
-            models.CheckConstraint(condition=Q(overlap__gte=1), name="project_overlap_positive", violation_error_message="Overlap must be at least 1."),
-            models.CheckConstraint(condition=Q(retrain_threshold__gte=1), name="project_retrain_threshold_positive", violation_error_message="The retrain threshold must be at least 1."),
-            models.CheckConstraint(condition=Q(eval_ratio__gte=0, eval_ratio__lte=1), name="project_eval_ratio_0_1", violation_error_message="The eval ratio must be between 0 and 1."),
-            models.CheckConstraint(condition=Q(lease_seconds__gte=10), name="project_lease_at_least_10s", violation_error_message="A lease must last at least 10 seconds."),
+            models.CheckConstraint(
+                condition=Q(k__gte=2, k__lte=9),
+                name="project_k_2_to_9",
+                violation_error_message="K must be between 2 and 9.",
+            ),
+            models.CheckConstraint(
+                condition=Q(temperature__gt=0),
+                name="project_temperature_positive",
+                violation_error_message="Temperature must be above 0.",
+            ),
+            models.CheckConstraint(
+                condition=Q(top_p__gt=0, top_p__lte=1),
+                name="project_top_p_in_0_1",
+                violation_error_message="top_p must be above 0 and at most 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_new_tokens__gte=1),
+                name="project_max_new_tokens_positive",
+                violation_error_message="max_new_tokens must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(overlap__gte=1),
+                name="project_overlap_positive",
+                violation_error_message="Overlap must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(retrain_threshold__gte=1),
+                name="project_retrain_threshold_positive",
+                violation_error_message="The retrain threshold must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(eval_ratio__gte=0, eval_ratio__lte=1),
+                name="project_eval_ratio_0_1",
+                violation_error_message="The eval ratio must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(lease_seconds__gte=10),
+                name="project_lease_at_least_10s",
+                violation_error_message="A lease must last at least 10 seconds.",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -90,12 +122,22 @@ class Prompt(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["project", "text_sha256"], name="prompt_unique_text_per_project", violation_error_message="This prompt is already in the project."),
-            models.CheckConstraint(condition=~Q(text=""), name="prompt_text_not_empty", violation_error_message="A prompt cannot be empty."),
+            models.UniqueConstraint(
+                fields=["project", "text_sha256"],
+                name="prompt_unique_text_per_project",
+                violation_error_message="This prompt is already in the project.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(text=""), name="prompt_text_not_empty", violation_error_message="A prompt cannot be empty."
+            ),
         ]
 
     def __str__(self) -> str:
         return self.text[:80]
+
+    def save(self, *args, **kwargs) -> None:
+        self.text_sha256 = text_digest(self.text)
+        super().save(*args, **kwargs)
 
     def clean(self) -> None:
         # The unique constraint is on a field forms do not show, so check it here for them.
@@ -103,10 +145,6 @@ class Prompt(models.Model):
         duplicates = Prompt.objects.filter(project_id=self.project_id, text_sha256=self.text_sha256)
         if self.project_id and duplicates.exclude(pk=self.pk).exists():
             raise ValidationError({"text": "This prompt is already in the project."})
-
-    def save(self, *args, **kwargs) -> None:
-        self.text_sha256 = text_digest(self.text)
-        super().save(*args, **kwargs)
 
 
 class Completion(models.Model):
@@ -179,6 +217,9 @@ class TaskCompletion(models.Model):
             models.CheckConstraint(condition=Q(position__lte=8), name="task_position_below_9"),
         ]
 
+    def __str__(self) -> str:
+        return f"Task {self.task_id}: {'ABCDEFGHI'[self.position]} = completion {self.completion_id}"
+
 
 class Assignment(models.Model):
     """A labeler's lease on a task; a labeler is never given the same task twice."""
@@ -248,8 +289,16 @@ class Demonstration(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [
-            models.UniqueConstraint(fields=["prompt", "labeler"], name="demonstration_once_per_labeler", violation_error_message="This labeler already wrote a demonstration for this prompt."),
-            models.CheckConstraint(condition=~Q(text=""), name="demonstration_text_not_empty", violation_error_message="A demonstration cannot be empty."),
+            models.UniqueConstraint(
+                fields=["prompt", "labeler"],
+                name="demonstration_once_per_labeler",
+                violation_error_message="This labeler already wrote a demonstration for this prompt.",
+            ),
+            models.CheckConstraint(
+                condition=~Q(text=""),
+                name="demonstration_text_not_empty",
+                violation_error_message="A demonstration cannot be empty.",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -5,16 +5,27 @@ transaction. Errors a person can fix are raised as ValidationError with a messag
 names the problem; nothing is stored when one is raised.
 """
 
+import random
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
 
-from labeling.models import ComparisonTask, Project, Prompt, Ranking, text_digest
+from labeling.models import Assignment, ComparisonTask, Demonstration, Project, Prompt, Ranking, text_digest
 
 MAX_RATIONALE_CHARS = 10_000
+MAX_SKIP_REASON_CHARS = 500
+MAX_DEMONSTRATION_CHARS = 20_000
+
+
+class TaskNotFound(LookupError):
+    """The task does not exist or was never given to this labeler (views answer 404)."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +86,8 @@ def check_order(completion_ids: Sequence[int], order: object) -> list[list[int]]
     if missing:
         names = ", ".join(f"{_letter(position_of[cid])} (id {cid})" for cid in missing)
         raise ValidationError(f"Not every completion is ranked: {names} missing.", code="missing")
-    return [list(group) for group in order]
+    # Within a tie group the order carries no meaning: store it in display order.
+    return [sorted(group, key=position_of.__getitem__) for group in order]
 
 
 def check_likert(completion_ids: Sequence[int], likert: object) -> dict[str, int]:
@@ -112,8 +124,97 @@ def check_rationale(rationale: str) -> str:
     return rationale
 
 
-def do_store_ranking(
-    task: ComparisonTask,
+def _live(now: datetime) -> Q:
+    return Q(state=Assignment.State.LEASED, leased_until__gt=now)
+
+
+def available_tasks(labeler: AbstractBaseUser, now: datetime) -> QuerySet[ComparisonTask]:
+    """Open tasks the labeler has never ranked or skipped, whose rankings plus live leases are below overlap."""
+    taken = (
+        Assignment.objects.filter(Q(state=Assignment.State.SUBMITTED) | _live(now), task=OuterRef("pk"))
+        .order_by()
+        .values("task")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    done_by_labeler = Assignment.objects.filter(
+        task=OuterRef("pk"),
+        labeler=labeler,
+        state__in=[Assignment.State.SUBMITTED, Assignment.State.SKIPPED],
+    )
+    return (
+        ComparisonTask.objects.filter(state=ComparisonTask.State.OPEN)
+        .annotate(taken=Coalesce(Subquery(taken, output_field=IntegerField()), Value(0)))
+        .filter(taken__lt=F("target_overlap"))
+        .exclude(Exists(done_by_labeler))
+    )
+
+
+def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignment | None:
+    """The labeler's next task in a project, leased to them; None when nothing is left.
+
+    A live lease the labeler already holds is returned again (a reload shows the same task).
+    Otherwise the oldest available task is locked with SELECT ... FOR UPDATE SKIP LOCKED, so
+    concurrent labelers never take the same slot; eval and train tasks are mixed by the
+    project's eval_ratio. On SQLite (the demo) the lock clause is left out.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        held = (
+            Assignment.objects.filter(_live(now), labeler=labeler, task__project=project)
+            .filter(task__state=ComparisonTask.State.OPEN)
+            .select_related("task")
+            .order_by("id")
+            .first()
+        )
+        if held is not None:
+            return held
+        kinds = [ComparisonTask.Kind.TRAIN, ComparisonTask.Kind.EVAL]
+        if random.random() < project.eval_ratio:
+            kinds.reverse()
+        candidates = available_tasks(labeler, now).filter(project=project).order_by("id")
+        for kind in kinds:
+            task = candidates.filter(kind=kind).select_for_update(skip_locked=True, of=("self",)).first()
+            if task is not None:
+                break
+        else:
+            return None
+        assignment, _ = Assignment.objects.update_or_create(
+            task=task,
+            labeler=labeler,
+            defaults={
+                "state": Assignment.State.LEASED,
+                "leased_until": now + timedelta(seconds=project.lease_seconds),
+            },
+        )
+    return assignment
+
+
+def _lock_assignment(task_id: int, labeler: AbstractBaseUser) -> tuple[ComparisonTask, Assignment]:
+    task = ComparisonTask.objects.select_for_update().filter(pk=task_id).first()
+    assignment = Assignment.objects.filter(task_id=task_id, labeler=labeler).first()
+    if task is None or assignment is None:
+        raise TaskNotFound(task_id)
+    return task, assignment
+
+
+def check_task_still_takes_ranking(task: ComparisonTask, assignment: Assignment, now: datetime) -> None:
+    """A live lease holds a slot; after it expires, a ranking is taken only if the task still needs one."""
+    if assignment.state == Assignment.State.SKIPPED:
+        raise ValidationError("You skipped this task, so it cannot be ranked now.", code="skipped")
+    if assignment.state == Assignment.State.LEASED and assignment.leased_until > now:
+        return
+    others = task.assignments.filter(Q(state=Assignment.State.SUBMITTED) | _live(now)).exclude(pk=assignment.pk)
+    if task.state != ComparisonTask.State.OPEN or others.count() >= task.target_overlap:
+        raise ValidationError(
+            "Your time on this task ran out and other labelers have since ranked it, "
+            "so this ranking was not stored. Thank you: the next task is ready.",
+            code="lease_expired",
+        )
+
+
+def do_submit_ranking(
+    task_id: int,
     labeler: AbstractBaseUser,
     order: object,
     likert: object = None,
@@ -121,14 +222,16 @@ def do_store_ranking(
     flags: object = (),
     time_spent_ms: int | None = None,
 ) -> tuple[Ranking, bool]:
-    """Stores a labeler's ranking of a task; returns (ranking, created).
+    """Stores a labeler's ranking of a task they were given; returns (ranking, created).
 
-    The same ranking submitted again (a double click, a retry) returns the stored row with
-    created=False; a different second ranking by the same labeler is refused. Closes the task
-    when it reaches its overlap.
+    Raises TaskNotFound if the task was never given to them, ValidationError naming the problem
+    otherwise. The same ranking submitted again (a double click, a retry) returns the stored row
+    with created=False; a different second ranking is refused. The ranking, the closed lease and
+    the task's state change are written in one transaction.
     """
+    now = timezone.now()
     with transaction.atomic():
-        task = ComparisonTask.objects.select_for_update().get(pk=task.pk)
+        task, assignment = _lock_assignment(task_id, labeler)
         completion_ids = list(task.items.order_by("position").values_list("completion_id", flat=True))
         cleaned_order = check_order(completion_ids, order)
         cleaned_likert = check_likert(completion_ids, likert)
@@ -139,6 +242,7 @@ def do_store_ranking(
             if stored.order == cleaned_order and stored.likert == cleaned_likert:
                 return stored, False
             raise ValidationError(f"You have already ranked task {task.pk}; a ranking cannot be changed.", code="done")
+        check_task_still_takes_ranking(task, assignment, now)
         ranking = Ranking.objects.create(
             task=task,
             labeler=labeler,
@@ -148,8 +252,47 @@ def do_store_ranking(
             flags=cleaned_flags,
             time_spent_ms=time_spent_ms,
         )
+        assignment.state = Assignment.State.SUBMITTED
+        assignment.save(update_fields=["state"])
         if task.rankings.count() >= task.target_overlap:
             task.state = ComparisonTask.State.COMPLETE
             task.save(update_fields=["state"])
     return ranking, True
 
+
+def do_skip_task(task_id: int, labeler: AbstractBaseUser, reason: str) -> Assignment:
+    """Gives a task back with a reason; the labeler is not offered it again."""
+    reason = reason.strip()
+    if not reason:
+        raise ValidationError("Say why you skip this task.", code="skip_reason")
+    if len(reason) > MAX_SKIP_REASON_CHARS:
+        raise ValidationError(f"The reason is over {MAX_SKIP_REASON_CHARS} characters.", code="skip_reason")
+    with transaction.atomic():
+        _, assignment = _lock_assignment(task_id, labeler)
+        if assignment.state == Assignment.State.SUBMITTED:
+            raise ValidationError("You already ranked this task.", code="done")
+        assignment.state = Assignment.State.SKIPPED
+        assignment.skip_reason = reason
+        assignment.save(update_fields=["state", "skip_reason"])
+    return assignment
+
+
+def prompts_needing_demonstration(project: Project | OuterRef, labeler: AbstractBaseUser) -> QuerySet[Prompt]:
+    written = Demonstration.objects.filter(prompt=OuterRef("pk"), labeler=labeler)
+    return Prompt.objects.filter(project=project, needs_demonstration=True).exclude(Exists(written)).order_by("id")
+
+
+def do_store_demonstration(prompt: Prompt, labeler: AbstractBaseUser, text: str) -> Demonstration:
+    """Stores a labeler's ideal answer to a prompt marked as needing demonstrations."""
+    if not prompt.needs_demonstration:
+        raise ValidationError("This prompt does not ask for a demonstration.", code="not_needed")
+    if not text.strip():
+        raise ValidationError("Write an answer before submitting.", code="empty")
+    if len(text) > MAX_DEMONSTRATION_CHARS:
+        raise ValidationError(
+            f"The answer is {len(text):,} characters; the limit is {MAX_DEMONSTRATION_CHARS:,}.", code="too_long"
+        )
+    with transaction.atomic():
+        if Demonstration.objects.filter(prompt=prompt, labeler=labeler).exists():
+            raise ValidationError("You already wrote a demonstration for this prompt.", code="done")
+        return Demonstration.objects.create(prompt=prompt, labeler=labeler, text=text)

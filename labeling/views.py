@@ -1,11 +1,131 @@
-from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
+"""The labeler's pages. Each view parses, checks access, calls a service and renders.
 
-from labeling.access import projects_for_labeler
+Forms post plainly and redirect without JavaScript; with htmx the next task or prompt is
+swapped in place (`page.html#fragment`).
+"""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+from django_htmx.http import push_url
+
+from labeling.access import get_assignment_for_labeler, get_project_for_labeler, projects_with_counts
+from labeling.forms import parse_ranking_form
+from labeling.models import Assignment
+from labeling.services import (
+    TaskNotFound,
+    do_assign_next_task,
+    do_skip_task,
+    do_store_demonstration,
+    do_submit_ranking,
+    prompts_needing_demonstration,
+)
+from labeling.task_view import task_context
 
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    projects = list(projects_for_labeler(request.user))
-    return render(request, "labeling/home.html", {"projects": projects})
+    return render(request, "labeling/home.html", {"projects": list(projects_with_counts(request.user))})
+
+
+@login_required
+def label_next(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_labeler(request.user, project_id)
+    assignment = do_assign_next_task(project, request.user)
+    if assignment is None:
+        return render(request, "labeling/task.html", {"project": project, "nothing_left": True})
+    return redirect("labeling:task", task_id=assignment.task_id)
+
+
+@login_required
+def task(request: HttpRequest, task_id: int) -> HttpResponse:
+    assignment = get_assignment_for_labeler(request.user, task_id)
+    return render(request, "labeling/task.html", task_context(assignment))
+
+
+def _next_task_response(request: HttpRequest, assignment: Assignment, notice: str = "") -> HttpResponse:
+    """After a submit or skip: the next task in place (htmx), or a redirect to it."""
+    project = assignment.task.project
+    if not request.htmx:
+        if notice:
+            messages.info(request, notice)
+        return redirect("labeling:next", project_id=project.pk)
+    following = do_assign_next_task(project, request.user)
+    if following is None:
+        context = {"project": project, "nothing_left": True, "notice": notice}
+        return push_url(
+            render(request, "labeling/task.html#task", context), reverse("labeling:next", args=[project.pk])
+        )
+    context = {**task_context(following), "notice": notice}
+    return push_url(
+        render(request, "labeling/task.html#task", context), reverse("labeling:task", args=[following.task_id])
+    )
+
+
+def _form_error(request: HttpRequest, assignment: Assignment, error: ValidationError) -> HttpResponse:
+    context = {**task_context(assignment, posted=request.POST), "error": " ".join(error.messages)}
+    template = "labeling/task.html#task" if request.htmx else "labeling/task.html"
+    return render(request, template, context, status=422)
+
+
+@login_required
+@require_POST
+def submit_ranking(request: HttpRequest, task_id: int) -> HttpResponse:
+    assignment = get_assignment_for_labeler(request.user, task_id)
+    try:
+        ranking = parse_ranking_form(request.POST)
+        do_submit_ranking(
+            task_id,
+            request.user,
+            ranking.order,
+            ranking.likert,
+            ranking.rationale,
+            ranking.flags,
+            ranking.time_spent_ms,
+        )
+    except TaskNotFound:
+        raise Http404("No such task among yours.") from None
+    except ValidationError as error:
+        if error.code == "lease_expired":
+            return _next_task_response(request, assignment, notice=" ".join(error.messages))
+        return _form_error(request, assignment, error)
+    return _next_task_response(request, assignment)
+
+
+@login_required
+@require_POST
+def skip_task(request: HttpRequest, task_id: int) -> HttpResponse:
+    assignment = get_assignment_for_labeler(request.user, task_id)
+    try:
+        do_skip_task(task_id, request.user, request.POST.get("reason", ""))
+    except ValidationError as error:
+        return _form_error(request, assignment, error)
+    return _next_task_response(request, assignment, notice="Skipped.")
+
+
+@login_required
+def demonstrations(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_project_for_labeler(request.user, project_id)
+    prompt = prompts_needing_demonstration(project, request.user).first()
+    error, status, text = "", 200, ""
+    if request.method == "POST":
+        posted = prompts_needing_demonstration(project, request.user).filter(pk=request.POST.get("prompt")).first()
+        text = request.POST.get("text", "")
+        if posted is None:
+            raise Http404("No such prompt awaiting your demonstration.")
+        try:
+            do_store_demonstration(posted, request.user, text)
+        except ValidationError as exc:
+            error, status, prompt = " ".join(exc.messages), 422, posted
+        else:
+            if not request.htmx:
+                return redirect(reverse("labeling:demonstrations", args=[project.pk]) + "?saved=1")
+            prompt, text = prompts_needing_demonstration(project, request.user).first(), ""
+    saved = request.method == "POST" or "saved" in request.GET
+    context = {"project": project, "prompt": prompt, "error": error, "text": text, "saved": saved}
+    template = "labeling/demonstrations.html#demo" if request.htmx else "labeling/demonstrations.html"
+    return render(request, template, context, status=status)

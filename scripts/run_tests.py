@@ -55,8 +55,17 @@ def throwaway_postgres(bindir: Path) -> Iterator[str]:
     data, port = workdir / "data", free_port()
     run = lambda *cmd: subprocess.run([*as_user, *map(str, cmd)], check=True, stdout=subprocess.DEVNULL)  # noqa: E731
     run(bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8")
-    run(bindir / "pg_ctl", "-D", data, "-l", workdir / "log", "-w", "-o",
-        f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", "start")
+    run(
+        bindir / "pg_ctl",
+        "-D",
+        data,
+        "-l",
+        workdir / "log",
+        "-w",
+        "-o",
+        f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+        "start",
+    )
     try:
         yield f"postgres://postgres@127.0.0.1:{port}/postgres"
     finally:

@@ -1,7 +1,10 @@
+from datetime import timedelta
+
 import factory
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from labeling.models import ComparisonTask, Completion, Project, Prompt, TaskCompletion
+from labeling.models import Assignment, ComparisonTask, Completion, Project, Prompt, TaskCompletion
 from training.models import PolicyVersion
 
 PASSWORD = "a-test-password-1"
@@ -71,3 +74,14 @@ class ComparisonTaskFactory(factory.django.DjangoModelFactory):
         TaskCompletion.objects.bulk_create(
             TaskCompletion(task=task, completion=c, position=i) for i, c in enumerate(completions)
         )
+
+
+class AssignmentFactory(factory.django.DjangoModelFactory):
+    """A live lease of `task` to `labeler`."""
+
+    class Meta:
+        model = Assignment
+
+    task = factory.SubFactory(ComparisonTaskFactory)
+    labeler = factory.SubFactory(UserFactory)
+    leased_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=15))

@@ -16,8 +16,22 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.redis
 def test_a_real_worker_answers_through_the_broker():
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "generation", "-P", "solo",
-         "-n", f"ping-{os.getpid()}@%h", "--loglevel", "WARNING"],
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "webapp",
+            "worker",
+            "-Q",
+            "generation",
+            "-P",
+            "solo",
+            "-n",
+            f"ping-{os.getpid()}@%h",
+            "--loglevel",
+            "WARNING",
+        ],
         cwd=ROOT,
         env=os.environ.copy(),
     )

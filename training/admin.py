@@ -14,7 +14,16 @@ class PolicyVersionAdmin(admin.ModelAdmin):
 
 @admin.register(RewardModelVersion)
 class RewardModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "project", "version", "heldout_accuracy", "accuracy", "tie_rate", "rankings_count", "created_at"]
+    list_display = [
+        "__str__",
+        "project",
+        "version",
+        "heldout_accuracy",
+        "accuracy",
+        "tie_rate",
+        "rankings_count",
+        "created_at",
+    ]
     list_filter = ["project"]
     search_fields = ["project__name", "checkpoint"]
     list_select_related = ["project"]

@@ -64,7 +64,12 @@ class RewardModelVersion(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="reward_models")
     version = models.PositiveIntegerField()
     parent = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children", help_text="Warm-started from."
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        help_text="Warm-started from.",
     )
     checkpoint = models.CharField(max_length=500)
     created_by_run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL)

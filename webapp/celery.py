@@ -17,4 +17,6 @@ def _make_filesystem_broker_folders(sender: Celery, **kwargs) -> None:
         folder = sender.conf.broker_transport_options.get(key)
         if folder:
             os.makedirs(folder, exist_ok=True)
+
+
 app.autodiscover_tasks()

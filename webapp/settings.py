@@ -27,7 +27,9 @@ if PRODUCTION:
     if DEBUG:
         raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production.")
     if SECRET_KEY == _DEMO_SECRET_KEY or len(SECRET_KEY) < 32:
-        raise ImproperlyConfigured("SECRET_KEY must be set to a random value of 32+ characters when DJANGO_ENV=production.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set to a random value of 32+ characters when DJANGO_ENV=production."
+        )
     if not ALLOWED_HOSTS:
         raise ImproperlyConfigured("ALLOWED_HOSTS must list the site's host names when DJANGO_ENV=production.")
 

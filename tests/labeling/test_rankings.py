@@ -1,9 +1,9 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from labeling.models import ComparisonTask, Ranking
-from labeling.services import do_store_ranking
-from tests.factories import ComparisonTaskFactory
+from labeling.models import Assignment, ComparisonTask, Ranking
+from labeling.services import do_submit_ranking
+from tests.factories import AssignmentFactory, ComparisonTaskFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -13,13 +13,20 @@ def task():
     return ComparisonTaskFactory(k=4)
 
 
+def submit(task: ComparisonTask, labeler, order, **kwargs):
+    """Leases the task to the labeler (once) and submits."""
+    if not Assignment.objects.filter(task=task, labeler=labeler).exists():
+        AssignmentFactory(task=task, labeler=labeler)
+    return do_submit_ranking(task.pk, labeler, order, **kwargs)
+
+
 def ids(task: ComparisonTask) -> list[int]:
     return [c.pk for c in task.display_completions()]
 
 
 def test_it_stores_the_full_order_with_ties(task, labeler):
     a, b, c, d = ids(task)
-    ranking, created = do_store_ranking(task, labeler, [[c], [a, d], [b]], likert={str(c): 7, a: 4})
+    ranking, created = submit(task, labeler, [[c], [a, d], [b]], likert={str(c): 7, a: 4})
     assert created
     ranking.refresh_from_db()
     assert ranking.order == [[c], [a, d], [b]]
@@ -30,27 +37,27 @@ def test_it_stores_the_full_order_with_ties(task, labeler):
 
 def test_the_same_ranking_submitted_twice_is_stored_once(task, labeler):
     a, b, c, d = ids(task)
-    first, _ = do_store_ranking(task, labeler, [[a], [b], [c], [d]])
-    again, created = do_store_ranking(task, labeler, [[a], [b], [c], [d]])
+    first, _ = submit(task, labeler, [[a], [b], [c], [d]])
+    again, created = submit(task, labeler, [[a], [b], [c], [d]])
     assert not created and again.pk == first.pk
     assert Ranking.objects.count() == 1
 
 
 def test_a_second_different_ranking_by_the_same_labeler_is_refused(task, labeler):
     a, b, c, d = ids(task)
-    do_store_ranking(task, labeler, [[a], [b], [c], [d]])
+    submit(task, labeler, [[a], [b], [c], [d]])
     with pytest.raises(ValidationError, match=f"already ranked task {task.pk}"):
-        do_store_ranking(task, labeler, [[d], [c], [b], [a]])
+        submit(task, labeler, [[d], [c], [b], [a]])
     assert list(Ranking.objects.values_list("order", flat=True)) == [[[a], [b], [c], [d]]]
 
 
 def test_the_task_stays_open_until_its_overlap_is_reached(labeler, other_labeler):
     task = ComparisonTaskFactory(k=2, target_overlap=2)
     a, b = ids(task)
-    do_store_ranking(task, labeler, [[a], [b]])
+    submit(task, labeler, [[a], [b]])
     task.refresh_from_db()
     assert task.state == ComparisonTask.State.OPEN
-    do_store_ranking(task, other_labeler, [[b], [a]])
+    submit(task, other_labeler, [[b], [a]])
     task.refresh_from_db()
     assert task.state == ComparisonTask.State.COMPLETE
 
@@ -73,7 +80,7 @@ def test_a_bad_order_is_refused_with_a_message_and_stores_nothing(task, labeler,
     other = ComparisonTaskFactory(k=4)
     foreign = ids(other)[0]
     with pytest.raises(ValidationError, match=message):
-        do_store_ranking(task, labeler, make_order(*ids(task), foreign))
+        submit(task, labeler, make_order(*ids(task), foreign))
     assert Ranking.objects.count() == 0
     task.refresh_from_db()
     assert task.state == ComparisonTask.State.OPEN
@@ -83,19 +90,19 @@ def test_a_bad_order_is_refused_with_a_message_and_stores_nothing(task, labeler,
 def test_a_likert_score_outside_1_to_7_is_refused(task, labeler, score):
     a, b, c, d = ids(task)
     with pytest.raises(ValidationError, match="is not 1–7"):
-        do_store_ranking(task, labeler, [[a], [b], [c], [d]], likert={str(a): score})
+        submit(task, labeler, [[a], [b], [c], [d]], likert={str(a): score})
     assert Ranking.objects.count() == 0
 
 
 def test_a_megabyte_rationale_is_refused(task, labeler):
     a, b, c, d = ids(task)
     with pytest.raises(ValidationError, match="the limit is 10,000"):
-        do_store_ranking(task, labeler, [[a], [b], [c], [d]], rationale="x" * 1_000_000)
+        submit(task, labeler, [[a], [b], [c], [d]], rationale="x" * 1_000_000)
     assert Ranking.objects.count() == 0
 
 
 def test_an_unknown_flag_is_refused(task, labeler):
     a, b, c, d = ids(task)
     with pytest.raises(ValidationError, match="Flags must be some of"):
-        do_store_ranking(task, labeler, [[a], [b], [c], [d]], flags=["boring"])
+        submit(task, labeler, [[a], [b], [c], [d]], flags=["boring"])
     assert Ranking.objects.count() == 0

@@ -40,7 +40,9 @@ class Command(BaseCommand):
             do_register_base_policy(project)
             users = [self._user(name, password, staff) for name, password, staff in DEMO_USERS]
             project.labelers.add(*users)
-        self.stdout.write(f"Demo project {project.name!r}: {added.created} prompts added, {added.duplicates} already there.")
+        self.stdout.write(
+            f"Demo project {project.name!r}: {added.created} prompts added, {added.duplicates} already there."
+        )
         for name, password, staff in DEMO_USERS:
             role = "admin" if staff else "labeler"
             self.stdout.write(f"  {role:8} login: {name} / {password}")
