@@ -6,6 +6,7 @@ names the problem; nothing is stored when one is raised.
 """
 
 import random
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -22,6 +23,7 @@ from labeling.models import Assignment, ComparisonTask, Demonstration, Project, 
 MAX_RATIONALE_CHARS = 10_000
 MAX_SKIP_REASON_CHARS = 500
 MAX_DEMONSTRATION_CHARS = 20_000
+_LOCK_ATTEMPTS = 20
 
 
 class TaskNotFound(LookupError):
@@ -129,9 +131,11 @@ def _live(now: datetime) -> Q:
 
 
 def available_tasks(labeler: AbstractBaseUser, now: datetime) -> QuerySet[ComparisonTask]:
-    """Open tasks the labeler has never ranked or skipped, whose rankings plus live leases are below overlap."""
+    """Open tasks the labeler has not ranked or skipped and may take now: those they hold a live lease
+    on, and those whose rankings plus other labelers' live leases are below the overlap."""
     taken = (
         Assignment.objects.filter(Q(state=Assignment.State.SUBMITTED) | _live(now), task=OuterRef("pk"))
+        .exclude(labeler=labeler)  # a lease the labeler holds keeps the task theirs
         .order_by()
         .values("task")
         .annotate(n=Count("pk"))
@@ -148,6 +152,24 @@ def available_tasks(labeler: AbstractBaseUser, now: datetime) -> QuerySet[Compar
         .filter(taken__lt=F("target_overlap"))
         .exclude(Exists(done_by_labeler))
     )
+
+
+def _lock_available_task(candidates: QuerySet[ComparisonTask], kinds: list[str]) -> ComparisonTask | None:
+    """Locks the oldest candidate of the first kind that has one, skipping rows others hold locked.
+
+    When every candidate is locked by a concurrent assignment, tries again once those commit, so a
+    labeler is told "nothing left" only when nothing is.
+    """
+    for attempt in range(_LOCK_ATTEMPTS):
+        for kind in kinds:
+            of_kind = candidates.filter(kind=kind).order_by("id")
+            task = of_kind.select_for_update(skip_locked=True, of=("self",)).first()
+            if task is not None:
+                return task
+        if not candidates.exists():
+            return None
+        time.sleep(0.005 * (attempt + 1))
+    return None
 
 
 def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignment | None:
@@ -172,12 +194,8 @@ def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignme
         kinds = [ComparisonTask.Kind.TRAIN, ComparisonTask.Kind.EVAL]
         if random.random() < project.eval_ratio:
             kinds.reverse()
-        candidates = available_tasks(labeler, now).filter(project=project).order_by("id")
-        for kind in kinds:
-            task = candidates.filter(kind=kind).select_for_update(skip_locked=True, of=("self",)).first()
-            if task is not None:
-                break
-        else:
+        task = _lock_available_task(available_tasks(labeler, now).filter(project=project), kinds)
+        if task is None:
             return None
         assignment, _ = Assignment.objects.update_or_create(
             task=task,
