@@ -1,4 +1,6 @@
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from labeling.models import (
     Assignment,
@@ -10,6 +12,7 @@ from labeling.models import (
     Ranking,
     TaskCompletion,
 )
+from labeling.services import do_ask_for_demonstrations
 
 
 @admin.register(Project)
@@ -38,10 +41,21 @@ class PromptAdmin(admin.ModelAdmin):
     autocomplete_fields = ["project"]
     readonly_fields = ["text_sha256", "created_at"]
     show_full_result_count = False
+    actions = ["ask_for_demonstrations", "stop_asking_for_demonstrations"]
 
     @admin.display(description="text")
     def short_text(self, obj: Prompt) -> str:
         return obj.text[:100]
+
+    @admin.action(description="Ask labelers for ideal answers (demonstrations)")
+    def ask_for_demonstrations(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
+        count = do_ask_for_demonstrations(queryset, ask=True)
+        self.message_user(request, f"{count} prompts now ask labelers for an ideal answer.")
+
+    @admin.action(description="Stop asking for ideal answers")
+    def stop_asking_for_demonstrations(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
+        count = do_ask_for_demonstrations(queryset, ask=False)
+        self.message_user(request, f"{count} prompts no longer ask for an ideal answer.")
 
 
 @admin.register(Completion)

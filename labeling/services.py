@@ -295,6 +295,11 @@ def do_skip_task(task_id: int, labeler: AbstractBaseUser, reason: str) -> Assign
     return assignment
 
 
+def do_ask_for_demonstrations(prompts: QuerySet[Prompt], ask: bool) -> int:
+    """Marks prompts as needing (or no longer needing) labeler-written ideal answers; returns the count."""
+    return prompts.update(needs_demonstration=ask)
+
+
 def prompts_needing_demonstration(project: Project | OuterRef, labeler: AbstractBaseUser) -> QuerySet[Prompt]:
     written = Demonstration.objects.filter(prompt=OuterRef("pk"), labeler=labeler)
     return Prompt.objects.filter(project=project, needs_demonstration=True).exclude(Exists(written)).order_by("id")

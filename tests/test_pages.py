@@ -68,3 +68,16 @@ def test_every_admin_list_and_add_page_renders(client, admin_user, model):
     changelist = client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_changelist"))
     assert changelist.status_code == 200
     assert client.get(reverse(f"admin:{opts.app_label}_{opts.model_name}_add")).status_code == 200
+
+
+def test_an_admin_asks_for_demonstrations_on_selected_prompts(client, admin_user):
+    from tests.factories import PromptFactory
+
+    prompts = PromptFactory.create_batch(2)
+    client.force_login(admin_user)
+    response = client.post(
+        reverse("admin:labeling_prompt_changelist"),
+        {"action": "ask_for_demonstrations", "_selected_action": [prompts[0].pk]},
+    )
+    assert response.status_code == 302
+    assert [p.needs_demonstration for p in type(prompts[0]).objects.order_by("id")] == [True, False]
