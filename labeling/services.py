@@ -154,19 +154,29 @@ def available_tasks(labeler: AbstractBaseUser, now: datetime) -> QuerySet[Compar
     )
 
 
-def _lock_available_task(candidates: QuerySet[ComparisonTask], kinds: list[str]) -> ComparisonTask | None:
+def _lock_available_task(
+    candidates: QuerySet[ComparisonTask], kinds: list[str], labeler: AbstractBaseUser, now: datetime
+) -> ComparisonTask | None:
     """Locks the oldest candidate of the first kind that has one, skipping rows others hold locked.
 
-    When every candidate is locked by a concurrent assignment, tries again once those commit, so a
-    labeler is told "nothing left" only when nothing is.
+    The candidate query's counts come from its statement's snapshot: a lease committed by the
+    previous holder of the lock it then takes is not in them. So once the row is locked, the
+    task is checked again in a new statement, which sees every lease and ranking added under
+    that lock. When every candidate is locked by a concurrent assignment it tries again once
+    those commit, so a labeler is told "nothing left" only when nothing is.
     """
+    full: list[int] = []
     for attempt in range(_LOCK_ATTEMPTS):
         for kind in kinds:
-            of_kind = candidates.filter(kind=kind).order_by("id")
-            task = of_kind.select_for_update(skip_locked=True, of=("self",)).first()
-            if task is not None:
-                return task
-        if not candidates.exists():
+            while True:
+                of_kind = candidates.filter(kind=kind).exclude(pk__in=full).order_by("id")
+                task = of_kind.select_for_update(skip_locked=True, of=("self",)).first()
+                if task is None:
+                    break
+                if available_tasks(labeler, now).filter(pk=task.pk).exists():
+                    return task
+                full.append(task.pk)
+        if not candidates.exclude(pk__in=full).exists():
             return None
         time.sleep(0.005 * (attempt + 1))
     return None
@@ -194,7 +204,7 @@ def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignme
         kinds = [ComparisonTask.Kind.TRAIN, ComparisonTask.Kind.EVAL]
         if random.random() < project.eval_ratio:
             kinds.reverse()
-        task = _lock_available_task(available_tasks(labeler, now).filter(project=project), kinds)
+        task = _lock_available_task(available_tasks(labeler, now).filter(project=project), kinds, labeler, now)
         if task is None:
             return None
         assignment, _ = Assignment.objects.update_or_create(

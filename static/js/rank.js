@@ -36,7 +36,7 @@
         const tie = document.createElement("button");
         tie.type = "button";
         tie.className = "tie";
-        tie.textContent = "=";
+        tie.textContent = tied ? "=" : "›";  // reads as "C › A = D › B"
         tie.setAttribute("aria-pressed", tied ? "true" : "false");
         tie.setAttribute("aria-label", `Tie ${letterOf(cid)} with the answer before it`);
         tie.addEventListener("click", () => toggleTie(cid));
@@ -106,9 +106,6 @@
       form.requestSubmit();
     }
 
-    form.addEventListener("submit", () => {
-      form.querySelector("[data-time-spent]").value = String(Date.now() - started);
-    });
     cards.forEach((card) => card.addEventListener("click", (event) => {
       if (event.target.closest("select, label, a, button, input")) return;
       place(card.dataset.cid);
@@ -132,11 +129,20 @@
       else if (key === "ENTER" && !event.target.closest("button")) { submit(); event.preventDefault(); }
     }
 
+    function stamp() {
+      form.querySelector("[data-time-spent]").value = String(Date.now() - started);
+    }
+
     restoreFromSelects();
     render();
-    form.rank = { onKey };
+    form.rank = { onKey, stamp };
   }
 
+  // Capture phase on the document: runs before htmx's own submit listener on the form (added
+  // first, when htmx processed the page), which reads the form's values as the event arrives.
+  document.addEventListener("submit", (event) => {
+    if (event.target.rank) event.target.rank.stamp();
+  }, true);
   document.addEventListener("keydown", (event) => {
     const form = document.querySelector("[data-rank-form]");
     if (form && form.rank) form.rank.onKey(event);

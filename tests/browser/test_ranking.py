@@ -205,7 +205,9 @@ def test_mouse_drag_and_drop_ranking_with_a_tie(page, live_server, labeler):
 
     page.get_by_role("button", name="Submit ranking").click()
     expect(page.get_by_role("heading", name="All done for now")).to_be_visible()
-    assert Ranking.objects.get(task=task, labeler=labeler).order == order_of(task, ["A", "BD", "C"])
+    ranking = Ranking.objects.get(task=task, labeler=labeler)
+    assert ranking.order == order_of(task, ["A", "BD", "C"])
+    assert ranking.time_spent_ms is not None and ranking.time_spent_ms > 0
 
 
 def test_prompt_and_completion_markup_is_shown_as_text(page, live_server, labeler):

@@ -33,10 +33,11 @@ def run_at_once(work, labelers):
 def setup(overlap: int):
     project = ProjectFactory(k=2, overlap=overlap)
     ComparisonTaskFactory.create_batch(10, prompt__project=project, target_overlap=overlap)
-    return project, [UserFactory(username=f"concurrent{n}") for n in range(LABELERS)]
+    return project, [UserFactory(username=f"{project.pk}-concurrent{n}") for n in range(LABELERS)]
 
 
-def test_20_labelers_on_10_tasks_with_overlap_1_get_10_distinct_tasks_and_10_nothing_left():
+@pytest.mark.parametrize("round_", range(5))  # a race shows up in some rounds, not all
+def test_20_labelers_on_10_tasks_with_overlap_1_get_10_distinct_tasks_and_10_nothing_left(round_):
     project, labelers = setup(overlap=1)
 
     def ask(labeler):
@@ -47,7 +48,7 @@ def test_20_labelers_on_10_tasks_with_overlap_1_get_10_distinct_tasks_and_10_not
     handed_out = [task_id for task_id in results if task_id is not None]
     assert len(handed_out) == 10 and len(set(handed_out)) == 10
     assert results.count(None) == 10
-    assert Assignment.objects.count() == 10
+    assert Assignment.objects.filter(task__project=project).count() == 10
 
 
 def test_with_overlap_2_no_labeler_ranks_a_task_twice_and_no_task_gets_more_than_2():
