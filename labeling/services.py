@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -325,7 +325,11 @@ def do_store_demonstration(prompt: Prompt, labeler: AbstractBaseUser, text: str)
         raise ValidationError(
             f"The answer is {len(text):,} characters; the limit is {MAX_DEMONSTRATION_CHARS:,}.", code="too_long"
         )
-    with transaction.atomic():
-        if Demonstration.objects.filter(prompt=prompt, labeler=labeler).exists():
-            raise ValidationError("You already wrote a demonstration for this prompt.", code="done")
-        return Demonstration.objects.create(prompt=prompt, labeler=labeler, text=text)
+    try:
+        with transaction.atomic():
+            return Demonstration.objects.create(prompt=prompt, labeler=labeler, text=text)
+    except IntegrityError:  # one per labeler and prompt: a double submit returns the stored answer
+        stored = Demonstration.objects.get(prompt=prompt, labeler=labeler)
+        if stored.text == text:
+            return stored
+        raise ValidationError("You already wrote a demonstration for this prompt.", code="done") from None

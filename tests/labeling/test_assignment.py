@@ -126,3 +126,16 @@ def test_a_skip_needs_a_reason_and_stores_it(project, labeler):
     assert (assignment.state, assignment.skip_reason) == ("skipped", "The prompt is broken or unclear")
     with pytest.raises(ValidationError, match="You skipped this task"):
         do_submit_ranking(task.pk, labeler, order_of(task))
+
+
+def test_a_demonstration_submitted_twice_is_stored_once(labeler):
+    from labeling.models import Demonstration
+    from labeling.services import do_store_demonstration
+    from tests.factories import PromptFactory
+
+    prompt = PromptFactory(needs_demonstration=True)
+    first = do_store_demonstration(prompt, labeler, "Ideal.")
+    assert do_store_demonstration(prompt, labeler, "Ideal.") == first
+    with pytest.raises(ValidationError, match="already wrote"):
+        do_store_demonstration(prompt, labeler, "Different.")
+    assert Demonstration.objects.count() == 1
