@@ -4,9 +4,9 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
-from labeling.models import Assignment, ComparisonTask, Ranking
-from labeling.services import do_assign_next_task, do_skip_task, do_submit_ranking
-from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
+from labeling.models import Assignment, ComparisonTask, Demonstration, Ranking
+from labeling.services import do_assign_next_task, do_skip_task, do_store_demonstration, do_submit_ranking
+from tests.factories import ComparisonTaskFactory, ProjectFactory, PromptFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -129,10 +129,6 @@ def test_a_skip_needs_a_reason_and_stores_it(project, labeler):
 
 
 def test_a_demonstration_submitted_twice_is_stored_once(labeler):
-    from labeling.models import Demonstration
-    from labeling.services import do_store_demonstration
-    from tests.factories import PromptFactory
-
     prompt = PromptFactory(needs_demonstration=True)
     first = do_store_demonstration(prompt, labeler, "Ideal.")
     assert do_store_demonstration(prompt, labeler, "Ideal.") == first
