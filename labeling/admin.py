@@ -13,6 +13,7 @@ from labeling.models import (
     TaskCompletion,
 )
 from labeling.services import do_ask_for_demonstrations
+from training.services import do_register_base_policy
 
 
 @admin.register(Project)
@@ -30,6 +31,11 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
         ("Training rounds", {"fields": ["retrain_threshold", "promotion"]}),
     ]
+
+    def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:
+            do_register_base_policy(obj)
 
 
 @admin.register(Prompt)

@@ -96,6 +96,14 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        from training.core.loading import ModelLoadError, check_reference
+
+        try:
+            check_reference(self.base_model, settings.MODEL_STORE)
+        except ModelLoadError as exc:
+            raise ValidationError({"base_model": str(exc)}) from None
+
     def sampling_settings(self) -> dict:
         return {
             "temperature": self.temperature,

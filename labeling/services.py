@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
@@ -18,7 +19,24 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QueryS
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from labeling.models import Assignment, ComparisonTask, Demonstration, Project, Prompt, Ranking, text_digest
+from labeling.models import (
+    Assignment,
+    ComparisonTask,
+    Completion,
+    Demonstration,
+    Project,
+    Prompt,
+    Ranking,
+    TaskCompletion,
+    text_digest,
+)
+
+
+class SampleLike(Protocol):
+    text: str
+    token_count: int
+    finish_reason: str
+
 
 MAX_RATIONALE_CHARS = 10_000
 MAX_SKIP_REASON_CHARS = 500
@@ -124,6 +142,53 @@ def check_rationale(rationale: str) -> str:
             f"The rationale is {len(rationale):,} characters; the limit is {MAX_RATIONALE_CHARS:,}.", code="rationale"
         )
     return rationale
+
+
+def do_create_comparison_tasks(
+    project: Project,
+    policy_version_id: int,
+    sampled: Sequence[tuple[Prompt, Sequence[SampleLike]]],
+    kind: str,
+    sampling: dict,
+) -> list[ComparisonTask]:
+    """Stores each prompt's K sampled completions and a task showing them in a shuffled order.
+
+    The display order is drawn from a generator seeded by the run's seed and the prompt, so it is
+    fixed and reproducible. The caller made sure the K texts of a prompt differ.
+    """
+    seed = sampling.get("seed", 0)
+    with transaction.atomic():
+        completions = Completion.objects.bulk_create(
+            Completion(
+                prompt=prompt,
+                policy_version_id=policy_version_id,
+                text=s.text,
+                token_count=s.token_count,
+                finish_reason=s.finish_reason,
+                sampling=sampling,
+            )
+            for prompt, samples in sampled
+            for s in samples
+        )
+        tasks = ComparisonTask.objects.bulk_create(
+            ComparisonTask(
+                project=project,
+                prompt=prompt,
+                policy_version_id=policy_version_id,
+                kind=kind,
+                target_overlap=project.overlap,
+            )
+            for prompt, _ in sampled
+        )
+        items = []
+        start = 0
+        for task, (prompt, samples) in zip(tasks, sampled, strict=True):
+            own = completions[start : start + len(samples)]
+            start += len(samples)
+            random.Random(f"{seed}:{prompt.pk}").shuffle(own)
+            items += [TaskCompletion(task=task, completion=c, position=i) for i, c in enumerate(own)]
+        TaskCompletion.objects.bulk_create(items)
+    return tasks
 
 
 def _live(now: datetime) -> Q:

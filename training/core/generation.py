@@ -1,0 +1,152 @@
+"""Batched sampling of K completions per prompt: one `generate` call per chunk of left-padded
+prompts, with the KV cache, sized to a token budget."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Progress = Callable[[int, int], None]  # (prompts done, prompts in all)
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.7
+    """Softmax temperature (> 0); PPO recomputes log-probs with logits divided by it."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1.0 keeps the whole distribution."""
+    top_k: int = 0
+    """Keep only the k likeliest tokens; 0 turns it off."""
+    max_new_tokens: int = 128
+    """A completion that reaches this length without EOS is cut and marked finish_reason 'length'."""
+    seed: int = 0
+    """The same seed, prompts and settings give the same completions."""
+    max_batch_tokens: int = 16_384
+    """Memory budget of one generate call: sequences × (longest prompt + max_new_tokens)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    text: str
+    token_count: int
+    """Generated tokens before EOS (EOS itself not counted)."""
+    finish_reason: str
+    """'eos' when the model ended it, 'length' when max_new_tokens cut it."""
+
+
+def format_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
+    """The prompt as the model expects it: its chat template as a user turn, when it has one."""
+    if tokenizer.chat_template:
+        messages = [{"role": "user", "content": text}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return text
+
+
+def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    configured = model.generation_config.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})
+
+
+def _chunks(lengths: list[int], k: int, config: SamplingConfig) -> list[list[int]]:
+    """Prompt indices grouped so that each chunk's padded batch fits the token budget."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)  # similar lengths pad little
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        longest = max(lengths[i] for i in [*current, index])
+        if current and (len(current) + 1) * k * (longest + config.max_new_tokens) > config.max_batch_tokens:
+            chunks.append(current)
+            current = []
+        current.append(index)
+    return [*chunks, current] if current else chunks
+
+
+def _decode(new_tokens: torch.Tensor, stop: list[int], tokenizer: PreTrainedTokenizerBase) -> Sample:
+    # new_tokens: (T,) generated ids, padded after EOS
+    is_stop = torch.isin(new_tokens, torch.tensor(stop, device=new_tokens.device))
+    if is_stop.any():
+        end = int(is_stop.nonzero()[0, 0])
+        kept, reason = new_tokens[:end], "eos"
+    else:
+        kept, reason = new_tokens, "length"
+    return Sample(tokenizer.decode(kept, skip_special_tokens=True).strip(), len(kept), reason)
+
+
+@torch.no_grad()
+def sample(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    k: int,
+    config: SamplingConfig,
+    progress: Progress | None = None,
+) -> list[list[Sample]]:
+    """K samples for each prompt, in the prompts' order. The tokenizer must pad on the left."""
+    assert tokenizer.padding_side == "left", "generation needs left padding"
+    texts = [format_prompt(tokenizer, p) for p in prompts]
+    add_special = not tokenizer.chat_template  # a chat template already holds its special tokens
+    lengths = [len(ids) for ids in tokenizer(texts, add_special_tokens=add_special)["input_ids"]]
+    stop = eos_ids(model, tokenizer)
+    results: list[list[Sample]] = [[] for _ in prompts]
+    done = 0
+    for chunk_index, chunk in enumerate(_chunks(lengths, k, config)):
+        batch = tokenizer(
+            [texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=add_special
+        ).to(model.device)
+        torch.manual_seed(config.seed + chunk_index)
+        output = model.generate(
+            **batch,
+            do_sample=True,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            top_k=config.top_k,
+            max_new_tokens=config.max_new_tokens,
+            num_return_sequences=k,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=stop,
+        )
+        # output: (len(chunk) * k, P + T), rows grouped by prompt: k rows for chunk[0], then chunk[1], ...
+        new_tokens = output[:, batch["input_ids"].shape[1] :]
+        for row, tokens in enumerate(new_tokens):
+            results[chunk[row // k]].append(_decode(tokens, stop, tokenizer))
+        done += len(chunk)
+        if progress:
+            progress(done, len(prompts))
+    return results
+
+
+def sample_distinct(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: list[str],
+    k: int,
+    config: SamplingConfig,
+    progress: Progress | None = None,
+    rounds: int = 3,
+) -> list[list[Sample] | None]:
+    """Like `sample`, but the K texts of each prompt differ: duplicates are resampled up to
+    `rounds` times; a prompt still short of K distinct texts gets None (no task is made of it)."""
+    results = sample(model, tokenizer, prompts, k, config, progress)
+    kept = [_distinct(samples) for samples in results]
+    for round_ in range(1, rounds + 1):
+        short = [i for i, samples in enumerate(kept) if len(samples) < k]
+        if not short:
+            break
+        retry = SamplingConfig(**{**config.__dict__, "seed": config.seed + 1000 * round_})
+        extra = sample(model, tokenizer, [prompts[i] for i in short], k, retry)
+        for i, more in zip(short, extra, strict=True):
+            kept[i] = _distinct(kept[i] + more)[:k]
+    return [samples[:k] if len(samples) >= k else None for samples in kept]
+
+
+def _distinct(samples: list[Sample]) -> list[Sample]:
+    seen: set[str] = set()
+    unique = []
+    for s in samples:
+        key = " ".join(s.text.split()).casefold()
+        if key not in seen:
+            seen.add(key)
+            unique.append(s)
+    return unique
