@@ -10,6 +10,11 @@ mkdir -p "${VAR_DIR:-var}"
 
 $PY manage.py migrate --noinput -v 0
 logins=$($PY manage.py seed_demo)
+DEMO_PROJECT="Demo: helpful answers"
+# A few comparisons now, so there is work the moment the site is up (the first time, converting
+# the bundled model takes about 20 s); the worker samples the rest in the background.
+echo "Sampling the first comparisons with the bundled model..."
+$PY manage.py sample_comparisons --project "$DEMO_PROJECT" --prompts 4 --sync
 
 pids=()
 stop() {
@@ -25,6 +30,8 @@ trap stop INT TERM EXIT
 pids+=($!)
 $PY manage.py runserver --noreload "127.0.0.1:$PORT" &
 pids+=($!)
+
+$PY manage.py sample_comparisons --project "$DEMO_PROJECT" --prompts 1000
 
 for _ in $(seq 60); do
   $PY -c "import urllib.request; urllib.request.urlopen('$URL/accounts/login/', timeout=1)" 2>/dev/null && break
