@@ -21,12 +21,18 @@ stop() {
   trap - INT TERM EXIT
   echo; echo "Stopping the demo..."
   kill -TERM "${pids[@]}" 2>/dev/null || true
+  # The worker finishes its current task on TERM; a long sampling run is cut after 10 s.
+  for _ in $(seq 20); do
+    kill -0 "${pids[@]}" 2>/dev/null || break
+    sleep 0.5
+  done
+  kill -KILL "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
   exit 0
 }
 trap stop INT TERM EXIT
 
-.venv/bin/celery --quiet -A webapp worker -Q generation,training --concurrency 1 --loglevel WARNING &
+.venv/bin/celery --quiet -A webapp worker -Q generation,training --pool solo --loglevel WARNING &
 pids+=($!)
 $PY manage.py runserver --noreload "127.0.0.1:$PORT" &
 pids+=($!)

@@ -127,7 +127,7 @@ REST_FRAMEWORK = {
 MODEL_STORE = env_path("MODEL_STORE", VAR_DIR / "models")
 
 # Celery. The demo default is kombu's filesystem transport: no broker server needed.
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     {
         "data_folder_in": str(VAR_DIR / "celery-broker"),
