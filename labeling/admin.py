@@ -12,7 +12,7 @@ from labeling.models import (
     Ranking,
     TaskCompletion,
 )
-from labeling.services import do_ask_for_demonstrations
+from labeling.services import do_ask_for_demonstrations, do_exclude_rankings
 from training.services import do_register_base_policy
 
 
@@ -29,7 +29,7 @@ class ProjectAdmin(admin.ModelAdmin):
             {"fields": ["k", "overlap", "eval_ratio", "lease_seconds", "collect_likert", "collect_rationale"]},
         ),
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
-        ("Training rounds", {"fields": ["retrain_threshold", "promotion"]}),
+        ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config"]}),
     ]
 
     def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:
@@ -108,12 +108,21 @@ class AssignmentAdmin(admin.ModelAdmin):
 @admin.register(Ranking)
 class RankingAdmin(admin.ModelAdmin):
     list_display = ["id", "task_id", "labeler", "order", "flags", "time_spent_ms", "created_at"]
-    list_filter = ["task__project", "task__kind", "created_at"]
     search_fields = ["labeler__username", "rationale"]
     list_select_related = ["labeler"]
     raw_id_fields = ["task", "labeler"]
     date_hierarchy = "created_at"
     show_full_result_count = False
+    list_filter = ["task__project", "task__kind", "excluded", "created_at"]
+    actions = ["exclude_from_training", "include_in_training"]
+
+    @admin.action(description="Exclude from training (unusable)")
+    def exclude_from_training(self, request: HttpRequest, queryset: QuerySet[Ranking]) -> None:
+        self.message_user(request, f"{do_exclude_rankings(queryset, exclude=True)} rankings excluded from training.")
+
+    @admin.action(description="Include in training again")
+    def include_in_training(self, request: HttpRequest, queryset: QuerySet[Ranking]) -> None:
+        self.message_user(request, f"{do_exclude_rankings(queryset, exclude=False)} rankings included in training.")
 
 
 @admin.register(Demonstration)

@@ -39,6 +39,11 @@ class Project(models.Model):
     )
     collect_likert = models.BooleanField(default=False, help_text="Ask for a 1–7 quality score per completion.")
     collect_rationale = models.BooleanField(default=False, help_text="Offer a rationale text box.")
+    reward_model_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Overrides of the reward-model training defaults, e.g. {"lr": 5e-6, "epochs": 1}.',
+    )
     promotion = models.CharField(
         max_length=16,
         choices=Promotion.choices,
@@ -103,6 +108,18 @@ class Project(models.Model):
             check_reference(self.base_model, settings.MODEL_STORE)
         except ModelLoadError as exc:
             raise ValidationError({"base_model": str(exc)}) from None
+        try:
+            self.reward_config()
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({"reward_model_config": str(exc)}) from None
+
+    def reward_config(self):
+        """The reward-model config: defaults with this project's overrides; TypeError names a bad key."""
+        from training.core.config import RewardModelConfig
+
+        if not isinstance(self.reward_model_config, dict):
+            raise ValueError("Reward-model overrides must be a JSON object.")
+        return RewardModelConfig(**self.reward_model_config)
 
     def sampling_settings(self) -> dict:
         return {
@@ -275,6 +292,7 @@ class Ranking(models.Model):
     rationale = models.TextField(blank=True)
     flags = models.JSONField(default=list, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
+    excluded = models.BooleanField(default=False, help_text="Left out of training (marked unusable by staff).")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -375,6 +375,11 @@ def do_ask_for_demonstrations(prompts: QuerySet[Prompt], ask: bool) -> int:
     return prompts.update(needs_demonstration=ask)
 
 
+def do_exclude_rankings(rankings: QuerySet[Ranking], exclude: bool) -> int:
+    """Marks rankings as unusable for training (or usable again); they stay stored either way."""
+    return rankings.update(excluded=exclude)
+
+
 def prompts_needing_demonstration(project: Project | OuterRef, labeler: AbstractBaseUser) -> QuerySet[Prompt]:
     written = Demonstration.objects.filter(prompt=OuterRef("pk"), labeler=labeler)
     return Prompt.objects.filter(project=project, needs_demonstration=True).exclude(Exists(written)).order_by("id")

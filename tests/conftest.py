@@ -6,6 +6,7 @@ skipped with the reason; with RLHF_REQUIRE_SERVICES=1 (CI) they fail instead.
 
 import os
 import shutil
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -66,6 +67,29 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 @pytest.fixture(autouse=True)
 def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def model_store(settings, tmp_path, monkeypatch):
+    """Each test writes checkpoints to its own store (child processes get it from the environment)."""
+    settings.MODEL_STORE = tmp_path / "models"
+    monkeypatch.setenv("MODEL_STORE", str(settings.MODEL_STORE))
+    return settings.MODEL_STORE
+
+
+@pytest.fixture(scope="session")
+def bundled_store() -> Path:
+    """The project's own model store, where the bundled model is converted once and kept."""
+    return Path(__file__).resolve().parent.parent / "var" / "models"
+
+
+@pytest.fixture
+def child_env(monkeypatch):
+    """Points processes this test starts (workers, training children) at the test database."""
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    return os.environ.copy()
 
 
 @pytest.fixture

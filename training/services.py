@@ -5,18 +5,24 @@ carried out by `execute_*` (in the worker, or in-process for `--sync` commands).
 """
 
 import logging
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet
 from django.utils import timezone
 
-from labeling.models import ComparisonTask, Project, Prompt
+from labeling.models import ComparisonTask, Completion, Demonstration, Project, Prompt, Ranking, TaskCompletion
 from labeling.services import do_create_comparison_tasks
-from training.models import PolicyVersion, TrainingRun
+from training.core.checkpoints import write_once
+from training.core.data import RankedPrompt
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
 log = logging.getLogger(__name__)
 PROMPTS_PER_STEP = 8  # tasks appear (and progress moves) after each step of this many prompts
@@ -26,6 +32,10 @@ ProgressLine = Callable[[TrainingRun], None]
 
 class NoActivePolicy(Exception):
     """The project has no active policy to sample from."""
+
+
+class NothingToTrainOn(Exception):
+    """The project has no (usable) rankings for this run."""
 
 
 def do_register_base_policy(project: Project) -> PolicyVersion:
@@ -168,3 +178,173 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
         run.save(update_fields=["log_tail"])
         _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
     return run
+
+
+# --- reward model ------------------------------------------------------------------------------
+
+
+def _heldout(prompt_id: int, fraction: float) -> bool:
+    """A fixed split by prompt (never by pair): the same prompt is always on the same side."""
+    return (prompt_id * 2654435761) % 1000 < fraction * 1000
+
+
+def ranked_prompts(project: Project, through_ranking_id: int) -> list[tuple[int, RankedPrompt]]:
+    """The project's usable rankings up to an id, as (prompt id, RankedPrompt) with texts, in 2 queries."""
+    rankings = list(
+        Ranking.objects.filter(task__project=project, excluded=False, pk__lte=through_ranking_id)
+        .select_related("task__prompt", "labeler")
+        .order_by("id")
+    )
+    items = TaskCompletion.objects.filter(task__in={r.task_id for r in rankings}).select_related("completion")
+    by_task: dict[int, list[TaskCompletion]] = {}
+    for item in items.order_by("task", "position"):
+        by_task.setdefault(item.task_id, []).append(item)
+    out = []
+    for ranking in rankings:
+        shown = by_task[ranking.task_id]
+        index = {item.completion_id: i for i, item in enumerate(shown)}
+        out.append(
+            (
+                ranking.task.prompt_id,
+                RankedPrompt(
+                    prompt=ranking.task.prompt.text,
+                    completions=[item.completion.text for item in shown],
+                    order=[[index[cid] for cid in group] for group in ranking.order],
+                    labeler=ranking.labeler.get_username(),
+                ),
+            )
+        )
+    return out
+
+
+def reference_completions(project: Project, limit: int = 256) -> list[tuple[str, str]]:
+    """What the RM's scores are centred on: demonstrations if any, else the base policy's samples."""
+    demos = Demonstration.objects.filter(prompt__project=project).select_related("prompt").order_by("id")[:limit]
+    if demos:
+        return [(d.prompt.text, d.text) for d in demos]
+    base = Completion.objects.filter(policy_version__project=project, policy_version__version=0)
+    return [(c.prompt.text, c.text) for c in base.select_related("prompt").order_by("id")[:limit]]
+
+
+def do_launch_reward_model(project: Project, launched_by=None, enqueue: bool = True) -> TrainingRun:
+    """Queues a reward-model run on every usable ranking so far (queue `training`)."""
+    from training.tasks import run_in_child
+
+    through = Ranking.objects.filter(task__project=project, excluded=False).order_by("-id").first()
+    if through is None:
+        raise NothingToTrainOn(f"Project {project.name!r} has no rankings to train a reward model on.")
+    config = project.reward_config()
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project,
+            kind=TrainingRun.Kind.RM,
+            launched_by=launched_by,
+            config={**asdict(config), "through_ranking_id": through.pk, "policy_version": active_policy(project).pk},
+        )
+        if enqueue:
+            transaction.on_commit(lambda: run_in_child.delay(run.pk))
+    return run
+
+
+def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+    """Trains, evaluates on held-out prompts, normalises and stores a new RewardModelVersion.
+
+    Warm-starts from the project's latest RM version when there is one, else from the active
+    policy's trunk. The row is created only after the checkpoint folder is complete.
+    """
+    from training.core.config import RewardModelConfig
+    from training.core.reward_model import (
+        evaluate,
+        load_reward_model,
+        new_reward_model,
+        normalise,
+        save_reward_model,
+        train_reward_model,
+    )
+
+    run = _start(run_id)
+    if run is None:
+        return None
+    try:
+        project = run.project
+        settings_ = {k: v for k, v in run.config.items() if k in RewardModelConfig.__dataclass_fields__}
+        config = RewardModelConfig(**settings_)
+        data = ranked_prompts(project, run.config["through_ranking_id"])
+        train = [item for prompt_id, item in data if not _heldout(prompt_id, config.heldout_fraction)]
+        heldout = [item for prompt_id, item in data if _heldout(prompt_id, config.heldout_fraction)]
+        if not train:
+            raise NothingToTrainOn("Every ranking fell in the held-out split; collect more rankings.")
+        parent = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
+        if parent is not None:
+            model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, config.dtype)
+        else:
+            policy = PolicyVersion.objects.get(pk=run.config["policy_version"])
+            model, tokenizer = new_reward_model(policy.checkpoint, settings.MODEL_STORE, config)
+
+        def log_step(figures: dict) -> None:
+            _record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures)
+            if on_progress:
+                on_progress(run)
+
+        train_reward_model(model, tokenizer, train, config, log=log_step)
+        on_train = evaluate(model, tokenizer, train, config)
+        on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
+        offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
+        checkpoint = Path("reward_models") / f"project-{project.pk}" / f"run-{run.pk}"
+        write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
+        version = _register_reward_model(run, parent, checkpoint, data, on_train, on_heldout, offset)
+        _record_progress(run, 1.0, reward_model_version=version.version, heldout_accuracy=on_heldout.get("accuracy"))
+        if on_progress:
+            on_progress(run)
+        _finish(run, TrainingRun.Status.SUCCEEDED)
+    except Exception as exc:
+        log.exception("reward-model run %s failed", run_id)
+        run.log_tail = traceback.format_exc()[-4000:]
+        run.save(update_fields=["log_tail"])
+        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+    return run
+
+
+def _register_reward_model(run, parent, checkpoint, data, on_train, on_heldout, offset) -> RewardModelVersion:
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=run.project_id)
+        latest = RewardModelVersion.objects.filter(project_id=run.project_id).order_by("-version").first()
+        through = Ranking.objects.get(pk=run.config["through_ranking_id"])
+        return RewardModelVersion.objects.create(
+            project_id=run.project_id,
+            version=(latest.version + 1) if latest else 1,
+            parent=parent,
+            checkpoint=str(checkpoint),
+            created_by_run=run,
+            accuracy=on_train.get("accuracy"),
+            heldout_accuracy=on_heldout.get("accuracy"),
+            tie_rate=on_train.get("tie_rate"),
+            metrics={"train": on_train, "heldout": on_heldout, "rankings": len(data)},
+            trained_through_ranking_id=through.pk,
+            trained_through_time=through.created_at,
+            rankings_count=len(data),
+            normalisation={"offset": offset},
+        )
+
+
+# --- child processes ---------------------------------------------------------------------------
+
+EXECUTORS = {TrainingRun.Kind.RM: execute_reward_model_run, TrainingRun.Kind.GENERATE: execute_sampling_run}
+
+
+def supervise_in_child(run_id: int) -> None:
+    """Runs a queued run in a child process (`manage.py execute_run`) and waits for it.
+
+    The child frees its memory (GPU included) when it exits, and a crash in it cannot take the
+    worker down: if it dies without finishing the run, the run is marked failed with its output.
+    """
+    child = subprocess.run(
+        [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)],
+        capture_output=True,
+        text=True,
+    )
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is not None and not run.is_finished:
+        run.log_tail = (child.stdout + child.stderr)[-4000:]
+        run.save(update_fields=["log_tail"])
+        _finish(run, TrainingRun.Status.FAILED, error=f"The training process exited with code {child.returncode}.")

@@ -55,11 +55,11 @@ def test_a_prompt_that_cannot_give_k_distinct_texts_is_left_out(tiny):
 
 
 @pytest.mark.slow
-def test_the_bundled_model_answers_a_prompt(settings):
+def test_the_bundled_model_answers_a_prompt(bundled_store):
     from training.core.loading import load_model
 
-    model, tokenizer = load_model("smollm2-135m-instruct", settings.MODEL_STORE)
+    model, tokenizer = load_model("smollm2-135m-instruct", bundled_store)
     [[first, second]] = sample(model, tokenizer, ["What is 2+2?"], 2, SamplingConfig(max_new_tokens=24, seed=1))
     assert first.text and second.text
     assert tokenizer.pad_token_id != tokenizer.eos_token_id
-    assert (settings.MODEL_STORE / "base" / "smollm2-135m-instruct" / "model.safetensors").exists()
+    assert (bundled_store / "base" / "smollm2-135m-instruct" / "model.safetensors").exists()

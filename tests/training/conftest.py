@@ -18,3 +18,18 @@ def tiny_project(db, tiny_folder):
         project.prompts.create(text=f"Question {n}: what is {n} + {n}?")
     do_register_base_policy(project)
     return project
+
+
+@pytest.fixture
+def ranked_project(tiny_project, labeler):
+    """The tiny project with every prompt sampled and ranked once: the longer completion wins."""
+    from labeling.services import do_assign_next_task, do_submit_ranking
+    from training.services import do_launch_sampling, execute_sampling_run
+
+    execute_sampling_run(do_launch_sampling(tiny_project, prompts=5, enqueue=False).pk)
+    tiny_project.labelers.add(labeler)
+    while (assignment := do_assign_next_task(tiny_project, labeler)) is not None:
+        shown = assignment.task.display_completions()
+        best_first = sorted(shown, key=lambda c: -len(c.text))
+        do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in best_first])
+    return tiny_project

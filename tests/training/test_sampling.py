@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 
 from labeling.models import ComparisonTask
 from tests.factories import ProjectFactory
@@ -85,13 +84,8 @@ def test_the_command_names_an_unknown_project():
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
-def test_a_real_worker_runs_a_queued_sampling_run(tiny_project, settings):
-    db = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        "CELERY_BROKER_URL": settings.CELERY_BROKER_URL,
-    }
+def test_a_real_worker_runs_a_queued_sampling_run(tiny_project, child_env):
+    env = child_env
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "generation", "-P", "solo",
          "-n", f"sampling-{os.getpid()}@%h", "--loglevel", "WARNING"],

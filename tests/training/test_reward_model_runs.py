@@ -1,0 +1,117 @@
+import pytest
+from django.core.management import CommandError, call_command
+
+from labeling.models import Ranking
+from training.models import RewardModelVersion, TrainingRun
+from training.services import (
+    NothingToTrainOn,
+    do_launch_reward_model,
+    execute_reward_model_run,
+    ranked_prompts,
+    supervise_in_child,
+)
+
+pytestmark = pytest.mark.django_db
+
+FAST = {"lr": 1e-3, "final_lr": 1e-4, "max_length": 64, "heldout_fraction": 0.4}
+
+
+@pytest.fixture
+def project(ranked_project):
+    ranked_project.reward_model_config = FAST
+    ranked_project.save(update_fields=["reward_model_config"])
+    return ranked_project
+
+
+def test_rankings_become_ranked_prompts_in_display_order_without_excluded_ones(project):
+    first = Ranking.objects.order_by("id").first()
+    Ranking.objects.filter(pk=first.pk).update(excluded=True)
+    data = ranked_prompts(project, Ranking.objects.order_by("-id").first().pk)
+    assert len(data) == Ranking.objects.count() - 1
+    ranking = Ranking.objects.order_by("id")[1]
+    prompt_id, item = data[0]
+    shown = ranking.task.display_completions()
+    assert prompt_id == ranking.task.prompt_id and item.labeler == "labeler"
+    assert item.completions == [c.text for c in shown]
+    assert [[shown[i].pk for i in group] for group in item.order] == ranking.order
+
+
+def test_a_run_stores_a_normalised_version_with_held_out_metrics(project, settings):
+    run = execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    version = RewardModelVersion.objects.get()
+    assert (version.version, version.parent, version.created_by_run) == (1, None, run)
+    assert version.rankings_count == 5 and version.trained_through_ranking_id == Ranking.objects.last().pk
+    assert version.accuracy is not None and 0 <= version.tie_rate <= 1
+    assert "offset" in version.normalisation
+    assert (settings.MODEL_STORE / version.checkpoint / "reward_head.safetensors").exists()
+    steps = [m for m in run.metrics if "loss" in m]
+    assert steps and all("accuracy" in m and "tie_rate" in m for m in steps)
+    assert run.progress == 1.0
+
+
+def test_the_next_run_warm_starts_from_the_latest_version(project):
+    execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    first, second = RewardModelVersion.objects.order_by("version")
+    assert (second.version, second.parent) == (2, first)
+
+
+def test_a_crash_while_saving_leaves_no_version_and_no_folder(project, settings, monkeypatch):
+    def crash(model, tokenizer, folder):
+        (folder / "config.json").write_text("{}")  # half-written
+        raise OSError("disk full")
+
+    monkeypatch.setattr("training.core.reward_model.save_reward_model", crash)
+    run = execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    assert run.status == TrainingRun.Status.FAILED and "disk full" in run.error
+    assert not RewardModelVersion.objects.exists()
+    folder = settings.MODEL_STORE / "reward_models" / f"project-{project.pk}"
+    assert not folder.exists() or list(folder.iterdir()) == []
+
+
+def test_no_rankings_means_no_run(tiny_project):
+    with pytest.raises(NothingToTrainOn, match="has no rankings"):
+        do_launch_reward_model(tiny_project, enqueue=False)
+    assert not TrainingRun.objects.filter(kind="rm").exists()
+
+
+def test_the_command_trains_with_a_progress_line_and_prints_the_metrics(project, capsys):
+    call_command("train_reward_model", project=project.name, sync=True)
+    out = capsys.readouterr().out
+    assert "100%" in out and "loss=" in out
+    assert "Reward model v1: held-out accuracy" in out and "5 rankings" in out
+
+
+def test_the_command_refuses_a_project_without_rankings(tiny_project):
+    with pytest.raises(CommandError, match="has no rankings"):
+        call_command("train_reward_model", project=tiny_project.name, sync=True)
+
+
+def test_a_bad_override_is_refused_by_the_project_form(tiny_project):
+    from django.core.exceptions import ValidationError
+
+    tiny_project.reward_model_config = {"learning_rate": 1}
+    with pytest.raises(ValidationError, match="learning_rate"):
+        tiny_project.full_clean()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_runs_training_in_a_child_process(project, child_env):
+    run = do_launch_reward_model(project, enqueue=False)
+    supervise_in_child(run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log_tail
+    assert RewardModelVersion.objects.get().created_by_run == run
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_child_that_dies_marks_its_run_failed(project, child_env):
+    run = do_launch_reward_model(project, enqueue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(kind=TrainingRun.Kind.SFT)  # no executor: the child crashes
+    supervise_in_child(run.pk)
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED
+    assert "exited with code 1" in run.error and "KeyError" in run.log_tail

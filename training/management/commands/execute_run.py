@@ -1,0 +1,21 @@
+"""Carries out one queued training run; the training worker starts this as a child process."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from training.models import TrainingRun
+from training.services import EXECUTORS
+
+
+class Command(BaseCommand):
+    help = "Carry out a queued training run by id (the worker runs this in a child process)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("run_id", type=int)
+
+    def handle(self, *args, run_id: int, **options) -> None:
+        run = TrainingRun.objects.filter(pk=run_id).first()
+        if run is None:
+            raise CommandError(f"No training run {run_id}.")
+        finished = EXECUTORS[run.kind](run_id)
+        if finished is not None and finished.status == TrainingRun.Status.FAILED:
+            raise CommandError(f"Run {run_id} failed: {finished.error}")
