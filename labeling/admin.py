@@ -29,7 +29,7 @@ class ProjectAdmin(admin.ModelAdmin):
             {"fields": ["k", "overlap", "eval_ratio", "lease_seconds", "collect_likert", "collect_rationale"]},
         ),
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
-        ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config"]}),
+        ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config", "ppo_config"]}),
     ]
 
     def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:

@@ -44,6 +44,11 @@ class Project(models.Model):
         blank=True,
         help_text='Overrides of the reward-model training defaults, e.g. {"lr": 5e-6, "epochs": 1}.',
     )
+    ppo_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Overrides of the PPO defaults, e.g. {"steps": 40, "kl_coef": 0.03}.',
+    )
     promotion = models.CharField(
         max_length=16,
         choices=Promotion.choices,
@@ -108,18 +113,24 @@ class Project(models.Model):
             check_reference(self.base_model, settings.MODEL_STORE)
         except ModelLoadError as exc:
             raise ValidationError({"base_model": str(exc)}) from None
-        try:
-            self.reward_config()
-        except (TypeError, ValueError) as exc:
-            raise ValidationError({"reward_model_config": str(exc)}) from None
+        for field, build in (("reward_model_config", self.reward_config), ("ppo_config", self.ppo_settings)):
+            try:
+                build()
+            except (TypeError, ValueError) as exc:
+                raise ValidationError({field: str(exc)}) from None
 
     def reward_config(self):
         """The reward-model config: defaults with this project's overrides; TypeError names a bad key."""
         from training.core.config import RewardModelConfig
 
-        if not isinstance(self.reward_model_config, dict):
-            raise ValueError("Reward-model overrides must be a JSON object.")
-        return RewardModelConfig(**self.reward_model_config)
+        return RewardModelConfig(**_overrides(self.reward_model_config))
+
+    def ppo_settings(self, **extra):
+        """The PPO config: defaults, this project's sampling settings, its overrides, then `extra`."""
+        from training.core.config import PPOConfig
+
+        sampling = {"temperature": self.temperature, "top_p": self.top_p}
+        return PPOConfig(**{**sampling, **_overrides(self.ppo_config), **extra})
 
     def sampling_settings(self) -> dict:
         return {
@@ -128,6 +139,12 @@ class Project(models.Model):
             "top_k": self.top_k,
             "max_new_tokens": self.max_new_tokens,
         }
+
+
+def _overrides(value: object) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError('Overrides must be a JSON object, like {"lr": 1e-5}.')
+    return value
 
 
 def text_digest(text: str) -> str:

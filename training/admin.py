@@ -1,6 +1,9 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.services import do_promote_policy
 
 
 @admin.register(PolicyVersion)
@@ -10,6 +13,15 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     search_fields = ["project__name", "checkpoint"]
     list_select_related = ["project", "parent__project", "reward_model__project"]
     raw_id_fields = ["parent", "created_by_run", "reward_model"]
+    actions = ["promote"]
+
+    @admin.action(description="Promote to active (retires the current one)")
+    def promote(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one policy version to promote.", messages.ERROR)
+            return
+        policy = do_promote_policy(queryset.get())
+        self.message_user(request, f"{policy} is now active; the previous active version is retired.")
 
 
 @admin.register(RewardModelVersion)

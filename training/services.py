@@ -327,9 +327,119 @@ def _register_reward_model(run, parent, checkpoint, data, on_train, on_heldout, 
         )
 
 
+# --- PPO ---------------------------------------------------------------------------------------
+
+
+def do_launch_ppo(project: Project, steps: int | None = None, launched_by=None, enqueue: bool = True) -> TrainingRun:
+    """Queues a PPO round of the active policy against the latest reward model (queue `training`)."""
+    from training.tasks import run_in_child
+
+    reward_model = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
+    if reward_model is None:
+        raise NothingToTrainOn(f"Project {project.name!r} has no reward model yet: train one first.")
+    config = project.ppo_settings(**({"steps": steps} if steps else {}))
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            project=project,
+            kind=TrainingRun.Kind.PPO,
+            launched_by=launched_by,
+            config={**asdict(config), "policy_version": active_policy(project).pk, "reward_model": reward_model.pk},
+        )
+        if enqueue:
+            transaction.on_commit(lambda: run_in_child.delay(run.pk))
+    return run
+
+
+def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+    """Trains the policy with PPO against the RM, stores it as a candidate version, and promotes it
+    when the project's rule is automatic. The version row is created after its files are complete."""
+    from training.core.config import PPOConfig
+    from training.core.loading import load_model
+    from training.core.ppo import PPOTrainer, reward_model_scorer
+    from training.core.reward_model import load_reward_model
+
+    run = _start(run_id)
+    if run is None:
+        return None
+    try:
+        project = run.project
+        config = PPOConfig(**{k: v for k, v in run.config.items() if k in PPOConfig.__dataclass_fields__})
+        parent = PolicyVersion.objects.get(pk=run.config["policy_version"])
+        reward_model = RewardModelVersion.objects.get(pk=run.config["reward_model"])
+        policy, tokenizer = load_model(parent.checkpoint, settings.MODEL_STORE)
+        rm, _ = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint)
+        critic, _ = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint)  # initialised from the RM
+        scorer = reward_model_scorer(rm.requires_grad_(False), tokenizer, max_length=512)
+        trainer = PPOTrainer(policy, tokenizer, critic, scorer, config)
+
+        def log_step(figures: dict) -> None:
+            _record_progress(run, 0.95 * figures["step"] / figures["steps"], **figures)
+            if on_progress:
+                on_progress(run)
+
+        trainer.train(list(project.prompts.values_list("text", flat=True)), log=log_step)
+        trained = trainer.trained_policy()
+        checkpoint = Path("policies") / f"project-{project.pk}" / f"run-{run.pk}"
+
+        def write(folder: Path) -> None:
+            trained.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
+
+        write_once(settings.MODEL_STORE / checkpoint, write)
+        version = _register_policy(run, parent, reward_model, checkpoint)
+        if project.promotion == Project.Promotion.AUTOMATIC:
+            do_promote_policy(version)
+        _record_progress(run, 1.0, policy_version=version.version)
+        if on_progress:
+            on_progress(run)
+        _finish(run, TrainingRun.Status.SUCCEEDED)
+    except Exception as exc:
+        log.exception("PPO run %s failed", run_id)
+        run.log_tail = traceback.format_exc()[-4000:]
+        run.save(update_fields=["log_tail"])
+        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+    return run
+
+
+def _register_policy(run, parent, reward_model, checkpoint) -> PolicyVersion:
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=run.project_id)
+        latest = PolicyVersion.objects.filter(project_id=run.project_id).order_by("-version").first()
+        return PolicyVersion.objects.create(
+            project_id=run.project_id,
+            version=latest.version + 1,
+            parent=parent,
+            checkpoint=str(checkpoint),
+            created_by_run=run,
+            reward_model=reward_model,
+            status=PolicyVersion.Status.CANDIDATE,
+        )
+
+
+def do_promote_policy(policy: PolicyVersion) -> PolicyVersion:
+    """Makes `policy` its project's active policy: the previous one is retired, and its open
+    comparison tasks stop being handed out (their rankings stay and keep training the RM)."""
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=policy.project_id)
+        previous = PolicyVersion.objects.filter(project_id=policy.project_id, status=PolicyVersion.Status.ACTIVE)
+        previous = previous.exclude(pk=policy.pk)
+        ComparisonTask.objects.filter(policy_version__in=previous, state=ComparisonTask.State.OPEN).update(
+            state=ComparisonTask.State.RETIRED
+        )
+        previous.update(status=PolicyVersion.Status.RETIRED)
+        policy.status = PolicyVersion.Status.ACTIVE
+        policy.promoted_at = timezone.now()
+        policy.save(update_fields=["status", "promoted_at"])
+    return policy
+
+
 # --- child processes ---------------------------------------------------------------------------
 
-EXECUTORS = {TrainingRun.Kind.RM: execute_reward_model_run, TrainingRun.Kind.GENERATE: execute_sampling_run}
+EXECUTORS = {
+    TrainingRun.Kind.GENERATE: execute_sampling_run,
+    TrainingRun.Kind.RM: execute_reward_model_run,
+    TrainingRun.Kind.PPO: execute_ppo_run,
+}
 
 
 def supervise_in_child(run_id: int) -> None:

@@ -31,3 +31,59 @@ class RewardModelConfig:
     """Seeds the head's initialisation and the order of the batches."""
     dtype: str = "float32"
     """'float32' or 'bfloat16' for the weights and the forward pass."""
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    steps: int = 20
+    """PPO steps in a round; each samples a fresh rollout batch."""
+    batch_prompts: int = 8
+    """Prompts per rollout batch (one completion each)."""
+    minibatch_size: int = 4
+    """Sequences per gradient step within a rollout batch."""
+    ppo_epochs: int = 4
+    """Passes over each rollout batch [4]."""
+    lr: float = 3e-6
+    """Policy learning rate [1e-6 to 1e-5]."""
+    critic_lr: float = 9e-6
+    """Value-model learning rate [~9e-6]."""
+    max_grad_norm: float = 1.0
+    """Gradient-norm clipping, for policy and critic each."""
+    clip_range: float = 0.2
+    """ε of the clipped ratio [0.2]."""
+    clip_range_value: float = 0.2
+    """How far a value may move from its rollout value before its loss is clipped [0.2]."""
+    vf_coef: float = 0.1
+    """Weight of the value loss [0.1]."""
+    gamma: float = 1.0
+    """Discount [1: the episode is one completion]."""
+    lam: float = 0.95
+    """GAE λ [0.95]."""
+    whiten_advantages: bool = True
+    """Advantages to zero mean, unit variance over valid tokens."""
+    kl_coef: float = 0.05
+    """β of the per-token KL penalty when fixed [0.02 to 0.05]; the starting β when adaptive."""
+    adaptive_kl: bool = False
+    """Adapt β towards kl_target (Ziegler et al.) instead of keeping it fixed."""
+    kl_target: float = 6.0
+    """Target KL per completion, in nats, for the adaptive controller [6]."""
+    kl_horizon: int = 10_000
+    """Episodes over which the adaptive controller closes the gap [10k]."""
+    kl_estimator: str = "k1"
+    """'k1' (log-ratio) or 'k3' ((r − 1) − log r) for the per-token penalty."""
+    reward_clip: float = 5.0
+    """The normalised RM score is clipped to ±this [5 to 10]."""
+    missing_eos_penalty: float = -1.0
+    """Added to the score of a completion cut by max_new_tokens without EOS [-1]."""
+    temperature: float = 0.7
+    """Sampling temperature; log-probs are recomputed with logits divided by it [0.7 to 1]."""
+    top_p: float = 1.0
+    """Nucleus sampling mass for rollouts [1: off]."""
+    max_new_tokens: int = 64
+    """Longest rollout completion."""
+    max_prompt_length: int = 256
+    """Longer prompts keep their end."""
+    lora_rank: int = 0
+    """0 trains every weight; > 0 trains LoRA adapters and uses the base with them off as reference."""
+    seed: int = 0
+    """Seeds sampling, prompt order and minibatch order."""

@@ -15,3 +15,46 @@ def bradley_terry_loss(
     margin = scores[winners] - scores[losers]  # (P,)
     pair_loss = -(mu * F.logsigmoid(margin) + (1 - mu) * F.logsigmoid(-margin))  # (P,)
     return (weights * pair_loss).sum()
+
+
+def clipped_policy_loss(
+    logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_range: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PPO's clipped surrogate, averaged over valid tokens; also the clipped fraction.
+
+    (B, T) each -> (loss, clipfrac)
+    """
+    ratio = torch.exp(logprobs - old_logprobs)  # (B, T)
+    pg_loss1 = -advantages * ratio
+    pg_loss2 = -advantages * torch.clamp(ratio, 1 - clip_range, 1 + clip_range)
+    pg_loss = torch.max(pg_loss1, pg_loss2)  # (B, T)
+    clipfrac = ((pg_loss2 > pg_loss1).float() * mask).sum() / mask.sum().clamp(min=1)
+    return (pg_loss * mask).sum() / mask.sum().clamp(min=1), clipfrac
+
+
+def clipped_value_loss(
+    values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor, clip_range: float
+) -> torch.Tensor:
+    """0.5 · max((v − R)², (v_clipped − R)²), v_clipped kept within clip_range of the old value.
+
+    (B, T) each -> scalar, averaged over valid tokens.
+    """
+    v_clipped = old_values + torch.clamp(values - old_values, -clip_range, clip_range)
+    v_loss_unclipped = (values - returns) ** 2
+    v_loss_clipped = (v_clipped - returns) ** 2
+    v_loss = 0.5 * torch.max(v_loss_unclipped, v_loss_clipped)  # (B, T)
+    return (v_loss * mask).sum() / mask.sum().clamp(min=1)
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token KL(π || π_ref) estimate from the sampled tokens' log-probs. (B, T) -> (B, T)
+
+    k1 = log π − log π_ref (unbiased, can be negative per token); k3 = (r − 1) − log r with
+    r = π_ref / π (non-negative, lower variance).
+    """
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    if estimator == "k3":
+        return torch.expm1(-log_ratio) + log_ratio
+    raise ValueError(f"kl_estimator must be 'k1' or 'k3', not {estimator!r}")

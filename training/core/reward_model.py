@@ -47,6 +47,16 @@ class RewardModel(nn.Module):
         picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
         return self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (B,)
 
+    def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int) -> torch.Tensor:
+        """The head read at the `last` positions before each of the final `last` tokens: the value
+        of the state in which each of them was chosen (a critic's use). (B, T), (B, T) -> (B, last)"""
+        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
+        ).last_hidden_state  # (B, T, H)
+        before = hidden[:, -(last + 1) : -1]  # (B, last, H)
+        return self.head(before.to(self.head.weight.dtype)).squeeze(-1)  # (B, last)
+
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Normalised scores: reference completions average 0. (B, T) -> (B,)"""
         return self.forward(input_ids, attention_mask) + self.offset

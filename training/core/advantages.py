@@ -1,0 +1,43 @@
+"""Masked statistics and generalised advantage estimation, as pure tensor functions."""
+
+import torch
+
+
+def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over positions where mask is 1. (B, T), (B, T) -> scalar"""
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def masked_var(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Unbiased variance over masked positions. (B, T), (B, T) -> scalar"""
+    mean = masked_mean(values, mask)
+    count = mask.sum()
+    return ((values - mean) ** 2 * mask).sum() / (count - 1).clamp(min=1)
+
+
+def masked_whiten(values: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """Zero mean, unit variance over masked positions; padding is ignored and left as it was scaled.
+    (B, T), (B, T) -> (B, T)"""
+    mean, var = masked_mean(values, mask), masked_var(values, mask)
+    whitened = (values - mean) * torch.rsqrt(var + 1e-8)
+    return whitened if shift_mean else whitened + mean
+
+
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over each row's valid (mask = 1, left-aligned) tokens.
+
+    rewards, values, mask: (B, T) -> advantages, returns: (B, T). The value after a row's last
+    valid token is 0 (the episode ends there); padded positions get 0 advantage.
+    """
+    batch, steps = rewards.shape
+    advantages = torch.zeros_like(rewards)
+    lastgaelam = torch.zeros(batch, dtype=rewards.dtype, device=rewards.device)  # (B,)
+    for t in reversed(range(steps)):
+        next_values = values[:, t + 1] * mask[:, t + 1] if t + 1 < steps else torch.zeros_like(lastgaelam)
+        delta = rewards[:, t] + gamma * next_values - values[:, t]  # (B,)
+        lastgaelam = delta + gamma * lam * lastgaelam * (mask[:, t + 1] if t + 1 < steps else 0)
+        advantages[:, t] = lastgaelam * mask[:, t]
+    returns = advantages + values
+    return advantages, returns

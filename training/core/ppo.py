@@ -1,0 +1,274 @@
+"""PPO for a language model: the prompt is the state, the completion the action (a bandit at the
+RL level, with a token-level KL penalty and value function inside it), as in InstructGPT."""
+
+import copy
+import random
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from training.core.advantages import compute_gae, masked_mean, masked_var, masked_whiten
+from training.core.config import PPOConfig
+from training.core.data import encode
+from training.core.generation import format_prompt
+from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
+from training.core.reward_model import RewardModel
+
+Scorer = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, completions) -> (B,) scores
+Log = Callable[[dict], None]
+
+
+@dataclass
+class Rollout:
+    input_ids: torch.Tensor  # (B, P + T) left-padded prompt, then the response padded after EOS
+    attention_mask: torch.Tensor  # (B, P + T) 1 on prompt tokens and response tokens up to EOS
+    response: torch.Tensor  # (B, T)
+    response_mask: torch.Tensor  # (B, T) 1 up to and including EOS
+    logprobs: torch.Tensor  # (B, T) of the sampling policy, logits / temperature
+    ref_logprobs: torch.Tensor  # (B, T)
+    values: torch.Tensor  # (B, T)
+    scores: torch.Tensor  # (B,) RM score after clipping and the missing-EOS penalty
+    has_eos: torch.Tensor  # (B,) bool
+
+
+def response_mask_of(response: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """1 on tokens up to and including the first EOS, and whether there was one. (B, T) -> (B, T), (B,)"""
+    is_eos = torch.isin(response, torch.tensor(eos_ids, device=response.device)).long()  # (B, T)
+    ended_before = (is_eos.cumsum(dim=1) - is_eos) > 0  # (B, T) an EOS came earlier
+    return (~ended_before).long(), is_eos.any(dim=1)
+
+
+def last_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of each row's last 1 in a left-aligned mask. (B, T) -> (B,)"""
+    return (mask.sum(dim=1) - 1).clamp(min=0).long()
+
+
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """−β·KL at every response token, plus the score on the last real token (the EOS itself).
+
+    scores: (B,); kl, mask: (B, T) -> (B, T)
+    """
+    rewards = -beta * kl * mask  # (B, T)
+    rows = torch.arange(rewards.shape[0], device=rewards.device)
+    rewards[rows, last_index(mask)] += scores
+    return rewards
+
+
+def adaptive_beta(beta: float, kl: float, episodes: int, config: PPOConfig) -> float:
+    """Ziegler et al.'s proportional controller: β grows when KL is above target, shrinks below."""
+    error = max(-0.2, min(0.2, kl / config.kl_target - 1))
+    return beta * (1 + error * episodes / config.kl_horizon)
+
+
+def response_logprobs(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    response: torch.Tensor,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs (and entropy) of the response tokens with logits / temperature, computing logits only
+    for the response positions. (B, P + T), (B, P + T), (B, T) -> (B, T), (B, T)"""
+    steps = response.shape[1]
+    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, P + T)
+    logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=steps + 1
+    ).logits[:, :-1]  # (B, T, V): position P - 1 + t predicts response token t
+    logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, T, V)
+    picked = logp.gather(-1, response.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    entropy = -(logp.exp() * logp).sum(dim=-1)  # (B, T)
+    return picked, entropy
+
+
+def reward_model_scorer(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Scorer:
+    """Scores completions with a reward model (normalised), re-encoded exactly as in RM training."""
+
+    @torch.no_grad()
+    def score(prompts: list[str], completions: list[str]) -> torch.Tensor:
+        rows = [encode(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
+        longest = max(len(r) for r in rows)
+        ids = torch.full((len(rows), longest), tokenizer.pad_token_id, dtype=torch.long)  # (B, L)
+        mask = torch.zeros_like(ids)  # (B, L)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = torch.tensor(row)
+            mask[i, : len(row)] = 1
+        device = rm.head.weight.device
+        return rm.score(ids.to(device), mask.to(device)).float()
+
+    return score
+
+
+class PPOTrainer:
+    """One readable loop (`step`) over rollout batches; models are prepared with accelerate."""
+
+    def __init__(
+        self,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        critic: RewardModel,
+        score: Scorer,
+        config: PPOConfig,
+        accelerator: Accelerator | None = None,
+    ):
+        self.config, self.tokenizer, self.score = config, tokenizer, score
+        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        if config.lora_rank > 0:
+            from peft import LoraConfig, get_peft_model
+
+            lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear")
+            policy = get_peft_model(policy, lora)
+            self.reference = None  # the same weights with the adapter disabled
+        else:
+            self.reference = copy.deepcopy(policy).requires_grad_(False).eval().to(self.accelerator.device)
+        policy_opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr)
+        critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr)
+        self.policy, self.critic, self.policy_opt, self.critic_opt = self.accelerator.prepare(
+            policy, critic, policy_opt, critic_opt
+        )
+        self.policy.eval()  # dropout off: sampling and recomputation must see the same model
+        self.critic.eval()
+        self.beta = config.kl_coef
+        stop = self.unwrapped_policy.generation_config.eos_token_id
+        self.eos_ids = sorted({*(stop if isinstance(stop, list) else [stop]), tokenizer.eos_token_id} - {None})
+        self.generator = torch.Generator().manual_seed(config.seed)
+
+    @property
+    def unwrapped_policy(self) -> PreTrainedModel:
+        return self.accelerator.unwrap_model(self.policy)
+
+    def _reference_context(self) -> AbstractContextManager:
+        return self.unwrapped_policy.disable_adapter() if self.reference is None else nullcontext()
+
+    @torch.no_grad()
+    def rollout(self, prompts: list[str]) -> Rollout:
+        config, tokenizer, device = self.config, self.tokenizer, self.accelerator.device
+        # 1) rollout: sample one completion per prompt, cut after the first EOS
+        texts = [format_prompt(tokenizer, p) for p in prompts]
+        query = tokenizer(
+            texts, return_tensors="pt", padding=True, truncation=True, max_length=config.max_prompt_length,
+            add_special_tokens=not tokenizer.chat_template,
+        ).to(device)  # fmt: skip
+        sequences = self.unwrapped_policy.generate(
+            **query, do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
+            max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+        )  # fmt: skip  # (B, P + T)
+        response = sequences[:, query["input_ids"].shape[1] :]  # (B, T)
+        response_mask, has_eos = response_mask_of(response, self.eos_ids)
+        response = torch.where(response_mask.bool(), response, tokenizer.pad_token_id)
+        input_ids = torch.cat([query["input_ids"], response], dim=1)  # (B, P + T)
+        attention_mask = torch.cat([query["attention_mask"], response_mask], dim=1)  # (B, P + T)
+        # 2) score with the reward model (normalised), clipped; a completion without EOS is penalised
+        completions = [
+            tokenizer.decode(r[m.bool()], skip_special_tokens=True).strip()
+            for r, m in zip(response, response_mask, strict=True)
+        ]
+        scores = self.score(prompts, completions).to(device).clamp(-config.reward_clip, config.reward_clip)
+        scores = scores + (~has_eos).float() * config.missing_eos_penalty
+        # 3) log-probs of the policy and the reference, once per rollout; values from the critic
+        logprobs, _ = response_logprobs(self.policy, input_ids, attention_mask, response, config.temperature)
+        with self._reference_context():
+            reference = self.reference if self.reference is not None else self.policy
+            ref_logprobs, _ = response_logprobs(reference, input_ids, attention_mask, response, config.temperature)
+        values = self.accelerator.unwrap_model(self.critic).token_values(input_ids, attention_mask, response.shape[1])
+        return Rollout(
+            input_ids,
+            attention_mask,
+            response,
+            response_mask,
+            logprobs,
+            ref_logprobs,
+            values.float() * response_mask,
+            scores,
+            has_eos,
+        )
+
+    def step(self, prompts: list[str]) -> dict:
+        config = self.config
+        batch = self.rollout(prompts)
+        mask = batch.response_mask.float()  # (B, T)
+        # 3) per-token KL penalty against the reference, the score on the EOS token
+        kl = kl_penalty(batch.logprobs, batch.ref_logprobs, config.kl_estimator) * mask  # (B, T)
+        rewards = token_rewards(batch.scores, kl, mask, self.beta)
+        # 4) GAE over valid tokens, advantages whitened over them
+        advantages, returns = compute_gae(rewards, batch.values, mask, config.gamma, config.lam)
+        if config.whiten_advantages:
+            advantages = masked_whiten(advantages, mask) * mask
+        # 5) several epochs of minibatch updates: clipped ratio, clipped value loss, grad clipping
+        stats: list[dict] = []
+        for _ in range(config.ppo_epochs):
+            order = torch.randperm(len(prompts), generator=self.generator)
+            for start in range(0, len(prompts), config.minibatch_size):
+                rows = order[start : start + config.minibatch_size]
+                stats.append(self._update(batch, rows, advantages, returns))
+        kl_per_completion = float(kl_penalty(batch.logprobs, batch.ref_logprobs, "k1").mul(mask).sum(1).mean())
+        explained = 1 - masked_var(returns - batch.values, mask) / masked_var(returns, mask).clamp(min=1e-8)
+        figures = {
+            "score": float(batch.scores.mean()),
+            "kl": kl_per_completion,
+            "beta": self.beta,
+            "reward": float(rewards.sum(1).mean()),
+            "approx_kl": _mean(stats, "approx_kl"),
+            "clipfrac": _mean(stats, "clipfrac"),
+            "entropy": _mean(stats, "entropy"),
+            "policy_loss": _mean(stats, "policy_loss"),
+            "value_loss": _mean(stats, "value_loss"),
+            "explained_variance": float(explained),
+            "eos_rate": float(batch.has_eos.float().mean()),
+            "mean_length": float(mask.sum(1).mean()),
+        }
+        if config.adaptive_kl:
+            self.beta = adaptive_beta(self.beta, kl_per_completion, len(prompts), config)
+        return figures
+
+    def _update(self, batch: Rollout, rows: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+        config, mask = self.config, batch.response_mask[rows].float()
+        input_ids, attention_mask, response = batch.input_ids[rows], batch.attention_mask[rows], batch.response[rows]
+        logprobs, entropy = response_logprobs(self.policy, input_ids, attention_mask, response, config.temperature)
+        values = self.accelerator.unwrap_model(self.critic).token_values(input_ids, attention_mask, response.shape[1])
+        pg_loss, clipfrac = clipped_policy_loss(
+            logprobs, batch.logprobs[rows], advantages[rows], mask, config.clip_range
+        )
+        v_loss = clipped_value_loss(values.float(), batch.values[rows], returns[rows], mask, config.clip_range_value)
+        loss = pg_loss + config.vf_coef * v_loss
+        self.policy_opt.zero_grad()
+        self.critic_opt.zero_grad()
+        self.accelerator.backward(loss)
+        self.accelerator.clip_grad_norm_(self.policy.parameters(), config.max_grad_norm)
+        self.accelerator.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)
+        self.policy_opt.step()
+        self.critic_opt.step()
+        log_ratio = (logprobs - batch.logprobs[rows]).detach()
+        return {
+            "policy_loss": float(pg_loss.detach()),
+            "value_loss": float(v_loss.detach()),
+            "clipfrac": float(clipfrac),
+            "approx_kl": float(masked_mean(0.5 * log_ratio**2, mask)),
+            "entropy": float(masked_mean(entropy.detach(), mask)),
+        }
+
+    def train(self, prompts: list[str], log: Log | None = None) -> list[dict]:
+        """`config.steps` PPO steps over prompts drawn in a seeded shuffled order."""
+        order, history = random.Random(self.config.seed), []
+        pool: list[str] = []
+        for step in range(1, self.config.steps + 1):
+            if len(pool) < self.config.batch_prompts:
+                pool += order.sample(prompts, len(prompts))
+            batch, pool = pool[: self.config.batch_prompts], pool[self.config.batch_prompts :]
+            figures = {"step": step, "steps": self.config.steps, **self.step(batch)}
+            history.append(figures)
+            if log:
+                log(figures)
+        return history
+
+    def trained_policy(self) -> PreTrainedModel:
+        """The policy with any LoRA adapter merged in, ready for save_pretrained."""
+        policy = self.unwrapped_policy
+        return policy.merge_and_unload() if self.reference is None else policy
+
+
+def _mean(stats: list[dict], key: str) -> float:
+    return sum(s[key] for s in stats) / len(stats)
