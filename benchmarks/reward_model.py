@@ -46,7 +46,8 @@ def load(path: Path) -> list[RankedPrompt]:
 def ours(model_dir: Path, data: list[RankedPrompt]) -> dict:
     config = RewardModelConfig(max_length=MAX_LENGTH, batch_prompts=8, epochs=1, dtype="float32")
     model, tokenizer = new_reward_model(str(model_dir), model_dir.parent, config)
-    tokens = sum(int(collate([item], tokenizer, MAX_LENGTH, "drop").attention_mask.sum()) for item in data)
+    batches = [collate([item], tokenizer, MAX_LENGTH, "drop") for item in data]
+    tokens = sum(int(b.prompt_mask.sum() + b.completion_mask.sum()) for b in batches)  # computed, not padding
     matmul_params = sum(p.numel() for name, p in model.named_parameters() if "embed" not in name)
     started = time.perf_counter()
     train_reward_model(model, tokenizer, data, config)

@@ -67,11 +67,7 @@ def test_the_k_way_batched_loss_equals_the_mean_of_per_pair_losses_from_separate
     batch = collate(items, tokenizer, max_length=64, tie_mode="drop")
     with torch.no_grad():
         batched = (
-            float(
-                bradley_terry_loss(
-                    model(batch.input_ids, batch.attention_mask), batch.winners, batch.losers, batch.weights, batch.mu
-                )
-            )
+            float(bradley_terry_loss(model.forward_batch(batch), batch.winners, batch.losers, batch.weights, batch.mu))
             / 2
         )
         per_prompt = []
@@ -89,7 +85,8 @@ def test_the_k_way_batched_loss_equals_the_mean_of_per_pair_losses_from_separate
             k = len(item.completions)
             per_prompt.append(sum(losses) / (k * (k - 1) / 2))
     assert batched == pytest.approx(sum(per_prompt) / 2, abs=1e-5)
-    assert batch.input_ids.shape[0] == 7  # one row per completion, not two per pair
+    assert batch.completion_ids.shape[0] == 7  # one row per completion, not two per pair
+    assert batch.prompt_ids.shape[0] == 2  # and each prompt once
 
 
 def synthetic(n: int, seed: int) -> list[RankedPrompt]:

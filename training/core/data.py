@@ -43,9 +43,14 @@ def count_pairs(order: list[list[int]]) -> tuple[int, int]:
 
 @dataclass
 class RewardBatch:
-    input_ids: torch.Tensor  # (N, T) every completion of every prompt, right-padded
-    attention_mask: torch.Tensor  # (N, T)
-    winners: torch.Tensor  # (P,) row in input_ids of each pair's winner
+    """A batch of ranked prompts: each prompt once, its completions after it, and the pair index."""
+
+    prompt_ids: torch.Tensor  # (G, P) one row per prompt, left-padded
+    prompt_mask: torch.Tensor  # (G, P)
+    completion_ids: torch.Tensor  # (N, C) every completion of every prompt (+ EOS), right-padded
+    completion_mask: torch.Tensor  # (N, C)
+    group: torch.Tensor  # (N,) the prompt row of each completion
+    winners: torch.Tensor  # (P,) completion row of each pair's winner
     losers: torch.Tensor  # (P,)
     weights: torch.Tensor  # (P,) 1 / C(K,2) of the pair's prompt
     mu: torch.Tensor  # (P,) target probability that the winner wins
@@ -53,26 +58,55 @@ class RewardBatch:
     n_prompts: int
 
     def to(self, device: str | torch.device) -> "RewardBatch":
-        for name in ("input_ids", "attention_mask", "winners", "losers", "weights", "mu", "pair_prompt"):
-            setattr(self, name, getattr(self, name).to(device))
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
         return self
 
 
+def encode_parts(
+    tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, max_length: int
+) -> tuple[list[int], list[int]]:
+    """(chat-formatted prompt ids, completion ids + EOS); a completion longer than max_length - 1 is cut."""
+    prompt_ids = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=not tokenizer.chat_template)[
+        "input_ids"
+    ]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"][: max_length - 1]
+    return prompt_ids, [*completion_ids, tokenizer.eos_token_id]
+
+
 def encode(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, max_length: int) -> list[int]:
-    """Chat-formatted prompt + completion + EOS; an over-long one keeps its end (the EOS is read)."""
-    prompt_text = format_prompt(tokenizer, prompt)
-    ids = tokenizer(prompt_text + completion, add_special_tokens=not tokenizer.chat_template)["input_ids"]
-    return [*ids, tokenizer.eos_token_id][-max_length:]
+    """Prompt + completion + EOS as one sequence; an over-long one loses the start of its prompt."""
+    prompt_ids, completion_ids = encode_parts(tokenizer, prompt, completion, max_length)
+    return [*prompt_ids, *completion_ids][-max_length:]
+
+
+def _padded(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    longest = max(len(r) for r in rows)
+    ids = torch.full((len(rows), longest), pad, dtype=torch.long)  # (R, L)
+    mask = torch.zeros((len(rows), longest), dtype=torch.long)  # (R, L)
+    for i, row in enumerate(rows):
+        span = slice(longest - len(row), longest) if left else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
 
 
 def collate(
     items: list[RankedPrompt], tokenizer: PreTrainedTokenizerBase, max_length: int, tie_mode: str
 ) -> RewardBatch:
-    rows: list[list[int]] = []
-    winners, losers, weights, mu, pair_prompt = [], [], [], [], []
+    """Each prompt is encoded once and shared by its K completions (the model reuses its keys and
+    values), so a ranked prompt costs one prompt plus K completions of compute."""
+    prompts: list[list[int]] = []
+    completions: list[list[int]] = []
+    group, winners, losers, weights, mu, pair_prompt = [], [], [], [], [], []
     for p, item in enumerate(items):
-        offset = len(rows)
-        rows += [encode(tokenizer, item.prompt, c, max_length) for c in item.completions]
+        offset = len(completions)
+        parts = [encode_parts(tokenizer, item.prompt, c, max_length) for c in item.completions]
+        longest = max(len(c) for _, c in parts)
+        prompts.append(parts[0][0][-max(1, max_length - longest) :])  # a long group cuts its prompt's start
+        completions += [c for _, c in parts]
+        group += [p] * len(parts)
         total, _ = count_pairs(item.order)
         for w, loser, target in ranked_pairs(item.order, tie_mode):
             winners.append(offset + w)
@@ -80,15 +114,14 @@ def collate(
             weights.append(1.0 / total)
             mu.append(target)
             pair_prompt.append(p)
-    longest = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), longest), tokenizer.pad_token_id, dtype=torch.long)  # (N, T)
-    attention_mask = torch.zeros((len(rows), longest), dtype=torch.long)  # (N, T)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention_mask[i, : len(row)] = 1
+    prompt_ids, prompt_mask = _padded(prompts, tokenizer.pad_token_id, left=True)
+    completion_ids, completion_mask = _padded(completions, tokenizer.pad_token_id, left=False)
     return RewardBatch(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
+        prompt_ids=prompt_ids,
+        prompt_mask=prompt_mask,
+        completion_ids=completion_ids,
+        completion_mask=completion_mask,
+        group=torch.tensor(group, dtype=torch.long),
         winners=torch.tensor(winners, dtype=torch.long),
         losers=torch.tensor(losers, dtype=torch.long),
         weights=torch.tensor(weights),

@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.config import RewardModelConfig
-from training.core.data import RankedPrompt, collate, count_pairs, encode
+from training.core.data import RankedPrompt, RewardBatch, collate, count_pairs, encode
 from training.core.loading import prepare_tokenizer, resolve
 from training.core.losses import bradley_terry_loss
 
@@ -46,6 +46,26 @@ class RewardModel(nn.Module):
         last = last_token_index(attention_mask)  # (B,)
         picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
         return self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (B,)
+
+    def forward_batch(self, batch: RewardBatch) -> torch.Tensor:
+        """Raw scores of a collated batch: each prompt is forwarded once and its keys and values
+        are shared by its completions. -> (N,)"""
+        prompt_positions = (batch.prompt_mask.cumsum(dim=1) - 1).clamp(min=0)  # (G, P)
+        cache = self.backbone(
+            input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_positions, use_cache=True
+        ).past_key_values
+        cache.batch_select_indices(batch.group)  # (G, ...) -> (N, ...): one copy per completion
+        prompt_lengths = batch.prompt_mask.sum(dim=1)[batch.group]  # (N,)
+        steps = torch.arange(batch.completion_ids.shape[1], device=prompt_lengths.device)  # (C,)
+        hidden = self.backbone(
+            input_ids=batch.completion_ids,
+            attention_mask=torch.cat([batch.prompt_mask[batch.group], batch.completion_mask], dim=1),  # (N, P + C)
+            position_ids=prompt_lengths[:, None] + steps,  # (N, C)
+            past_key_values=cache,
+        ).last_hidden_state  # (N, C, H)
+        last = last_token_index(batch.completion_mask)  # (N,)
+        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
+        return self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (N,)
 
     def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int) -> torch.Tensor:
         """The head read at the `last` positions before each of the final `last` tokens: the value
@@ -130,7 +150,7 @@ def train_reward_model(
             batch = collate(items, tokenizer, config.max_length, config.tie_mode).to(device)
             for group in optimiser.param_groups:
                 group["lr"] = _lr_at(step, total, config)
-            scores = model(batch.input_ids, batch.attention_mask)  # (N,)
+            scores = model.forward_batch(batch)  # (N,)
             loss = bradley_terry_loss(scores, batch.winners, batch.losers, batch.weights, batch.mu) / batch.n_prompts
             optimiser.zero_grad()
             loss.backward()
@@ -170,7 +190,7 @@ def evaluate(
     for start in range(0, len(data), config.batch_prompts):
         items = data[start : start + config.batch_prompts]
         batch = collate(items, tokenizer, config.max_length, config.tie_mode).to(device)
-        scores = model(batch.input_ids, batch.attention_mask)
+        scores = model.forward_batch(batch)
         loss_sum += float(bradley_terry_loss(scores, batch.winners, batch.losers, batch.weights, batch.mu))
         won = (scores[batch.winners] > scores[batch.losers]) & (batch.mu == 1.0)  # (P,)
         for p, item in enumerate(items):
