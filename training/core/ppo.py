@@ -3,6 +3,7 @@ RL level, with a token-level KL penalty and value function inside it), as in Ins
 
 import copy
 import random
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class Rollout:
     values: torch.Tensor  # (B, T)
     scores: torch.Tensor  # (B,) RM score after clipping and the missing-EOS penalty
     has_eos: torch.Tensor  # (B,) bool
+    seconds_generating: float
 
 
 def response_mask_of(response: torch.Tensor, eos_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -152,10 +154,12 @@ class PPOTrainer:
             texts, return_tensors="pt", padding=True, truncation=True, max_length=config.max_prompt_length,
             add_special_tokens=not tokenizer.chat_template,
         ).to(device)  # fmt: skip
+        started = time.perf_counter()
         sequences = self.unwrapped_policy.generate(
             **query, do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
             max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=self.eos_ids,
         )  # fmt: skip  # (B, P + T)
+        seconds_generating = time.perf_counter() - started
         response = sequences[:, query["input_ids"].shape[1] :]  # (B, T)
         response_mask, has_eos = response_mask_of(response, self.eos_ids)
         response = torch.where(response_mask.bool(), response, tokenizer.pad_token_id)
@@ -184,11 +188,14 @@ class PPOTrainer:
             values.float() * response_mask,
             scores,
             has_eos,
+            seconds_generating,
         )
 
     def step(self, prompts: list[str]) -> dict:
         config = self.config
+        started = time.perf_counter()
         batch = self.rollout(prompts)
+        rolled_out = time.perf_counter()
         mask = batch.response_mask.float()  # (B, T)
         # 3) per-token KL penalty against the reference, the score on the EOS token
         kl = kl_penalty(batch.logprobs, batch.ref_logprobs, config.kl_estimator) * mask  # (B, T)
@@ -204,6 +211,7 @@ class PPOTrainer:
             for start in range(0, len(prompts), config.minibatch_size):
                 rows = order[start : start + config.minibatch_size]
                 stats.append(self._update(batch, rows, advantages, returns))
+        trained = time.perf_counter()
         kl_per_completion = float(kl_penalty(batch.logprobs, batch.ref_logprobs, "k1").mul(mask).sum(1).mean())
         explained = 1 - masked_var(returns - batch.values, mask) / masked_var(returns, mask).clamp(min=1e-8)
         figures = {
@@ -219,6 +227,9 @@ class PPOTrainer:
             "explained_variance": float(explained),
             "eos_rate": float(batch.has_eos.float().mean()),
             "mean_length": float(mask.sum(1).mean()),
+            "time_generate": batch.seconds_generating,
+            "time_score": rolled_out - started - batch.seconds_generating,
+            "time_train": trained - rolled_out,
         }
         if config.adaptive_kl:
             self.beta = adaptive_beta(self.beta, kl_per_completion, len(prompts), config)
