@@ -104,8 +104,9 @@ PROMPTS = [f"Say something {n}" for n in range(16)]
 def test_kl_is_zero_when_the_policy_is_the_reference(tiny_folder):
     trainer = trainer_for(tiny_folder, PPOConfig(batch_prompts=4, max_new_tokens=8))
     batch = trainer.rollout(PROMPTS[:4])
-    assert torch.allclose(batch.logprobs, batch.ref_logprobs)
-    assert float(kl_penalty(batch.logprobs, batch.ref_logprobs, "k1").abs().max()) == 0.0
+    # The sampler's log-probs come from generation (KV cache); the reference's from one full forward.
+    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, "k1") * batch.response_mask
+    assert float(kl.abs().max()) < 1e-4
 
 
 def test_a_completion_without_eos_gets_the_penalty(tiny_folder):
@@ -154,8 +155,9 @@ def test_ppo_raises_a_synthetic_reward_with_finite_kl_and_changes_every_paramete
 
 def test_the_same_seed_gives_the_same_first_step(tiny_folder):
     config = PPOConfig(steps=1, batch_prompts=4, minibatch_size=2, ppo_epochs=1, max_new_tokens=8, seed=5)
-    first = trainer_for(tiny_folder, config).train(PROMPTS)[0]
-    again = trainer_for(tiny_folder, config).train(PROMPTS)[0]
+    metrics = lambda h: {k: v for k, v in h.items() if not k.startswith("time_")}  # noqa: E731
+    first = metrics(trainer_for(tiny_folder, config).train(PROMPTS)[0])
+    again = metrics(trainer_for(tiny_folder, config).train(PROMPTS)[0])
     assert first == pytest.approx(again)
 
 
@@ -163,7 +165,8 @@ def test_with_lora_the_reference_is_the_base_with_the_adapter_off(tiny_folder):
     config = PPOConfig(steps=3, batch_prompts=4, minibatch_size=2, max_new_tokens=8, lr=1e-2, lora_rank=4)
     trainer = trainer_for(tiny_folder, config)
     batch = trainer.rollout(PROMPTS[:4])
-    assert torch.allclose(batch.logprobs, batch.ref_logprobs)  # LoRA starts as a no-op
+    kl = kl_penalty(batch.logprobs, batch.ref_logprobs, "k1") * batch.response_mask
+    assert float(kl.abs().max()) < 1e-4  # LoRA starts as a no-op
     history = trainer.train(PROMPTS)
     assert history[-1]["kl"] != 0.0
     merged = trainer.trained_policy()

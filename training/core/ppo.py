@@ -126,8 +126,9 @@ class PPOTrainer:
             self.reference = None  # the same weights with the adapter disabled
         else:
             self.reference = copy.deepcopy(policy).requires_grad_(False).eval().to(self.accelerator.device)
-        policy_opt = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=config.lr)
-        critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr)
+        trainable = [p for p in policy.parameters() if p.requires_grad]
+        policy_opt = torch.optim.AdamW(trainable, lr=config.lr, fused=True)
+        critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr, fused=True)
         self.policy, self.critic, self.policy_opt, self.critic_opt = self.accelerator.prepare(
             policy, critic, policy_opt, critic_opt
         )
@@ -155,12 +156,13 @@ class PPOTrainer:
             add_special_tokens=not tokenizer.chat_template,
         ).to(device)  # fmt: skip
         started = time.perf_counter()
-        sequences = self.unwrapped_policy.generate(
+        generated = self.unwrapped_policy.generate(
             **query, do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
             max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=self.eos_ids,
-        )  # fmt: skip  # (B, P + T)
+            output_logits=True, return_dict_in_generate=True,
+        )  # fmt: skip
         seconds_generating = time.perf_counter() - started
-        response = sequences[:, query["input_ids"].shape[1] :]  # (B, T)
+        response = generated.sequences[:, query["input_ids"].shape[1] :]  # (B, T)
         response_mask, has_eos = response_mask_of(response, self.eos_ids)
         response = torch.where(response_mask.bool(), response, tokenizer.pad_token_id)
         input_ids = torch.cat([query["input_ids"], response], dim=1)  # (B, P + T)
@@ -172,8 +174,10 @@ class PPOTrainer:
         ]
         scores = self.score(prompts, completions).to(device).clamp(-config.reward_clip, config.reward_clip)
         scores = scores + (~has_eos).float() * config.missing_eos_penalty
-        # 3) log-probs of the policy and the reference, once per rollout; values from the critic
-        logprobs, _ = response_logprobs(self.policy, input_ids, attention_mask, response, config.temperature)
+        # 3) log-probs of the sampler (its raw logits / temperature: no second policy forward) and of
+        #    the reference, once per rollout; values from the critic
+        logits = torch.stack(generated.logits, dim=1).float()  # (B, T, V)
+        logprobs = torch.log_softmax(logits / config.temperature, dim=-1).gather(-1, response.unsqueeze(-1)).squeeze(-1)
         with self._reference_context():
             reference = self.reference if self.reference is not None else self.policy
             ref_logprobs, _ = response_logprobs(reference, input_ids, attention_mask, response, config.temperature)

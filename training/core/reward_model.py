@@ -139,7 +139,7 @@ def train_reward_model(
     Dropout stays off (eval mode) so the scores trained on are the scores used.
     """
     model.to(device).eval()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     order = list(range(len(data)))
     steps_per_epoch = math.ceil(len(data) / config.batch_prompts)
     total, step, figures = steps_per_epoch * config.epochs, 0, {}
