@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -95,6 +96,11 @@ def do_launch_sampling(
         if enqueue:
             transaction.on_commit(lambda: run_sampling.delay(run.pk))
     return run
+
+
+def checkpoint_name(run: TrainingRun) -> str:
+    """Unique even if the database is recreated beside an old model store (run ids start again)."""
+    return f"run-{run.pk}-{uuid.uuid4().hex[:8]}"
 
 
 def _record_progress(run: TrainingRun, progress: float, **metrics) -> None:
@@ -290,7 +296,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         on_train = evaluate(model, tokenizer, train, config)
         on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
         offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
-        checkpoint = Path("reward_models") / f"project-{project.pk}" / f"run-{run.pk}"
+        checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
         write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
         version = _register_reward_model(run, parent, checkpoint, data, on_train, on_heldout, offset)
         _record_progress(run, 1.0, reward_model_version=version.version, heldout_accuracy=on_heldout.get("accuracy"))
@@ -379,7 +385,7 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
 
         trainer.train(list(project.prompts.values_list("text", flat=True)), log=log_step)
         trained = trainer.trained_policy()
-        checkpoint = Path("policies") / f"project-{project.pk}" / f"run-{run.pk}"
+        checkpoint = Path("policies") / f"project-{project.pk}" / checkpoint_name(run)
 
         def write(folder: Path) -> None:
             trained.save_pretrained(folder)
