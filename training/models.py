@@ -39,6 +39,7 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     celery_task_id = models.CharField(max_length=255, blank=True)
+    child_pid = models.PositiveIntegerField(null=True, blank=True, help_text="The training process, while it runs.")
     launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -5,11 +5,7 @@ carried out by `execute_*` (in the worker, or in-process for `--sync` commands).
 """
 
 import logging
-import subprocess
-import sys
 import time
-import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -21,9 +17,19 @@ from django.utils import timezone
 
 from labeling.models import ComparisonTask, Completion, Demonstration, Project, Prompt, Ranking, TaskCompletion
 from labeling.services import do_create_comparison_tasks
+from training import runs
 from training.core.checkpoints import write_once
 from training.core.data import RankedPrompt
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.runs import (
+    RunCancelled,
+    check_still_running,
+    checkpoint_name,
+    fail_run,
+    finish_run,
+    record_progress,
+    start_run,
+)
 
 log = logging.getLogger(__name__)
 PROMPTS_PER_STEP = 8  # tasks appear (and progress moves) after each step of this many prompts
@@ -94,41 +100,8 @@ def do_launch_sampling(
         run.config["seed"] = run.pk
         run.save(update_fields=["config"])
         if enqueue:
-            transaction.on_commit(lambda: run_sampling.delay(run.pk))
+            runs.enqueue(run, run_sampling)
     return run
-
-
-def checkpoint_name(run: TrainingRun) -> str:
-    """Unique even if the database is recreated beside an old model store (run ids start again)."""
-    return f"run-{run.pk}-{uuid.uuid4().hex[:8]}"
-
-
-def _record_progress(run: TrainingRun, progress: float, **metrics) -> None:
-    run.progress = min(1.0, progress)
-    run.heartbeat_at = timezone.now()
-    run.metrics = [*run.metrics, {"time": run.heartbeat_at.isoformat(), **metrics}]
-    run.save(update_fields=["progress", "heartbeat_at", "metrics"])
-
-
-def _start(run_id: int) -> TrainingRun | None:
-    """Marks a queued run as running; None if it is gone or was already taken."""
-    with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status != TrainingRun.Status.QUEUED:
-            return None
-        run.status = TrainingRun.Status.RUNNING
-        run.started_at = run.heartbeat_at = timezone.now()
-        run.save(update_fields=["status", "started_at", "heartbeat_at"])
-    return run
-
-
-def _finish(run: TrainingRun, status: str, error: str = "") -> None:
-    run.status = status
-    run.error = error
-    run.finished_at = timezone.now()
-    if status == TrainingRun.Status.SUCCEEDED:
-        run.progress = 1.0
-    run.save(update_fields=["status", "error", "finished_at", "progress"])
 
 
 def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
@@ -140,7 +113,7 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
     from training.core.generation import SamplingConfig, sample_distinct
     from training.core.loading import load_model
 
-    run = _start(run_id)
+    run = start_run(run_id)
     if run is None:
         return None
     config = run.config
@@ -169,20 +142,18 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
             tokens += sum(s.token_count for _, group in usable for s in group)
             done = step + len(batch)
             elapsed = time.monotonic() - started
-            _record_progress(
+            record_progress(
                 run, done / len(prompts), step=done, tasks=created, flagged=flagged, tokens_per_s=tokens / elapsed
             )
             if on_progress:
                 on_progress(run)
-        if flagged:
-            run.log_tail = f"{flagged} prompts gave fewer than {config['k']} distinct completions; no task was made."
-            run.save(update_fields=["log_tail"])
-        _finish(run, TrainingRun.Status.SUCCEEDED)
+        note = f"{flagged} prompts gave fewer than {config['k']} distinct completions; no task was made."
+        finish_run(run, TrainingRun.Status.SUCCEEDED, log_tail=note if flagged else "")
+    except RunCancelled:
+        pass
     except Exception as exc:
         log.exception("sampling run %s failed", run_id)
-        run.log_tail = traceback.format_exc()[-4000:]
-        run.save(update_fields=["log_tail"])
-        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        fail_run(run, exc)
     return run
 
 
@@ -248,7 +219,7 @@ def do_launch_reward_model(project: Project, launched_by=None, enqueue: bool = T
             config={**asdict(config), "through_ranking_id": through.pk, "policy_version": active_policy(project).pk},
         )
         if enqueue:
-            transaction.on_commit(lambda: run_in_child.delay(run.pk))
+            runs.enqueue(run, run_in_child)
     return run
 
 
@@ -268,7 +239,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         train_reward_model,
     )
 
-    run = _start(run_id)
+    run = start_run(run_id)
     if run is None:
         return None
     try:
@@ -288,7 +259,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
             model, tokenizer = new_reward_model(policy.checkpoint, settings.MODEL_STORE, config)
 
         def log_step(figures: dict) -> None:
-            _record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures)
+            record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures)
             if on_progress:
                 on_progress(run)
 
@@ -299,20 +270,21 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
         write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
         version = _register_reward_model(run, parent, checkpoint, data, on_train, on_heldout, offset)
-        _record_progress(run, 1.0, reward_model_version=version.version, heldout_accuracy=on_heldout.get("accuracy"))
+        record_progress(run, 1.0, reward_model_version=version.version, heldout_accuracy=on_heldout.get("accuracy"))
         if on_progress:
             on_progress(run)
-        _finish(run, TrainingRun.Status.SUCCEEDED)
+        finish_run(run, TrainingRun.Status.SUCCEEDED)
+    except RunCancelled:
+        pass
     except Exception as exc:
         log.exception("reward-model run %s failed", run_id)
-        run.log_tail = traceback.format_exc()[-4000:]
-        run.save(update_fields=["log_tail"])
-        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        fail_run(run, exc)
     return run
 
 
 def _register_reward_model(run, parent, checkpoint, data, on_train, on_heldout, offset) -> RewardModelVersion:
     with transaction.atomic():
+        check_still_running(run)
         Project.objects.select_for_update().get(pk=run.project_id)
         latest = RewardModelVersion.objects.filter(project_id=run.project_id).order_by("-version").first()
         through = Ranking.objects.get(pk=run.config["through_ranking_id"])
@@ -352,7 +324,7 @@ def do_launch_ppo(project: Project, steps: int | None = None, launched_by=None, 
             config={**asdict(config), "policy_version": active_policy(project).pk, "reward_model": reward_model.pk},
         )
         if enqueue:
-            transaction.on_commit(lambda: run_in_child.delay(run.pk))
+            runs.enqueue(run, run_in_child)
     return run
 
 
@@ -364,7 +336,7 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
     from training.core.ppo import PPOTrainer, reward_model_scorer
     from training.core.reward_model import load_reward_model
 
-    run = _start(run_id)
+    run = start_run(run_id)
     if run is None:
         return None
     try:
@@ -379,7 +351,7 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         trainer = PPOTrainer(policy, tokenizer, critic, scorer, config)
 
         def log_step(figures: dict) -> None:
-            _record_progress(run, 0.95 * figures["step"] / figures["steps"], **figures)
+            record_progress(run, 0.95 * figures["step"] / figures["steps"], **figures)
             if on_progress:
                 on_progress(run)
 
@@ -395,20 +367,21 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         version = _register_policy(run, parent, reward_model, checkpoint)
         if project.promotion == Project.Promotion.AUTOMATIC:
             do_promote_policy(version)
-        _record_progress(run, 1.0, policy_version=version.version)
+        record_progress(run, 1.0, policy_version=version.version)
         if on_progress:
             on_progress(run)
-        _finish(run, TrainingRun.Status.SUCCEEDED)
+        finish_run(run, TrainingRun.Status.SUCCEEDED)
+    except RunCancelled:
+        pass
     except Exception as exc:
         log.exception("PPO run %s failed", run_id)
-        run.log_tail = traceback.format_exc()[-4000:]
-        run.save(update_fields=["log_tail"])
-        _finish(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
+        fail_run(run, exc)
     return run
 
 
 def _register_policy(run, parent, reward_model, checkpoint) -> PolicyVersion:
     with transaction.atomic():
+        check_still_running(run)
         Project.objects.select_for_update().get(pk=run.project_id)
         latest = PolicyVersion.objects.filter(project_id=run.project_id).order_by("-version").first()
         return PolicyVersion.objects.create(
@@ -446,21 +419,3 @@ EXECUTORS = {
     TrainingRun.Kind.RM: execute_reward_model_run,
     TrainingRun.Kind.PPO: execute_ppo_run,
 }
-
-
-def supervise_in_child(run_id: int) -> None:
-    """Runs a queued run in a child process (`manage.py execute_run`) and waits for it.
-
-    The child frees its memory (GPU included) when it exits, and a crash in it cannot take the
-    worker down: if it dies without finishing the run, the run is marked failed with its output.
-    """
-    child = subprocess.run(
-        [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)],
-        capture_output=True,
-        text=True,
-    )
-    run = TrainingRun.objects.filter(pk=run_id).first()
-    if run is not None and not run.is_finished:
-        run.log_tail = (child.stdout + child.stderr)[-4000:]
-        run.save(update_fields=["log_tail"])
-        _finish(run, TrainingRun.Status.FAILED, error=f"The training process exited with code {child.returncode}.")

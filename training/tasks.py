@@ -3,7 +3,8 @@
 from celery import shared_task
 
 from training.models import TrainingRun
-from training.services import execute_sampling_run, supervise_in_child
+from training.runs import fail_stale_runs, supervise_in_child
+from training.services import execute_sampling_run
 
 
 @shared_task(name="training.run_sampling", acks_late=True)
@@ -15,3 +16,8 @@ def run_sampling(run_id: int) -> None:
 def run_in_child(run_id: int) -> None:
     if TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.QUEUED).exists():
         supervise_in_child(run_id)
+
+
+@shared_task(name="training.fail_stale_runs")
+def fail_stale() -> int:
+    return fail_stale_runs()

@@ -3,12 +3,12 @@ from django.core.management import CommandError, call_command
 
 from labeling.models import Ranking
 from training.models import RewardModelVersion, TrainingRun
+from training.runs import supervise_in_child
 from training.services import (
     NothingToTrainOn,
     do_launch_reward_model,
     execute_reward_model_run,
     ranked_prompts,
-    supervise_in_child,
 )
 
 pytestmark = pytest.mark.django_db

@@ -1,0 +1,190 @@
+"""The life of a TrainingRun: queued → running → succeeded / failed / cancelled.
+
+A run's status only moves forward, and only through these functions: a run that was cancelled
+or failed while its process was still busy is never marked succeeded afterwards.
+"""
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+import traceback
+import uuid
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
+
+from training.models import TrainingRun
+
+log = logging.getLogger(__name__)
+HEARTBEAT_SECONDS = 5
+STALE_AFTER_SECONDS = 120  # a running run without a heartbeat this long is marked failed
+
+
+class RunCancelled(Exception):
+    """The run was cancelled (or failed) while its process worked; the process stops."""
+
+
+class BrokerUnavailable(Exception):
+    """The task queue could not be reached; the run was marked failed."""
+
+
+def checkpoint_name(run: TrainingRun) -> str:
+    """Unique even if the database is recreated beside an old model store (run ids start again)."""
+    return f"run-{run.pk}-{uuid.uuid4().hex[:8]}"
+
+
+def enqueue(run: TrainingRun, task) -> None:
+    """Sends `task(run.pk)` once the surrounding transaction commits; if the broker cannot be
+    reached, the run is marked failed and BrokerUnavailable says so (labeling goes on regardless)."""
+
+    def send() -> None:
+        try:
+            task.delay(run.pk)
+        except (BrokerError, OSError) as exc:
+            message = f"The task queue is unreachable (CELERY_BROKER_URL): {exc}. Start Redis and the workers."
+            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+                status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
+            )
+            raise BrokerUnavailable(message) from exc
+
+    transaction.on_commit(send)
+
+
+def start_run(run_id: int) -> TrainingRun | None:
+    """Marks a queued run as running; None if it is gone or was already taken."""
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != TrainingRun.Status.QUEUED:
+            return None
+        run.status = TrainingRun.Status.RUNNING
+        run.started_at = run.heartbeat_at = timezone.now()
+        run.save(update_fields=["status", "started_at", "heartbeat_at"])
+    return run
+
+
+def record_progress(run: TrainingRun, progress: float, **metrics) -> None:
+    """Appends a metrics point and moves the bar; raises RunCancelled if the run was stopped."""
+    run.progress = min(1.0, progress)
+    run.heartbeat_at = timezone.now()
+    run.metrics = [*run.metrics, {"time": run.heartbeat_at.isoformat(), **metrics}]
+    updated = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+        progress=run.progress, heartbeat_at=run.heartbeat_at, metrics=run.metrics
+    )
+    if not updated:
+        raise RunCancelled(f"Run {run.pk} was stopped.")
+
+
+def check_still_running(run: TrainingRun) -> None:
+    """Takes the run's row lock; call inside the transaction that registers what the run made."""
+    current = TrainingRun.objects.select_for_update().get(pk=run.pk)
+    if current.status != TrainingRun.Status.RUNNING:
+        raise RunCancelled(f"Run {run.pk} was stopped ({current.status}); nothing is registered.")
+
+
+def finish_run(run: TrainingRun, status: str, error: str = "", log_tail: str = "") -> None:
+    """Records the outcome, unless the run was already stopped (cancelled, or failed by a check)."""
+    fields = {"status": status, "finished_at": timezone.now(), "child_pid": None}
+    if error:
+        fields["error"] = error
+    if log_tail:
+        fields["log_tail"] = log_tail[-4000:]
+    if status == TrainingRun.Status.SUCCEEDED:
+        fields["progress"] = 1.0
+    TrainingRun.objects.filter(pk=run.pk, status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING]).update(
+        **fields
+    )
+    run.refresh_from_db()
+
+
+def fail_run(run: TrainingRun, exc: Exception) -> None:
+    """Marks a run failed with the exception and its traceback (called from an `except` block)."""
+    finish_run(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", log_tail=traceback.format_exc())
+
+
+def do_cancel_run(run: TrainingRun, by: str = "") -> bool:
+    """Cancels a queued or running run; its process is stopped. False if it had already finished."""
+    with transaction.atomic():
+        current = TrainingRun.objects.select_for_update().get(pk=run.pk)
+        if current.is_finished:
+            return False
+        current.status = TrainingRun.Status.CANCELLED
+        current.error = f"Cancelled{f' by {by}' if by else ''}."
+        current.finished_at = timezone.now()
+        current.save(update_fields=["status", "error", "finished_at"])
+    if current.child_pid:  # on the worker's machine the supervisor also stops it at its next heartbeat
+        try:
+            os.kill(current.child_pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return True
+
+
+def fail_stale_runs(now=None) -> int:
+    """Marks failed the running runs whose worker stopped sending heartbeats; returns how many."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=STALE_AFTER_SECONDS)
+    return TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=cutoff).update(
+        status=TrainingRun.Status.FAILED,
+        error=f"No heartbeat for {STALE_AFTER_SECONDS} s: the worker or its training process stopped.",
+        finished_at=now,
+        child_pid=None,
+    )
+
+
+def supervise_in_child(run_id: int) -> None:
+    """Runs a queued run in a child process (`manage.py execute_run`) and watches it.
+
+    The child frees its memory (GPU included) when it exits, and a crash in it cannot take the
+    worker down. Every few seconds the supervisor beats the run's heartbeat; if the run was
+    cancelled it stops the child. A child that exits without finishing the run fails it.
+    """
+    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)]
+    with open(os.devnull, "w") as devnull:
+        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=devnull, text=True)
+    TrainingRun.objects.filter(pk=run_id).update(child_pid=child.pid)
+    output: list[str] = []
+    reader = _drain(child, output)
+    while child.poll() is None:
+        time.sleep(HEARTBEAT_SECONDS / 5)
+        run = TrainingRun.objects.filter(pk=run_id).only("status").first()
+        if run is None or run.status in (TrainingRun.Status.CANCELLED, TrainingRun.Status.FAILED):
+            _stop(child)
+            break
+        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(heartbeat_at=timezone.now())
+    child.wait()
+    reader.join(timeout=5)
+    run = TrainingRun.objects.filter(pk=run_id).first()
+    if run is not None and not run.is_finished:
+        finish_run(
+            run, TrainingRun.Status.FAILED, error=f"The training process exited with code {child.returncode}.",
+            log_tail="".join(output),
+        )  # fmt: skip
+    TrainingRun.objects.filter(pk=run_id).update(child_pid=None)
+
+
+def _drain(child: subprocess.Popen, into: list[str]):
+    """Reads the child's output in a thread, so a full pipe never blocks it."""
+    import threading
+
+    def read() -> None:
+        for line in child.stdout:
+            into.append(line)
+            del into[:-200]
+
+    thread = threading.Thread(target=read, daemon=True)
+    thread.start()
+    return thread
+
+
+def _stop(child: subprocess.Popen, grace: float = 10) -> None:
+    child.terminate()
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        child.kill()
