@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from labeling.models import (
     Assignment,
@@ -13,7 +14,15 @@ from labeling.models import (
     TaskCompletion,
 )
 from labeling.services import do_ask_for_demonstrations, do_exclude_rankings
-from training.services import do_register_base_policy
+from training.runs import BrokerUnavailable
+from training.services import (
+    NoActivePolicy,
+    NothingToTrainOn,
+    do_launch_ppo,
+    do_launch_reward_model,
+    do_launch_sampling,
+    do_register_base_policy,
+)
 
 
 @admin.register(Project)
@@ -31,6 +40,30 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
         ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config", "ppo_config"]}),
     ]
+
+    actions = ["sample_comparisons", "train_reward_model", "run_ppo_round"]
+
+    @admin.action(description="Sample comparisons (up to 50 prompts)")
+    def sample_comparisons(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        self._launch(request, queryset, lambda project: do_launch_sampling(project, 50, launched_by=request.user))
+
+    @admin.action(description="Train reward model")
+    def train_reward_model(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        self._launch(request, queryset, lambda project: do_launch_reward_model(project, launched_by=request.user))
+
+    @admin.action(description="Run PPO round")
+    def run_ppo_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        self._launch(request, queryset, lambda project: do_launch_ppo(project, launched_by=request.user))
+
+    def _launch(self, request: HttpRequest, queryset: QuerySet[Project], launch) -> None:
+        for project in queryset:
+            try:
+                run = launch(project)
+            except (NothingToTrainOn, NoActivePolicy, BrokerUnavailable) as exc:
+                self.message_user(request, f"{project}: {exc}", messages.ERROR)
+            else:
+                link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)
+                self.message_user(request, format_html("{}: {} queued; {}.", project, run.get_kind_display(), link))
 
     def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:
         super().save_model(request, obj, form, change)

@@ -1,8 +1,10 @@
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils.html import format_html
 
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.runs import do_cancel_run
 from training.services import do_promote_policy
 
 
@@ -44,7 +46,22 @@ class RewardModelVersionAdmin(admin.ModelAdmin):
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "project", "kind", "status", "progress", "created_at", "finished_at"]
+    list_display = ["id", "project", "kind", "status", "progress_percent", "live_page", "created_at", "finished_at"]
+    actions = ["cancel"]
+
+    @admin.display(description="progress")
+    def progress_percent(self, run: TrainingRun) -> str:
+        return f"{run.progress:.0%}"
+
+    @admin.display(description="live page")
+    def live_page(self, run: TrainingRun) -> str:
+        return format_html('<a href="{}">progress and charts</a>', run.get_absolute_url())
+
+    @admin.action(description="Cancel (stops the training process)")
+    def cancel(self, request: HttpRequest, queryset: QuerySet[TrainingRun]) -> None:
+        cancelled = sum(do_cancel_run(run, by=request.user.get_username()) for run in queryset)
+        self.message_user(request, f"{cancelled} runs cancelled; finished runs were left as they were.")
+
     list_filter = ["project", "kind", "status"]
     search_fields = ["project__name", "celery_task_id", "error"]
     list_select_related = ["project"]

@@ -8,6 +8,7 @@ the base model reference itself (alias, hub id or local folder).
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.urls import reverse
 
 from labeling.models import Project
 
@@ -55,6 +56,9 @@ class TrainingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} #{self.pk} ({self.status})"
+
+    def get_absolute_url(self) -> str:
+        return reverse("training:run", args=[self.pk])
 
     @property
     def is_finished(self) -> bool:

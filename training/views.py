@@ -1,0 +1,61 @@
+"""Staff pages for training runs: a live page per run (progress bar, charts, errors) and cancel."""
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from training.models import TrainingRun
+from training.runs import do_cancel_run
+
+# Which metrics each kind of run charts: (title, y-axis label, metric keys).
+CHARTS = {
+    TrainingRun.Kind.GENERATE: [
+        ("Comparison tasks created", "tasks", ["tasks"]),
+        ("Sampling speed", "tokens/s", ["tokens_per_s"]),
+    ],
+    TrainingRun.Kind.RM: [
+        ("Reward-model loss", "loss", ["loss"]),
+        ("Accuracy on the batch, and tie rate", "fraction", ["accuracy", "tie_rate"]),
+    ],
+    TrainingRun.Kind.PPO: [
+        ("Reward-model score", "score", ["score"]),
+        ("KL to the reference, and β", "nats / β", ["kl", "beta"]),
+        ("Clip fraction and approx. KL", "fraction", ["clipfrac", "approx_kl"]),
+        ("Completion length", "tokens", ["mean_length"]),
+        ("Share of completions ending with EOS", "fraction", ["eos_rate"]),
+    ],
+}
+
+
+def chart_data(run: TrainingRun) -> list[dict]:
+    """For each chart: its title, axis label, and per metric the (step, value) points so far."""
+    charts = []
+    for title, unit, keys in CHARTS.get(run.kind, []):
+        series = {}
+        for key in keys:
+            points = [(m.get("step", i + 1), m[key]) for i, m in enumerate(run.metrics) if m.get(key) is not None]
+            if points:
+                series[key] = points
+        if series:
+            charts.append({"title": title, "unit": unit, "series": series})
+    return charts
+
+
+@staff_member_required
+def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun.objects.select_related("project", "launched_by"), pk=run_id)
+    template = "training/run.html#live" if request.htmx else "training/run.html"
+    return render(request, template, {"run": run, "charts": chart_data(run), "latest": (run.metrics or [{}])[-1]})
+
+
+@staff_member_required
+@require_POST
+def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    if do_cancel_run(run, by=request.user.get_username()):
+        messages.info(request, f"Run {run.pk} is cancelled; its training process is being stopped.")
+    else:
+        messages.error(request, f"Run {run.pk} had already finished; nothing to cancel.")
+    return redirect("training:run", run_id=run.pk)
