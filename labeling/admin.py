@@ -14,6 +14,7 @@ from labeling.models import (
     TaskCompletion,
 )
 from labeling.services import do_ask_for_demonstrations, do_exclude_rankings
+from training.rounds import RoundInProgress, do_launch_round
 from training.runs import BrokerUnavailable
 from training.services import (
     NoActivePolicy,
@@ -41,7 +42,7 @@ class ProjectAdmin(admin.ModelAdmin):
         ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config", "ppo_config"]}),
     ]
 
-    actions = ["sample_comparisons", "train_reward_model", "run_ppo_round"]
+    actions = ["sample_comparisons", "train_reward_model", "run_ppo_round", "run_full_round"]
 
     @admin.action(description="Sample comparisons (up to 50 prompts)")
     def sample_comparisons(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
@@ -55,11 +56,15 @@ class ProjectAdmin(admin.ModelAdmin):
     def run_ppo_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
         self._launch(request, queryset, lambda project: do_launch_ppo(project, launched_by=request.user))
 
+    @admin.action(description="Run full round (RM → PPO → promote → sample)")
+    def run_full_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        self._launch(request, queryset, lambda project: do_launch_round(project, launched_by=request.user))
+
     def _launch(self, request: HttpRequest, queryset: QuerySet[Project], launch) -> None:
         for project in queryset:
             try:
                 run = launch(project)
-            except (NothingToTrainOn, NoActivePolicy, BrokerUnavailable) as exc:
+            except (NothingToTrainOn, NoActivePolicy, BrokerUnavailable, RoundInProgress) as exc:
                 self.message_user(request, f"{project}: {exc}", messages.ERROR)
             else:
                 link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)

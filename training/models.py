@@ -21,6 +21,7 @@ class TrainingRun(models.Model):
         SFT = "sft", "Supervised fine-tuning"
         DPO = "dpo", "DPO"
         EVAL = "eval", "Evaluation"
+        ROUND = "round", "Full round"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -51,6 +52,12 @@ class TrainingRun(models.Model):
         ordering = ["-id"]
         constraints = [
             models.CheckConstraint(condition=Q(progress__gte=0, progress__lte=1), name="run_progress_0_1"),
+            models.UniqueConstraint(
+                fields=["project"],
+                condition=Q(kind="round", status__in=["queued", "running"]),
+                name="one_live_round_per_project",
+                violation_error_message="A round of this project is already queued or running.",
+            ),
         ]
         indexes = [models.Index(fields=["project", "status", "kind"], name="run_project_status")]
 

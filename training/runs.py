@@ -117,6 +117,9 @@ def do_cancel_run(run: TrainingRun, by: str = "") -> bool:
         current.error = f"Cancelled{f' by {by}' if by else ''}."
         current.finished_at = timezone.now()
         current.save(update_fields=["status", "error", "finished_at"])
+    if current.kind == TrainingRun.Kind.ROUND:  # a round's current step stops with it
+        for step in TrainingRun.objects.filter(config__round=current.pk).exclude(status__in=TrainingRun.FINISHED):
+            do_cancel_run(step, by=by)
     if current.child_pid:  # on the worker's machine the supervisor also stops it at its next heartbeat
         try:
             os.kill(current.child_pid, signal.SIGTERM)
@@ -137,12 +140,13 @@ def fail_stale_runs(now=None) -> int:
     )
 
 
-def supervise_in_child(run_id: int) -> None:
+def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:
     """Runs a queued run in a child process (`manage.py execute_run`) and watches it.
 
     The child frees its memory (GPU included) when it exits, and a crash in it cannot take the
     worker down. Every few seconds the supervisor beats the run's heartbeat; if the run was
-    cancelled it stops the child. A child that exits without finishing the run fails it.
+    cancelled it stops the child. A child that exits without finishing the run fails it. A round
+    (`parent_id`) that waits on the child gets the heartbeat too.
     """
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)]
     with open(os.devnull, "w") as devnull:
@@ -156,7 +160,10 @@ def supervise_in_child(run_id: int) -> None:
         if run is None or run.status in (TrainingRun.Status.CANCELLED, TrainingRun.Status.FAILED):
             _stop(child)
             break
-        TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(heartbeat_at=timezone.now())
+        beating = [run_id] if parent_id is None else [run_id, parent_id]
+        TrainingRun.objects.filter(pk__in=beating, status=TrainingRun.Status.RUNNING).update(
+            heartbeat_at=timezone.now()
+        )
     child.wait()
     reader.join(timeout=5)
     run = TrainingRun.objects.filter(pk=run_id).first()

@@ -410,12 +410,3 @@ def do_promote_policy(policy: PolicyVersion) -> PolicyVersion:
         policy.promoted_at = timezone.now()
         policy.save(update_fields=["status", "promoted_at"])
     return policy
-
-
-# --- child processes ---------------------------------------------------------------------------
-
-EXECUTORS = {
-    TrainingRun.Kind.GENERATE: execute_sampling_run,
-    TrainingRun.Kind.RM: execute_reward_model_run,
-    TrainingRun.Kind.PPO: execute_ppo_run,
-}

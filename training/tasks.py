@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from training.models import TrainingRun
+from training.rounds import execute_round, start_due_rounds
 from training.runs import fail_stale_runs, supervise_in_child
 from training.services import execute_sampling_run
 
@@ -21,3 +22,13 @@ def run_in_child(run_id: int) -> None:
 @shared_task(name="training.fail_stale_runs")
 def fail_stale() -> int:
     return fail_stale_runs()
+
+
+@shared_task(name="training.run_round", acks_late=True)
+def run_round(run_id: int) -> None:
+    execute_round(run_id)
+
+
+@shared_task(name="training.start_due_rounds")
+def start_rounds() -> int:
+    return len(start_due_rounds())

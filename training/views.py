@@ -47,7 +47,11 @@ def chart_data(run: TrainingRun) -> list[dict]:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun.objects.select_related("project", "launched_by"), pk=run_id)
     template = "training/run.html#live" if request.htmx else "training/run.html"
-    return render(request, template, {"run": run, "charts": chart_data(run), "latest": (run.metrics or [{}])[-1]})
+    steps = (
+        TrainingRun.objects.filter(config__round=run.pk).order_by("id") if run.kind == TrainingRun.Kind.ROUND else []
+    )
+    context = {"run": run, "charts": chart_data(run), "latest": (run.metrics or [{}])[-1], "steps": steps}
+    return render(request, template, context)
 
 
 @staff_member_required

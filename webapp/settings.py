@@ -146,6 +146,8 @@ CELERY_TASK_ROUTES = {
     "training.run_sampling": {"queue": "generation"},
     "training.run_in_child": {"queue": "training"},
     "training.fail_stale_runs": {"queue": "generation"},
+    "training.run_round": {"queue": "training"},
+    "training.start_due_rounds": {"queue": "generation"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 6 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 300
@@ -154,6 +156,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 # Installed into django-celery-beat's tables on beat's start, then editable in the admin.
 CELERY_BEAT_SCHEDULE = {
     "fail-stale-training-runs": {"task": "training.fail_stale_runs", "schedule": 60.0},
+    "start-due-rounds": {"task": "training.start_due_rounds", "schedule": 300.0},
 }
 
 LOGGING = {

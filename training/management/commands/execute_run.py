@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from training.models import TrainingRun
-from training.services import EXECUTORS
+from training.rounds import EXECUTORS
 
 
 class Command(BaseCommand):

@@ -1,0 +1,123 @@
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import IntegrityError, transaction
+
+from labeling.management.commands.simulate_labelers import plackett_luce_order
+from labeling.models import ComparisonTask, Ranking
+from tests.factories import ComparisonTaskFactory, ProjectFactory
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.rounds import RoundInProgress, do_launch_round, execute_round, start_due_rounds
+from training.runs import do_cancel_run
+
+pytestmark = pytest.mark.django_db
+
+FAST = {
+    "reward_model_config": {"lr": 1e-3, "max_length": 64},
+    "ppo_config": {"steps": 2, "batch_prompts": 4, "minibatch_size": 2, "ppo_epochs": 1, "max_new_tokens": 8},
+}
+
+
+@pytest.fixture
+def project(ranked_project):
+    for field, value in FAST.items():
+        setattr(ranked_project, field, value)
+    ranked_project.save()
+    return ranked_project
+
+
+def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
+    project.prompts.create(text="A new prompt for the new policy?")
+    round_ = execute_round(do_launch_round(project, enqueue=False).pk, in_child=False)
+    assert round_.status == TrainingRun.Status.SUCCEEDED, round_.error
+    new = PolicyVersion.objects.get(project=project, status="active")
+    assert new.version == 1 and new.reward_model == RewardModelVersion.objects.get()
+    assert ComparisonTask.objects.filter(policy_version=new).count() == project.prompts.count()
+    assert not ComparisonTask.objects.filter(policy_version__version=0, state="open").exists()
+    steps = TrainingRun.objects.filter(config__round=round_.pk).order_by("id")
+    assert [(s.kind, s.status) for s in steps] == [("rm", "succeeded"), ("ppo", "succeeded"), ("generate", "succeeded")]
+    assert round_.progress == 1.0
+
+
+def test_a_second_round_while_one_is_live_is_refused_with_a_reason(project):
+    first = do_launch_round(project, enqueue=False)
+    with pytest.raises(RoundInProgress, match=f"already queued \\(run {first.pk}\\)"):
+        do_launch_round(project, enqueue=False)
+    with pytest.raises(IntegrityError), transaction.atomic():  # enforced by the database, not hoped
+        TrainingRun.objects.create(project=project, kind="round", status="running")
+    TrainingRun.objects.filter(pk=first.pk).update(status="failed")
+    assert do_launch_round(project, enqueue=False).pk != first.pk
+
+
+def test_cancelling_a_round_cancels_its_current_step(project):
+    round_ = do_launch_round(project, enqueue=False)
+    step = TrainingRun.objects.create(project=project, kind="rm", status="running", config={"round": round_.pk})
+    assert do_cancel_run(round_, by="admin")
+    step.refresh_from_db()
+    assert step.status == "cancelled"
+
+
+def test_a_failed_step_fails_the_round_and_leaves_the_active_policy(project):
+    project.ppo_config = {"steps": 2, "max_new_tokens": 8, "no_such_setting": 1}
+    project.save()
+    round_ = execute_round(do_launch_round(project, enqueue=False).pk, in_child=False)
+    assert round_.status == "failed" and "no_such_setting" in round_.error
+    assert PolicyVersion.objects.get(project=project, status="active").version == 0
+
+
+def test_rounds_start_when_enough_new_rankings_arrived(project):
+    project.retrain_threshold = Ranking.objects.count() + 1
+    project.save()
+    assert start_due_rounds() == []
+    project.retrain_threshold = Ranking.objects.count()
+    project.save()
+    [started] = start_due_rounds()
+    assert started.project == project
+    assert start_due_rounds() == []  # one is already queued
+
+
+def test_the_command_runs_a_round_with_a_progress_line(project, capsys):
+    call_command("run_round", project=project.name, sync=True)
+    out = capsys.readouterr().out
+    assert "Round" in out and "succeeded: rm run" in out and "generate run" in out
+
+
+def test_plackett_luce_at_zero_noise_sorts_by_score_and_with_noise_varies():
+    import random
+
+    assert plackett_luce_order([0.1, 3.0, -1.0, 2.0], 0, random.Random(0)) == [1, 3, 0, 2]
+    orders = {tuple(plackett_luce_order([0.0, 0.1, 0.2], 5.0, random.Random(s))) for s in range(30)}
+    assert len(orders) > 1
+
+
+def test_simulated_labelers_rank_through_the_services(capsys):
+    project = ProjectFactory(k=3, overlap=2)
+    ComparisonTaskFactory.create_batch(4, prompt__project=project, target_overlap=2)
+    call_command(
+        "simulate_labelers", project=str(project.pk), preference="labeling.demo.preferences:shorter",
+        rankings=100, labelers=3,
+    )  # fmt: skip
+    assert Ranking.objects.count() == 8  # 4 tasks × overlap 2, then nothing is left
+    assert Ranking.objects.values("labeler").distinct().count() >= 2
+    for ranking in Ranking.objects.select_related("task"):
+        lengths = {c.pk: len(c.text.split()) for c in ranking.task.display_completions()}
+        ranked = [lengths[group[0]] for group in ranking.order]
+        assert ranked == sorted(ranked)  # shorter first, as the preference says
+    assert "8 rankings submitted by 3 simulated labelers. No task was left" in capsys.readouterr().out
+
+
+def test_an_unknown_preference_is_named():
+    project = ProjectFactory()
+    with pytest.raises(CommandError, match="Cannot load preference 'nowhere:thing'"):
+        call_command("simulate_labelers", project=str(project.pk), preference="nowhere:thing", rankings=1)
+
+
+def test_the_round_page_lists_its_steps(client, admin_user, project):
+    from django.urls import reverse
+
+    round_ = do_launch_round(project, enqueue=False)
+    step = TrainingRun.objects.create(
+        project=project, kind="rm", status="running", progress=0.5, config={"round": round_.pk}
+    )
+    client.force_login(admin_user)
+    body = client.get(reverse("training:run", args=[round_.pk])).content.decode()
+    assert f'href="{step.get_absolute_url()}"' in body and "Reward model · run" in body and "50%" in body
