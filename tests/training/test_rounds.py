@@ -121,3 +121,22 @@ def test_the_round_page_lists_its_steps(client, admin_user, project):
     client.force_login(admin_user)
     body = client.get(reverse("training:run", args=[round_.pk])).content.decode()
     assert f'href="{step.get_absolute_url()}"' in body and "Reward model · run" in body and "50%" in body
+
+
+def test_evaluate_policy_stores_the_win_rate_of_b_over_a(project, tmp_path, capsys):
+    execute_round(do_launch_round(project, enqueue=False).pk, in_child=False)
+    prompts = tmp_path / "heldout.jsonl"
+    prompts.write_text('{"prompt": "Held out one?"}\n{"prompt": "Held out two?"}\n')
+    call_command(
+        "evaluate_policy", project=project.name, preference="labeling.demo.preferences:shorter", prompts=prompts
+    )
+    out = capsys.readouterr().out
+    assert "v1 over v0 on 2 prompts: win rate" in out
+    run = TrainingRun.objects.get(kind="eval")
+    assert run.config["a"] == 0 and run.config["b"] == 1
+    assert 0.0 <= run.metrics[-1]["win_rate_b_over_a"] <= 1.0
+
+
+def test_evaluate_policy_needs_two_versions(project):
+    with pytest.raises(CommandError, match="Both sides are policy v0"):
+        call_command("evaluate_policy", project=project.name, preference="labeling.demo.preferences:shorter")

@@ -1,0 +1,57 @@
+"""Automatic evaluation of two policy versions with a scoring function (win rate of b over a)."""
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.utils import timezone
+
+from labeling.models import Project
+from training.models import PolicyVersion, TrainingRun
+
+Preference = Callable[[str, list[str]], list[float]]
+
+
+def default_pair(project: Project) -> tuple[PolicyVersion, PolicyVersion]:
+    """(a, b): the active policy's parent (or the base) against the active policy."""
+    b = PolicyVersion.objects.get(project=project, status=PolicyVersion.Status.ACTIVE)
+    a = b.parent or PolicyVersion.objects.get(project=project, version=0)
+    return a, b
+
+
+def evaluate_policies(
+    project: Project,
+    a: PolicyVersion,
+    b: PolicyVersion,
+    prompts: list[str],
+    preference: Preference,
+    label: str,
+    seed: int = 0,
+) -> TrainingRun:
+    """Samples one completion per prompt from each version (same settings and seed), scores each
+    pair with `preference`, and stores the win rate of b over a (ties count half) as an eval run."""
+    from training.core.generation import SamplingConfig, sample
+    from training.core.loading import load_model
+
+    config = SamplingConfig(**{**project.sampling_settings(), "seed": seed})
+    texts = {}
+    for version in (a, b):
+        model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
+        texts[version.pk] = [group[0].text for group in sample(model, tokenizer, prompts, 1, config)]
+    wins, score_a, score_b = 0.0, 0.0, 0.0
+    for i, prompt in enumerate(prompts):
+        sa, sb = preference(prompt, [texts[a.pk][i], texts[b.pk][i]])
+        wins += 1.0 if sb > sa else 0.5 if sb == sa else 0.0
+        score_a, score_b = score_a + sa, score_b + sb
+    n = len(prompts)
+    figures = {"n": n, "win_rate_b_over_a": wins / n, "mean_score_a": score_a / n, "mean_score_b": score_b / n}
+    now = timezone.now()
+    return TrainingRun.objects.create(
+        project=project,
+        kind=TrainingRun.Kind.EVAL,
+        status=TrainingRun.Status.SUCCEEDED,
+        progress=1.0,
+        config={"a": a.version, "b": b.version, "preference": label, "prompts": n, "seed": seed},
+        metrics=[{"time": now.isoformat(), **figures}],
+        started_at=now,
+        finished_at=now,
+    )
