@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the demo: migrates, seeds, then the web server and a Celery worker until Ctrl-C.
+# Runs the demo: migrates, seeds, then the web server, a Celery worker and beat until Ctrl-C.
 # Uses the embedded defaults (SQLite, filesystem broker) unless DATABASE_URL/CELERY_BROKER_URL are set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +36,10 @@ trap stop INT TERM EXIT
 pids+=($!)
 $PY manage.py runserver --noreload "127.0.0.1:$PORT" &
 pids+=($!)
+# Beat checks every 5 minutes whether enough new rankings arrived to start a round (editable in
+# the admin under "Periodic tasks").
+.venv/bin/celery --quiet -A webapp beat --loglevel WARNING &
+pids+=($!)
 
 $PY manage.py sample_comparisons --project "$DEMO_PROJECT" --prompts 1000
 
@@ -47,7 +51,8 @@ cat <<TXT
 
   The demo is up at $URL/   (admin: $URL/admin/)
 $logins
-  Ctrl-C stops the web server and the worker.
+  Every 20 rankings a round retrains the model (follow it under Admin › Training runs).
+  Ctrl-C stops the web server, the worker and beat.
 
 TXT
 wait -n "${pids[@]}"

@@ -22,6 +22,13 @@ Rank the answers from **best to worst** for a person who asked the prompt.
 
 Tie two answers only when you truly cannot prefer one.
 """
+# Small enough that a labeler who ranks 20 tasks sees the beat start a round, and a round on
+# two CPU cores finish in minutes rather than hours.
+DEMO_SETTINGS = {
+    "guidelines": GUIDELINES,
+    "retrain_threshold": 20,
+    "ppo_config": {"steps": 10, "max_new_tokens": 48},
+}
 DEMO_USERS = [
     # (username, password, staff)
     ("admin", "demo-admin-password", True),
@@ -35,7 +42,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         texts = [json.loads(line)["prompt"] for line in PROMPTS_FILE.read_text().splitlines() if line.strip()]
         with transaction.atomic():
-            project, _ = Project.objects.get_or_create(name=PROJECT_NAME, defaults={"guidelines": GUIDELINES})
+            project, _ = Project.objects.get_or_create(name=PROJECT_NAME, defaults=DEMO_SETTINGS)
             added = do_add_prompts(project, texts, source="demo")
             do_register_base_policy(project)
             users = [self._user(name, password, staff) for name, password, staff in DEMO_USERS]
