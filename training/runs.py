@@ -4,6 +4,7 @@ A run's status only moves forward, and only through these functions: a run that 
 or failed while its process was still busy is never marked succeeded afterwards.
 """
 
+import ctypes
 import logging
 import os
 import signal
@@ -22,6 +23,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from training.models import TrainingRun
 
 log = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies
 HEARTBEAT_SECONDS = 5
 STALE_AFTER_SECONDS = 120  # a running run without a heartbeat this long is marked failed
 
@@ -150,7 +152,10 @@ def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:
     """
     command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)]
     with open(os.devnull, "w") as devnull:
-        child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=devnull, text=True)
+        child = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=devnull, text=True,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
     TrainingRun.objects.filter(pk=run_id).update(child_pid=child.pid)
     output: list[str] = []
     reader = _drain(child, output)
@@ -173,6 +178,13 @@ def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:
             log_tail="".join(output),
         )  # fmt: skip
     TrainingRun.objects.filter(pk=run_id).update(child_pid=None)
+
+
+def _die_with_parent() -> None:
+    """In the child, before it runs: Linux kills it when the supervising worker dies (even by
+    SIGKILL), so an orphan never goes on training and registering a model on its own."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _drain(child: subprocess.Popen, into: list[str]):

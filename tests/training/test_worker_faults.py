@@ -1,0 +1,106 @@
+"""A real Celery worker on Redis and PostgreSQL: a whole round end to end, and a worker killed
+with SIGKILL in the middle of a run. Nothing is faked or called in-process."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from labeling.models import ComparisonTask
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.rounds import do_launch_round
+from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
+from training.services import do_launch_ppo, do_launch_reward_model, execute_reward_model_run
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def worker(child_env):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "generation,training", "-P", "solo",
+         "-n", f"faults-{os.getpid()}@%h", "--loglevel", "WARNING"],
+        cwd=ROOT, env=child_env,
+    )  # fmt: skip
+    yield process
+    if process.poll() is None:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def wait_for(predicate, seconds: float = 180):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.5)
+    raise AssertionError("timed out")
+
+
+@pytest.fixture
+def project(ranked_project):
+    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64}
+    ranked_project.ppo_config = {
+        "steps": 2,
+        "batch_prompts": 4,
+        "minibatch_size": 2,
+        "ppo_epochs": 1,
+        "max_new_tokens": 8,
+    }
+    ranked_project.save()
+    return ranked_project
+
+
+def test_a_round_on_a_real_worker_makes_the_new_policy_active_and_samples_from_it(project, worker):
+    round_ = do_launch_round(project)
+    round_ = wait_for(lambda: TrainingRun.objects.filter(pk=round_.pk, status__in=TrainingRun.FINISHED).first())
+    assert round_.status == "succeeded", round_.error
+    new = PolicyVersion.objects.get(project=project, status="active")
+    assert new.version == 1 and RewardModelVersion.objects.filter(project=project).count() == 1
+    assert ComparisonTask.objects.filter(policy_version=new).exists()
+    for step in TrainingRun.objects.filter(config__round=round_.pk):
+        assert step.status == "succeeded" and step.progress == 1.0 and step.metrics
+
+
+@pytest.mark.parametrize("kind", ["rm", "ppo"])
+def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(project, worker, kind):
+    if kind == "ppo":
+        execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+        project.ppo_config = {**project.ppo_config, "steps": 5000}  # long enough to kill
+        project.save()
+        run = do_launch_ppo(project)
+    else:
+        project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 5000}
+        project.save()
+        run = do_launch_reward_model(project)
+    models_before = RewardModelVersion.objects.count()
+    run = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status="running").exclude(metrics=[]).first())
+    child = run.child_pid
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait(timeout=30)
+    wait_for(lambda: not _alive(child), seconds=30)  # the training process dies with its worker
+    run.refresh_from_db()
+    beat = run.heartbeat_at
+    time.sleep(2)
+    run.refresh_from_db()
+    assert run.heartbeat_at == beat and run.status == "running"  # nothing beats any more
+    assert fail_stale_runs(now=beat + timedelta(seconds=STALE_AFTER_SECONDS + 1)) == 1
+    run.refresh_from_db()
+    assert run.status == "failed" and "No heartbeat" in run.error
+    assert RewardModelVersion.objects.count() == models_before
+    assert PolicyVersion.objects.filter(project=project).count() == 1
+    assert PolicyVersion.objects.get(project=project, status="active").version == 0
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/status").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text()
