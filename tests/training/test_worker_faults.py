@@ -10,12 +10,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from labeling.models import ComparisonTask
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.rounds import do_launch_round
 from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
-from training.services import do_launch_ppo, do_launch_reward_model, execute_reward_model_run
+from training.services import do_launch_ppo, do_launch_reward_model, do_launch_sampling, execute_reward_model_run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -57,7 +58,17 @@ def project(ranked_project):
     return ranked_project
 
 
-def test_a_round_on_a_real_worker_makes_the_new_policy_active_and_samples_from_it(project, worker):
+def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_policy(tiny_project, worker):
+    project = tiny_project
+    project.reward_model_config = {"lr": 1e-3, "max_length": 64}
+    project.ppo_config = {"steps": 2, "batch_prompts": 4, "minibatch_size": 2, "ppo_epochs": 1, "max_new_tokens": 8}
+    project.save()
+    sampling = do_launch_sampling(project, prompts=5)  # comparisons sampled by the worker
+    sampling = wait_for(lambda: TrainingRun.objects.filter(pk=sampling.pk, status__in=TrainingRun.FINISHED).first())
+    assert sampling.status == "succeeded", sampling.error
+    call_command(
+        "simulate_labelers", project=str(project.pk), preference="labeling.demo.preferences:shorter", rankings=5
+    )
     round_ = do_launch_round(project)
     round_ = wait_for(lambda: TrainingRun.objects.filter(pk=round_.pk, status__in=TrainingRun.FINISHED).first())
     assert round_.status == "succeeded", round_.error
