@@ -13,7 +13,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.factories import UserFactory
+from tests.factories import ProjectFactory, UserFactory
+from tests.tiny_model import build_tiny_model
+from training.services import do_register_base_policy
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -105,3 +107,33 @@ def other_labeler(db):
 @pytest.fixture
 def admin_user(db):
     return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory):
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def tiny_project(db, tiny_folder):
+    """A project on the tiny model with 5 prompts and its active base policy; K=3, short answers."""
+    project = ProjectFactory(base_model=str(tiny_folder), k=3, max_new_tokens=8, temperature=1.0)
+    for n in range(5):
+        project.prompts.create(text=f"Question {n}: what is {n} + {n}?")
+    do_register_base_policy(project)
+    return project
+
+
+@pytest.fixture
+def ranked_project(tiny_project, labeler):
+    """The tiny project with every prompt sampled and ranked once: the longer completion wins."""
+    from labeling.services import do_assign_next_task, do_submit_ranking
+    from training.services import do_launch_sampling, execute_sampling_run
+
+    execute_sampling_run(do_launch_sampling(tiny_project, prompts=5, enqueue=False).pk)
+    tiny_project.labelers.add(labeler)
+    while (assignment := do_assign_next_task(tiny_project, labeler)) is not None:
+        shown = assignment.task.display_completions()
+        best_first = sorted(shown, key=lambda c: -len(c.text))
+        do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in best_first])
+    return tiny_project

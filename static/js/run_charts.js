@@ -17,7 +17,7 @@
     const options = {
       width, height: 220,
       scales: { x: { time: false } },
-      axes: [{ label: "step" }, { label: spec.unit, size: 60 }],
+      axes: [{ label: "step" }, { label: spec.unit, size: 70, values: (u, ticks) => ticks.map((v) => +v.toPrecision(3)) }],
       series: [{ label: "step" }, ...keys.map((k, i) => ({ label: k, stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: steps.length < 40 } }))],
     };
     new uPlot(options, [steps, ...columns], figure);

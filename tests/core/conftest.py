@@ -1,12 +1,6 @@
 import pytest
 
-from tests.tiny_model import build_tiny_model
 from training.core.loading import load_model
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
 
 
 @pytest.fixture(scope="session")
