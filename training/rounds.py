@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from labeling.models import Project, Ranking
 from training import runs
 from training.models import RewardModelVersion, TrainingRun
-from training.runs import RunCancelled, fail_run, finish_run, record_progress, start_run
+from training.runs import carried_out, record_progress, start_run
 from training.services import (
     NothingToTrainOn,
     ProgressLine,
@@ -65,7 +65,7 @@ def execute_round(run_id: int, in_child: bool = True, on_progress: ProgressLine 
         ("ppo", 0.35, 0.85, lambda: do_launch_ppo(project, enqueue=False)),
         ("generate", 0.85, 1.0, lambda: do_launch_sampling(project, ROUND_SAMPLE_PROMPTS, enqueue=False)),
     ]
-    try:
+    with carried_out(round_):
         for name, start, end, launch in steps:
             if name == "generate" and project.promotion == Project.Promotion.MANUAL:
                 record_progress(round_, 1.0, note="The new policy awaits promotion; no comparisons sampled.")
@@ -73,9 +73,7 @@ def execute_round(run_id: int, in_child: bool = True, on_progress: ProgressLine 
             step = launch()
             step.config["round"] = round_.pk
             step.save(update_fields=["config"])
-            record_progress(round_, start, step=name, step_run=step.pk)
-            if on_progress:
-                on_progress(round_)
+            record_progress(round_, start, step=name, step_run=step.pk, on_progress=on_progress)
             if in_child:
                 runs.supervise_in_child(step.pk, parent_id=round_.pk)
             else:
@@ -85,15 +83,7 @@ def execute_round(run_id: int, in_child: bool = True, on_progress: ProgressLine 
                 raise RoundStepFailed(
                     f"The {step.get_kind_display().lower()} step (run {step.pk}) {step.status}: {step.error}"
                 )
-            record_progress(round_, end, step=name, step_run=step.pk, done=True)
-            if on_progress:
-                on_progress(round_)
-        finish_run(round_, TrainingRun.Status.SUCCEEDED)
-    except RunCancelled:
-        pass
-    except Exception as exc:
-        log.exception("round %s failed", run_id)
-        fail_run(round_, exc)
+            record_progress(round_, end, step=name, step_run=step.pk, done=True, on_progress=on_progress)
     return round_
 
 

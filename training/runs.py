@@ -13,6 +13,8 @@ import sys
 import time
 import traceback
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
@@ -70,8 +72,24 @@ def start_run(run_id: int) -> TrainingRun | None:
     return run
 
 
-def record_progress(run: TrainingRun, progress: float, **metrics) -> None:
-    """Appends a metrics point and moves the bar; raises RunCancelled if the run was stopped."""
+@contextmanager
+def carried_out(run: TrainingRun) -> Iterator[None]:
+    """Wraps a run's work: it succeeds if the block ends, fails with the traceback if it raises,
+    and stays as it is if it was stopped meanwhile (RunCancelled)."""
+    try:
+        yield
+    except RunCancelled:
+        return
+    except Exception as exc:
+        log.exception("%s run %s failed", run.kind, run.pk)
+        fail_run(run, exc)
+        return
+    finish_run(run, TrainingRun.Status.SUCCEEDED)
+
+
+def record_progress(run: TrainingRun, progress: float, on_progress: Callable | None = None, **metrics) -> None:
+    """Appends a metrics point and moves the bar (then calls `on_progress(run)`, e.g. a command's
+    progress line); raises RunCancelled if the run was stopped."""
     run.progress = min(1.0, progress)
     run.heartbeat_at = timezone.now()
     run.metrics = [*run.metrics, {"time": run.heartbeat_at.isoformat(), **metrics}]
@@ -80,6 +98,8 @@ def record_progress(run: TrainingRun, progress: float, **metrics) -> None:
     )
     if not updated:
         raise RunCancelled(f"Run {run.pk} was stopped.")
+    if on_progress:
+        on_progress(run)
 
 
 def check_still_running(run: TrainingRun) -> None:

@@ -22,11 +22,9 @@ from training.core.checkpoints import write_once
 from training.core.data import RankedPrompt
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import (
-    RunCancelled,
+    carried_out,
     check_still_running,
     checkpoint_name,
-    fail_run,
-    finish_run,
     record_progress,
     start_run,
 )
@@ -117,7 +115,7 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
     if run is None:
         return None
     config = run.config
-    try:
+    with carried_out(run):
         project = run.project
         policy = PolicyVersion.objects.get(pk=config["policy_version"])
         prompts = list(prompts_to_sample(project, policy)[: config["prompts"]])
@@ -143,17 +141,17 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
             done = step + len(batch)
             elapsed = time.monotonic() - started
             record_progress(
-                run, done / len(prompts), step=done, tasks=created, flagged=flagged, tokens_per_s=tokens / elapsed
+                run,
+                done / len(prompts),
+                step=done,
+                tasks=created,
+                flagged=flagged,
+                tokens_per_s=tokens / elapsed,
+                on_progress=on_progress,
             )
-            if on_progress:
-                on_progress(run)
-        note = f"{flagged} prompts gave fewer than {config['k']} distinct completions; no task was made."
-        finish_run(run, TrainingRun.Status.SUCCEEDED, log_tail=note if flagged else "")
-    except RunCancelled:
-        pass
-    except Exception as exc:
-        log.exception("sampling run %s failed", run_id)
-        fail_run(run, exc)
+        if flagged:
+            note = f"{flagged} prompts gave fewer than {config['k']} distinct completions; no task was made."
+            TrainingRun.objects.filter(pk=run.pk).update(log_tail=note)
     return run
 
 
@@ -242,7 +240,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
     run = start_run(run_id)
     if run is None:
         return None
-    try:
+    with carried_out(run):
         project = run.project
         settings_ = {k: v for k, v in run.config.items() if k in RewardModelConfig.__dataclass_fields__}
         config = RewardModelConfig(**settings_)
@@ -259,9 +257,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
             model, tokenizer = new_reward_model(policy.checkpoint, settings.MODEL_STORE, config)
 
         def log_step(figures: dict) -> None:
-            record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures)
-            if on_progress:
-                on_progress(run)
+            record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures, on_progress=on_progress)
 
         train_reward_model(model, tokenizer, train, config, log=log_step)
         on_train = evaluate(model, tokenizer, train, config)
@@ -270,15 +266,13 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
         write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
         version = _register_reward_model(run, parent, checkpoint, data, on_train, on_heldout, offset)
-        record_progress(run, 1.0, reward_model_version=version.version, heldout_accuracy=on_heldout.get("accuracy"))
-        if on_progress:
-            on_progress(run)
-        finish_run(run, TrainingRun.Status.SUCCEEDED)
-    except RunCancelled:
-        pass
-    except Exception as exc:
-        log.exception("reward-model run %s failed", run_id)
-        fail_run(run, exc)
+        record_progress(
+            run,
+            1.0,
+            reward_model_version=version.version,
+            heldout_accuracy=on_heldout.get("accuracy"),
+            on_progress=on_progress,
+        )
     return run
 
 
@@ -339,7 +333,7 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
     run = start_run(run_id)
     if run is None:
         return None
-    try:
+    with carried_out(run):
         project = run.project
         config = PPOConfig(**{k: v for k, v in run.config.items() if k in PPOConfig.__dataclass_fields__})
         parent = PolicyVersion.objects.get(pk=run.config["policy_version"])
@@ -351,9 +345,7 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         trainer = PPOTrainer(policy, tokenizer, critic, scorer, config)
 
         def log_step(figures: dict) -> None:
-            record_progress(run, 0.95 * figures["step"] / figures["steps"], **figures)
-            if on_progress:
-                on_progress(run)
+            record_progress(run, 0.95 * figures["step"] / figures["steps"], **figures, on_progress=on_progress)
 
         trainer.train(list(project.prompts.values_list("text", flat=True)), log=log_step)
         trained = trainer.trained_policy()
@@ -367,15 +359,7 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         version = _register_policy(run, parent, reward_model, checkpoint)
         if project.promotion == Project.Promotion.AUTOMATIC:
             do_promote_policy(version)
-        record_progress(run, 1.0, policy_version=version.version)
-        if on_progress:
-            on_progress(run)
-        finish_run(run, TrainingRun.Status.SUCCEEDED)
-    except RunCancelled:
-        pass
-    except Exception as exc:
-        log.exception("PPO run %s failed", run_id)
-        fail_run(run, exc)
+        record_progress(run, 1.0, policy_version=version.version, on_progress=on_progress)
     return run
 
 
