@@ -19,7 +19,7 @@ from labeling.models import ComparisonTask, Completion, Demonstration, Project, 
 from labeling.services import do_create_comparison_tasks
 from training import runs
 from training.core.checkpoints import write_once
-from training.core.data import RankedPrompt
+from training.core.rankings import RankedPrompt
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import (
     carried_out,
