@@ -19,6 +19,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, QueryS
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from labeling.importing import do_import_prompts, parse_records
 from labeling.models import (
     Assignment,
     ComparisonTask,
@@ -28,7 +29,6 @@ from labeling.models import (
     Prompt,
     Ranking,
     TaskCompletion,
-    text_digest,
 )
 
 
@@ -55,25 +55,16 @@ class AddedPrompts:
 
 
 def do_add_prompts(project: Project, texts: Iterable[str], source: str = "") -> AddedPrompts:
-    """Adds prompts to a project; texts already there (or repeated in `texts`) are skipped and counted."""
-    by_digest: dict[str, str] = {}
-    given = 0
-    for text in texts:
-        if not text.strip():
-            raise ValidationError("A prompt cannot be empty.")
-        given += 1
-        by_digest.setdefault(text_digest(text), text)
-    with transaction.atomic():
-        existing = set(
-            Prompt.objects.filter(project=project, text_sha256__in=by_digest).values_list("text_sha256", flat=True)
-        )
-        new = [
-            Prompt(project=project, text=text, text_sha256=digest, source=source)
-            for digest, text in by_digest.items()
-            if digest not in existing
-        ]
-        Prompt.objects.bulk_create(new)
-    return AddedPrompts(created=len(new), duplicates=given - len(new))
+    """Adds prompts to a project; texts already there (or repeated in `texts`) are skipped and counted.
+
+    All or nothing: an empty or over-long text raises ValidationError and stores none of them.
+    """
+    records = ({"prompt": text} for text in texts)
+    report = do_import_prompts(project, parse_records(records), source, atomic=True, unit="prompt")
+    if report.rolled_back:
+        first = report.invalid[0]
+        raise ValidationError(f"Prompt {first.line}: {first.reason}.")
+    return AddedPrompts(created=report.imported, duplicates=report.duplicates)
 
 
 def _letter(position: int) -> str:
