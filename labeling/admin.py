@@ -1,8 +1,15 @@
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import render
+from django.urls import path
 from django.utils.html import format_html
+from django.utils.text import slugify
 
+from labeling.exporting import export_rows, jsonl_blocks
+from labeling.forms import ExportForm, PromptImportForm
+from labeling.importing import ImportFileError, do_import_prompt_file
 from labeling.models import (
     Assignment,
     ComparisonTask,
@@ -43,6 +50,7 @@ class ProjectAdmin(admin.ModelAdmin):
     ]
 
     actions = ["sample_comparisons", "train_reward_model", "run_ppo_round", "run_full_round"]
+    change_form_template = "admin/labeling/project/change_form.html"  # links to import prompts and export
 
     @admin.action(description="Sample comparisons (up to 50 prompts)")
     def sample_comparisons(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
@@ -74,6 +82,57 @@ class ProjectAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         if not change:
             do_register_base_policy(obj)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("<int:project_id>/import-prompts/", view(self.import_prompts), name="labeling_project_import"),
+            path("<int:project_id>/export/", view(self.export), name="labeling_project_export"),
+            path("<int:project_id>/export/download/", view(self.download), name="labeling_project_download"),
+            *super().get_urls(),
+        ]
+
+    def _project(self, request: HttpRequest, project_id: int, may) -> Project:
+        project = self.get_object(request, str(project_id))
+        if project is None or not may(request, project):
+            raise PermissionDenied
+        return project
+
+    def _page(self, request: HttpRequest, project: Project, template: str, context: dict, status: int = 200):
+        context = {**self.admin_site.each_context(request), "opts": self.opts, "original": project, **context}
+        return render(request, f"admin/labeling/project/{template}", context, status=status)
+
+    def import_prompts(self, request: HttpRequest, project_id: int) -> HttpResponse:
+        project = self._project(request, project_id, self.has_change_permission)
+        form = PromptImportForm(request.POST or None, request.FILES or None)
+        report = None
+        if form.is_valid():
+            upload = form.cleaned_data["file"]
+            try:
+                report = do_import_prompt_file(
+                    project, upload, upload.name, form.cleaned_data["format"] or None, form.cleaned_data["atomic"]
+                )
+            except ImportFileError as exc:
+                form.add_error("file", str(exc))
+        status = 422 if form.errors else 200
+        context = {"title": f"Import prompts into {project}", "form": form, "report": report}
+        return self._page(request, project, "import_prompts.html", context, status)
+
+    def export(self, request: HttpRequest, project_id: int) -> HttpResponse:
+        project = self._project(request, project_id, self.has_view_permission)
+        context = {"title": f"Export preferences of {project}", "form": ExportForm()}
+        return self._page(request, project, "export.html", context)
+
+    def download(self, request: HttpRequest, project_id: int) -> HttpResponse:
+        project = self._project(request, project_id, self.has_view_permission)
+        form = ExportForm(request.GET)
+        if not form.is_valid():
+            return HttpResponseBadRequest(" ".join(str(e) for errors in form.errors.values() for e in errors))
+        rows = export_rows(project, **form.cleaned_data)
+        response = StreamingHttpResponse(jsonl_blocks(rows), content_type="application/jsonl; charset=utf-8")
+        filename = f"{slugify(project.name) or 'project'}-{form.cleaned_data['format']}.jsonl"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 @admin.register(Prompt)

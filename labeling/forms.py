@@ -6,8 +6,11 @@ numbers are ties. `likert-<completion id>` holds an optional 1–7 score.
 
 from dataclasses import dataclass, field
 
+from django import forms
 from django.core.exceptions import ValidationError
 from django.http import QueryDict
+
+from labeling.importing import FORMATS as IMPORT_FORMATS
 
 
 @dataclass
@@ -56,3 +59,36 @@ def parse_ranking_form(data: QueryDict) -> RankingInput:
         flags=data.getlist("flags"),
         time_spent_ms=max(0, _integer(spent, "time_spent_ms")) if spent else None,
     )
+
+
+class PromptImportForm(forms.Form):
+    file = forms.FileField(help_text="JSONL, CSV or text, UTF-8.")
+    format = forms.ChoiceField(
+        choices=[("", "From the file's extension")] + [(f, f) for f in IMPORT_FORMATS],
+        required=False,
+        help_text='JSONL: a "prompt" field per line. CSV: a "prompt" column. Text: one prompt per line. '
+        "Other fields and columns are kept as the prompt's metadata.",
+    )
+    atomic = forms.BooleanField(
+        required=False, label="All or nothing", help_text="Import nothing if any line is invalid."
+    )
+
+
+class ExportForm(forms.Form):
+    format = forms.ChoiceField(
+        choices=[
+            ("pairs", "Pairs: {prompt, chosen, rejected} (TRL reward/DPO trainers)"),
+            ("rankings", "Rankings: one line per ranking, with provenance"),
+        ],
+        initial="pairs",
+    )
+    ties = forms.ChoiceField(
+        choices=[("drop", "Drop tied pairs"), ("half", "Write tied pairs both ways (0.5 target)")],
+        initial="drop",
+        required=False,
+        help_text="Pairs only.",
+    )
+    include_excluded = forms.BooleanField(required=False, label="Include rankings excluded from training")
+
+    def clean_ties(self) -> str:
+        return self.cleaned_data["ties"] or "drop"

@@ -2,9 +2,11 @@ import io
 import json
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from labeling import importing
 from labeling.importing import (
@@ -15,7 +17,7 @@ from labeling.importing import (
     guess_format,
     parse_records,
 )
-from tests.factories import ProjectFactory, PromptFactory
+from tests.factories import ProjectFactory, PromptFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -247,4 +249,65 @@ def test_the_command_refuses_a_file_that_is_not_utf8(tmp_path):
     path.write_bytes("ok\nnaïve\n".encode("latin-1"))
     with pytest.raises(CommandError, match="prompts.txt is not UTF-8 text: line 2 has byte 0xEF"):
         call_command("import_prompts", "--project", str(project.pk), str(path))
+    assert project.prompts.count() == 0
+
+
+def upload(client, project, content: bytes, name: str, **fields):
+    url = reverse("admin:labeling_project_import", args=[project.pk])
+    return client.post(url, {"file": SimpleUploadedFile(name, content), **fields})
+
+
+def test_staff_reach_the_upload_page_from_the_project_page(client, admin_user):
+    project = ProjectFactory()
+    client.force_login(admin_user)
+    page = client.get(reverse("admin:labeling_project_change", args=[project.pk]))
+    assert page.status_code == 200
+    assert reverse("admin:labeling_project_import", args=[project.pk]) in page.content.decode()
+    form = client.get(reverse("admin:labeling_project_import", args=[project.pk]))
+    assert form.status_code == 200
+    assert 'type="file"' in form.content.decode()
+
+
+def test_staff_upload_a_file_and_see_the_report(client, admin_user):
+    project = ProjectFactory()
+    client.force_login(admin_user)
+    response = upload(client, project, b'{"prompt": "<b>one</b>"}\n{"prompt": ""}\n{"prompt": "two"}\n', "up.jsonl")
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "Imported 2 prompts from up.jsonl in" in page
+    assert "line 2: the prompt cannot be empty" in page
+    assert list(project.prompts.values_list("text", "source")) == [("<b>one</b>", "up.jsonl"), ("two", "up.jsonl")]
+
+
+def test_an_atomic_upload_with_a_bad_line_stores_nothing(client, admin_user):
+    project = ProjectFactory()
+    client.force_login(admin_user)
+    response = upload(client, project, b"id,prompt\n1,fine\n2,\n", "up.csv", atomic="on")
+    assert response.status_code == 200
+    assert "Nothing imported from up.csv: 1 invalid line" in response.content.decode()
+    assert project.prompts.count() == 0
+
+
+def test_an_upload_that_is_not_utf8_is_refused_with_the_reason(client, admin_user):
+    project = ProjectFactory()
+    client.force_login(admin_user)
+    response = upload(client, project, "fine\nstill fine\nna\xefve\n".encode("cp1252"), "up.txt")
+    assert response.status_code == 422
+    assert "up.txt is not UTF-8 text: line 3 has byte 0xEF" in response.content.decode()
+    assert project.prompts.count() == 0
+
+
+def test_it_refuses_the_upload_to_a_labeler(client, labeler):
+    project = ProjectFactory()
+    client.force_login(labeler)
+    response = upload(client, project, b"sneaky\n", "up.txt")
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+    assert project.prompts.count() == 0
+
+
+def test_it_refuses_the_upload_to_staff_who_may_not_change_projects(client):
+    project = ProjectFactory()
+    client.force_login(UserFactory(username="viewer", is_staff=True))
+    assert upload(client, project, b"sneaky\n", "up.txt").status_code == 403
     assert project.prompts.count() == 0
