@@ -1,8 +1,9 @@
 """Streaming a project's preferences out as JSONL, in constant memory, for other trainers.
 
-Rankings are read through a server-side cursor (`QuerySet.iterator`) CHUNK_SIZE at a time, each
-chunk's prompts, labelers and completions fetched with it (a fixed number of queries per chunk,
-never one per row). A ranking is the source of truth; pairs are derived from it here:
+Rankings are read as plain values through a server-side cursor (`QuerySet.iterator`), CHUNK_SIZE
+at a time, and each chunk's completions are fetched with one query (two queries per chunk, never
+one per row; no model instances, which cost more than the database here). A ranking is the
+source of truth; pairs are derived from it here:
 
 - `pair_rows`: {"prompt", "chosen", "rejected"}, the format TRL's RewardTrainer and DPOTrainer read,
   one row per ordered pair of a ranking. Pairs within a tie group are dropped, or with ties="half"
@@ -13,78 +14,84 @@ Rankings staff excluded from training are left out unless `include_excluded`.
 """
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable, Iterator
+from itertools import islice
 
-from django.db.models import Prefetch, QuerySet
+from django.contrib.auth import get_user_model
 
 from labeling.models import Project, Ranking, TaskCompletion
 from training.core.rankings import ranked_pairs
 
-CHUNK_SIZE = 500
+CHUNK_SIZE = 1000
 BLOCK_CHARS = 1 << 16
 FORMATS = ("pairs", "rankings")
 TIE_MODES = ("drop", "half")
+COMPLETION_FIELDS = {
+    "text": "completion__text",
+    "finish_reason": "completion__finish_reason",
+    "token_count": "completion__token_count",
+    "policy_version": "completion__policy_version__version",
+}
 
 
-def _rankings(project: Project, include_excluded: bool) -> QuerySet[Ranking]:
-    items = TaskCompletion.objects.select_related("completion__policy_version").order_by("position")
-    rankings = (
-        Ranking.objects.filter(task__project=project)
-        .select_related("task__prompt", "labeler")
-        .prefetch_related(Prefetch("task__items", queryset=items))
-        .order_by("id")
-    )
-    return rankings if include_excluded else rankings.filter(excluded=False)
+def _ranking_chunks(project: Project, include_excluded: bool) -> Iterator[tuple[list[dict], dict[int, list[dict]]]]:
+    """(rankings, task id -> its completions in display order), CHUNK_SIZE rankings at a time in id order.
+
+    Rankings come as plain values from a server-side cursor; each chunk's completions take one more query.
+    """
+    rankings = Ranking.objects.filter(task__project=project).order_by("id")
+    if not include_excluded:
+        rankings = rankings.filter(excluded=False)
+    rows = rankings.values(
+        "id", "task_id", "task__kind", "task__prompt_id", "task__prompt__text", "order", "likert", "rationale",
+        "flags", "time_spent_ms", f"labeler__{get_user_model().USERNAME_FIELD}", "created_at", "excluded",
+    ).iterator(chunk_size=CHUNK_SIZE)  # fmt: skip
+    while chunk := list(islice(rows, CHUNK_SIZE)):
+        items = TaskCompletion.objects.filter(task_id__in={row["task_id"] for row in chunk}).order_by("position")
+        completions: dict[int, list[dict]] = defaultdict(list)
+        for item in items.values("task_id", "position", "completion_id", *COMPLETION_FIELDS.values()):
+            shown = {"id": item["completion_id"], "label": "ABCDEFGHI"[item["position"]]}
+            completions[item["task_id"]].append({**shown, **{name: item[f] for name, f in COMPLETION_FIELDS.items()}})
+        yield chunk, completions
 
 
 def pair_rows(project: Project, ties: str = "drop", include_excluded: bool = False) -> Iterator[dict]:
     """{"prompt", "chosen", "rejected"} for each ordered pair of each ranking, rankings in id order."""
     if ties not in TIE_MODES:
         raise ValueError(f"ties must be one of {', '.join(TIE_MODES)}, not {ties!r}")
-    for ranking in _rankings(project, include_excluded).iterator(chunk_size=CHUNK_SIZE):
-        prompt = ranking.task.prompt.text
-        texts = {item.completion_id: item.completion.text for item in ranking.task.items.all()}
-        for winner, loser, mu in ranked_pairs(ranking.order, ties):
-            yield {"prompt": prompt, "chosen": texts[winner], "rejected": texts[loser]}
-            if mu == 0.5:
-                yield {"prompt": prompt, "chosen": texts[loser], "rejected": texts[winner]}
-
-
-def ranking_row(ranking: Ranking) -> dict:
-    """Everything a ranking records, with its prompt and completions: the provenance of a preference."""
-    task = ranking.task
-    return {
-        "ranking_id": ranking.pk,
-        "task_id": task.pk,
-        "task_kind": task.kind,
-        "prompt_id": task.prompt_id,
-        "prompt": task.prompt.text,
-        "completions": [
-            {
-                "id": item.completion_id,
-                "label": "ABCDEFGHI"[item.position],
-                "text": item.completion.text,
-                "finish_reason": item.completion.finish_reason,
-                "token_count": item.completion.token_count,
-                "policy_version": item.completion.policy_version.version,
-            }
-            for item in task.items.all()
-        ],
-        "order": ranking.order,
-        "likert": ranking.likert,
-        "rationale": ranking.rationale,
-        "flags": ranking.flags,
-        "time_spent_ms": ranking.time_spent_ms,
-        "labeler": ranking.labeler.get_username(),
-        "created_at": ranking.created_at.isoformat(),
-        "excluded": ranking.excluded,
-    }
+    for chunk, completions in _ranking_chunks(project, include_excluded):
+        for ranking in chunk:
+            prompt = ranking["task__prompt__text"]
+            texts = {c["id"]: c["text"] for c in completions[ranking["task_id"]]}
+            for winner, loser, mu in ranked_pairs(ranking["order"], ties):
+                yield {"prompt": prompt, "chosen": texts[winner], "rejected": texts[loser]}
+                if mu == 0.5:
+                    yield {"prompt": prompt, "chosen": texts[loser], "rejected": texts[winner]}
 
 
 def ranking_rows(project: Project, include_excluded: bool = False) -> Iterator[dict]:
-    """One row per ranking (see `ranking_row`), in id order."""
-    for ranking in _rankings(project, include_excluded).iterator(chunk_size=CHUNK_SIZE):
-        yield ranking_row(ranking)
+    """One row per ranking, in id order, with everything it records and its prompt and completions
+    (id, display label, text, finish reason, token count, policy version): the provenance of a preference."""
+    username = f"labeler__{get_user_model().USERNAME_FIELD}"
+    for chunk, completions in _ranking_chunks(project, include_excluded):
+        for ranking in chunk:
+            yield {
+                "ranking_id": ranking["id"],
+                "task_id": ranking["task_id"],
+                "task_kind": ranking["task__kind"],
+                "prompt_id": ranking["task__prompt_id"],
+                "prompt": ranking["task__prompt__text"],
+                "completions": completions[ranking["task_id"]],
+                "order": ranking["order"],
+                "likert": ranking["likert"],
+                "rationale": ranking["rationale"],
+                "flags": ranking["flags"],
+                "time_spent_ms": ranking["time_spent_ms"],
+                "labeler": ranking[username],
+                "created_at": ranking["created_at"].isoformat(),
+                "excluded": ranking["excluded"],
+            }
 
 
 def export_rows(project: Project, format: str, ties: str = "drop", include_excluded: bool = False) -> Iterator[dict]:
