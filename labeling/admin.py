@@ -1,3 +1,5 @@
+from collections.abc import Callable
+
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -92,7 +94,7 @@ class ProjectAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def _project(self, request: HttpRequest, project_id: int, may) -> Project:
+    def _project(self, request: HttpRequest, project_id: int, may: Callable[[HttpRequest, Project], bool]) -> Project:
         project = self.get_object(request, str(project_id))
         if project is None or not may(request, project):
             raise PermissionDenied

@@ -348,7 +348,7 @@ def do_import_prompts(
     started = time.monotonic()
     try:
         with transaction.atomic():
-            Project.objects.select_for_update().filter(pk=project.pk).first()
+            Project.objects.select_for_update().filter(pk=project.pk).first()  # one import at a time per project
             for batch in _batches(parsed, report):
                 _store(project, batch, report.source, report)
                 report.seconds = time.monotonic() - started
@@ -375,6 +375,9 @@ def do_import_prompt_file(
     Raises ImportFileError (nothing stored) for an unknown format, a CSV without a prompt column,
     or a byte that is not UTF-8.
     """
-    parse = PARSERS[format or guess_format(name)]
+    format = format or guess_format(name)
+    if format not in PARSERS:
+        raise ImportFileError(f"Unknown format {format!r}: choose one of {', '.join(FORMATS)}.")
+    parse = PARSERS[format]
     source = Path(name).name
     return do_import_prompts(project, parse(read_lines(file, source)), source, atomic, on_progress)

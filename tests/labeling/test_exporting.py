@@ -74,31 +74,25 @@ def export_text(*args: str) -> str:
     return out.getvalue()
 
 
+FRANCE = "Capital of France?"
+PAIRS_WITHOUT_TIES = [
+    pair(FRANCE, "Paris.", "Lyon."),
+    pair(FRANCE, "Paris.", "Nice."),
+    pair(FRANCE, "Paris.", "It is Paris, I think..."),
+    pair(FRANCE, "Lyon.", "It is Paris, I think..."),
+    pair(FRANCE, "Nice.", "It is Paris, I think..."),
+]
+
+
 def test_pairs_drop_ties_by_default(project):
-    france = "Capital of France?"
-    assert export_text("--project", "Export me", "--format", "pairs").splitlines() == [
-        pair(france, "Paris.", "Lyon."),
-        pair(france, "Paris.", "Nice."),
-        pair(france, "Paris.", "It is Paris, I think..."),
-        pair(france, "Lyon.", "It is Paris, I think..."),
-        pair(france, "Nice.", "It is Paris, I think..."),
-        pair("2+2?", "5", "4"),
-    ]
+    lines = export_text("--project", "Export me", "--format", "pairs").splitlines()
+    assert lines == [*PAIRS_WITHOUT_TIES, pair("2+2?", "5", "4")]
 
 
 def test_pairs_with_ties_half_write_a_tied_pair_once_each_way(project):
-    france = "Capital of France?"
     lines = export_text("--project", "Export me", "--format", "pairs", "--ties", "half").splitlines()
-    assert lines == [
-        pair(france, "Paris.", "Lyon."),
-        pair(france, "Paris.", "Nice."),
-        pair(france, "Paris.", "It is Paris, I think..."),
-        pair(france, "Lyon.", "It is Paris, I think..."),
-        pair(france, "Nice.", "It is Paris, I think..."),
-        pair(france, "Lyon.", "Nice."),
-        pair(france, "Nice.", "Lyon."),
-        pair("2+2?", "5", "4"),
-    ]
+    tied = [pair(FRANCE, "Lyon.", "Nice."), pair(FRANCE, "Nice.", "Lyon.")]
+    assert lines == [*PAIRS_WITHOUT_TIES, *tied, pair("2+2?", "5", "4")]
 
 
 def test_a_k_way_ranking_without_ties_gives_k_choose_2_pairs(labeler):
