@@ -255,7 +255,7 @@ def parse_csv(lines: Lines) -> Iterator[Parsed]:
         elif not any(cell.strip() for cell in row):
             continue
         elif len(row) != len(header):
-            yield InvalidLine(start, f"{len(row)} fields where the header has {len(header)}")
+            yield InvalidLine(start, f"{_count(len(row), 'field')} where the header has {len(header)}")
         else:
             yield _record(start, dict(zip(header, row, strict=True)))
 

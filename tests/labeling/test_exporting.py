@@ -265,7 +265,19 @@ def test_the_download_is_refused_to_staff_who_may_not_view_projects(client, proj
     assert client.get(download_url(project, format="pairs")).status_code == 403
 
 
-def test_trls_reward_trainer_trains_on_the_pairs_export(project, tiny_folder, tmp_path, monkeypatch):
+@pytest.fixture
+def accelerate_state_restored():
+    """Trainer leaves accelerate's process-wide state behind (its mixed precision, say); later tests build
+    their own Accelerator and must not inherit it."""
+    from accelerate.state import AcceleratorState
+
+    yield
+    AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def test_trls_reward_trainer_trains_on_the_pairs_export(
+    project, tiny_folder, tmp_path, monkeypatch, accelerate_state_restored
+):
     """The real TRL: the export loads with datasets' JSON loader and RewardTrainer takes two steps on it."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -289,7 +301,7 @@ def test_trls_reward_trainer_trains_on_the_pairs_export(project, tiny_folder, tm
     args = RewardConfig(
         output_dir=str(tmp_path / "rm"), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
         logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, dataloader_num_workers=0, max_length=128,
-        activation_checkpointing=False,
+        activation_checkpointing=False, bf16=False,
     )  # fmt: skip
     trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()

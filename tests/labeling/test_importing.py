@@ -111,7 +111,7 @@ def test_it_reports_csv_rows_by_the_line_they_start_on():
     content = b'prompt,topic\n"spans\ntwo lines",a\nonly-one-field\n,empty prompt\n"fine",b,extra\nok,c\n'
     report = import_bytes(project, content, "rows.csv")
     assert report.invalid == [
-        InvalidLine(4, "1 fields where the header has 2"),
+        InvalidLine(4, "1 field where the header has 2"),
         InvalidLine(5, "the prompt cannot be empty"),
         InvalidLine(6, "3 fields where the header has 2"),
     ]
