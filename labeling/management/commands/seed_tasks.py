@@ -5,7 +5,6 @@ tasks and shuffled display positions through `do_create_comparison_tasks`, in ba
 """
 
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 
@@ -71,8 +70,8 @@ class Command(BaseCommand):
             do_create_comparison_tasks(target, policy.pk, sampled, kind, {"synthetic": True, "seed": start})
             done = numbers.stop
             rate = done / (time.monotonic() - started)
-            sys.stdout.write(f"\rseeded {done:,}/{tasks:,} tasks ({rate:,.0f}/s)")
-            sys.stdout.flush()
+            self.stdout.write(f"\rseeded {done:,}/{tasks:,} tasks ({rate:,.0f}/s)", ending="")
+            self.stdout.flush()
         analyze()
         elapsed = time.monotonic() - started
         self.stdout.write(f"\n{tasks:,} tasks with K={k} added to {target.name!r} in {elapsed:.1f} s.")
