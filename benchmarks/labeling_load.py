@@ -1,7 +1,7 @@
 """The labeling server under load: API clients asking for their next task and ranking it.
 
     .venv/bin/python benchmarks/labeling_load.py [--mode closed open scale] [--tasks 5000] [--clients 32]
-        [--duration 30] [--rate 20] [--open-duration 60] [--workers 4] [--threads 1]
+        [--duration 30] [--rate 20] [--open-duration 60] [--workers 4] [--threads 4]
         [--url http://127.0.0.1:PORT --database-url postgres://...]
 
 Without --url it creates a throwaway PostgreSQL database (on --pg), migrates it, starts gunicorn on
@@ -340,7 +340,7 @@ def main() -> None:
     parser.add_argument("--scale-clients", type=int, default=4)
     parser.add_argument("--scale-duration", type=float, default=15)
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes.")
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (more than 1: gthread).")
+    parser.add_argument("--threads", type=int, default=4, help="Threads per worker (more than 1: gthread).")
     parser.add_argument("--url", help="A running server to drive instead of starting gunicorn.")
     parser.add_argument("--database-url", help="With --url: the server's (migrated) database.")
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432", help="Where the throwaway DB goes.")
