@@ -48,20 +48,20 @@ class Tally:
 
     next_s: list[float] = field(default_factory=list)
     submit_s: list[float] = field(default_factory=list)
-    rankings: int = 0
+    ranked: list[int] = field(default_factory=list)  # task ids, one per stored ranking
     errors: list[str] = field(default_factory=list)
-    nothing_left: int = 0
+    nothing_left: list[int] = field(default_factory=list)
 
     def figures(self, elapsed: float) -> dict:
         return {
-            "rankings": self.rankings,
+            "rankings": len(self.ranked),
             "seconds": round(elapsed, 2),
-            "rankings_per_s": round(self.rankings / elapsed, 1),
+            "rankings_per_s": round(len(self.ranked) / elapsed, 1),
             "next_ms": percentiles(self.next_s),
             "submit_ms": percentiles(self.submit_s),
             "errors": len(self.errors),
             "error_samples": sorted(set(self.errors))[:5],
-            "nothing_left_answers": self.nothing_left,
+            "nothing_left_answers": len(self.nothing_left),
         }
 
 
@@ -107,7 +107,7 @@ class Client:
         status, task = self.call("GET", f"/api/tasks/next/?project={project_id}")
         tally.next_s.append(time.perf_counter() - started)
         if status == 204:
-            tally.nothing_left += 1
+            tally.nothing_left.append(project_id)
             return False
         if status != 200:
             tally.errors.append(f"next {status}: {str(task)[:120]}")
@@ -117,7 +117,7 @@ class Client:
         status, ranking = self.call("POST", f"/api/tasks/{task['id']}/ranking/", {"order": order})
         tally.submit_s.append(time.perf_counter() - sent)
         if status == 201:
-            tally.rankings += 1
+            tally.ranked.append(task["id"])
         else:
             tally.errors.append(f"submit {status}: {str(ranking)[:120]}")
         return True
@@ -134,8 +134,10 @@ def run_threads(work, count: int) -> float:
     return time.perf_counter() - started
 
 
-def closed_loop(url: str, tokens: list[str], project_id: int, duration: float) -> tuple[Tally, float]:
-    tally = Tally()
+def closed_loop(
+    url: str, tokens: list[str], project_id: int, duration: float, tally: Tally | None = None
+) -> tuple[Tally, float]:
+    tally = tally or Tally()
     deadline = time.perf_counter() + duration
 
     def work(i: int) -> None:
@@ -325,6 +327,32 @@ def measured(run, url: str, tokens: list[str], project, server) -> dict:
     return figures
 
 
+def scaling(url: str, args) -> dict:
+    """Next-task latency on a small and a large project, measured in alternating rounds so that a
+    change in the machine's load during the run weighs on both alike."""
+    from django.db import connections
+
+    projects = [
+        new_project(f"scale {size}", size, args.k, args.overlap) for size in (args.scale_small, args.scale_large)
+    ]
+    tokens = labeler_tokens(projects[0], args.scale_clients)
+    labeler_tokens(projects[1], args.scale_clients)  # the same accounts label both
+    for project in projects:
+        warm_up(url, tokens, project.pk)
+    connections.close_all()
+    tallies, elapsed = [Tally(), Tally()], [0.0, 0.0]
+    rounds = 6
+    for _ in range(rounds):
+        for n, project in enumerate(projects):
+            elapsed[n] += closed_loop(url, tokens, project.pk, args.scale_duration / rounds, tallies[n])[1]
+    result = {
+        f"{project.tasks.count():,} tasks": {**tally.figures(seconds), "tasks_over_overlap": over_overlap(project)}
+        for project, tally, seconds in zip(projects, tallies, elapsed, strict=True)
+    }
+    small, large = (tally.figures(1)["next_ms"]["p50"] for tally in tallies)
+    return {**result, "clients": args.scale_clients, "next_p50_ratio_large_to_small": round(large / small, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mode", nargs="+", choices=["closed", "open", "scale"], default=["closed", "open", "scale"])
@@ -338,7 +366,7 @@ def main() -> None:
     parser.add_argument("--scale-small", type=int, default=1_000)
     parser.add_argument("--scale-large", type=int, default=100_000)
     parser.add_argument("--scale-clients", type=int, default=4)
-    parser.add_argument("--scale-duration", type=float, default=15)
+    parser.add_argument("--scale-duration", type=float, default=30, help="scale: seconds per project.")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes.")
     parser.add_argument("--threads", type=int, default=4, help="Threads per worker (more than 1: gthread).")
     parser.add_argument("--url", help="A running server to drive instead of starting gunicorn.")
@@ -385,16 +413,7 @@ def main() -> None:
             run = lambda: open_loop(url, tokens, project.pk, args.rate, args.open_duration)  # noqa: E731
             result["open"] = {"rate": args.rate, "tasks": args.tasks, **measured(run, url, tokens, project, server)}
         if "scale" in args.mode:
-            result["scale"] = {}
-            for size in (args.scale_small, args.scale_large):
-                project = new_project(f"scale {size}", size, args.k, args.overlap)
-                tokens = labeler_tokens(project, args.scale_clients)
-                run = lambda: closed_loop(url, tokens, project.pk, args.scale_duration)  # noqa: E731, B023
-                result["scale"][str(size)] = measured(run, url, tokens, project, server)
-            small, large = (
-                result["scale"][str(size)]["next_ms"]["p50"] for size in (args.scale_small, args.scale_large)
-            )
-            result["scale"]["next_p50_ratio_large_to_small"] = round(large / small, 2)
+            result["scale"] = scaling(url, args)
         result["load_average_after"] = os.getloadavg()[0]
     print(json.dumps(result))
 

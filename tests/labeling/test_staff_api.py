@@ -6,6 +6,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from labeling.models import ComparisonTask, Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory
@@ -40,8 +41,14 @@ def test_labelers_are_refused_staff_collections_with_403(url, labeler):
 
 
 @pytest.mark.parametrize("url", STAFF_URLS)
-def test_staff_collections_need_a_token(url, client):
-    assert client.get(url).status_code == 401
+@pytest.mark.parametrize("authorization", [None, "Token 0123456789abcdef0123456789abcdef01234567"])
+def test_staff_collections_refuse_a_missing_or_wrong_token_with_401(url, authorization, admin_user):
+    client = APIClient()
+    if authorization:
+        client.credentials(HTTP_AUTHORIZATION=authorization)
+    response = client.get(url)
+    assert response.status_code == 401
+    assert response["WWW-Authenticate"] == "Token"
 
 
 @pytest.mark.parametrize("url", STAFF_URLS)

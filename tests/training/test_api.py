@@ -5,6 +5,7 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 from kombu.exceptions import OperationalError
+from rest_framework.test import APIClient
 
 from labeling.models import Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory
@@ -118,6 +119,15 @@ def test_labelers_cannot_launch_or_cancel_runs(project, labeler):
     assert api.post(f"/api/runs/{run.pk}/cancel/").status_code == 403
     assert api.get(f"/api/runs/{run.pk}/").status_code == 403
     assert TrainingRun.objects.get().status == "queued"
+
+
+def test_launching_or_cancelling_without_a_valid_token_is_a_401_and_changes_nothing(project):
+    run = TrainingRun.objects.create(project=project, kind="rm")
+    client = APIClient()
+    assert client.post("/api/runs/", {"project": project.pk, "kind": "generate"}).status_code == 401
+    client.credentials(HTTP_AUTHORIZATION="Token wrong")
+    assert client.post(f"/api/runs/{run.pk}/cancel/").status_code == 401
+    assert list(TrainingRun.objects.values_list("status", flat=True)) == ["queued"]
 
 
 @pytest.mark.django_db(transaction=True)
