@@ -12,8 +12,8 @@ own project (`manage.py seed_tasks`) and labeler accounts with tokens (`manage.p
 - closed: --clients clients call next + submit without pause for --duration seconds;
 - open:   rankings arrive at --rate per second for --open-duration seconds, each started by a free
           client; a call's latency counts from its scheduled start, so queueing shows;
-- scale:  next-task p50 with --scale-clients clients on a project of --scale-small tasks, then on
-          one of --scale-large tasks.
+- scale:  next-task p50 with --scale-clients clients on a project of --scale-small tasks and on one
+          of --scale-large tasks, in alternating rounds that rank 80% of the small one's tasks.
 
 Clients are threads with one keep-alive http.client connection each (low CPU: the clients, gunicorn
 and PostgreSQL share the machine). Prints one JSON line: rankings/s, p50/p95/p99 ms per call,
@@ -135,16 +135,18 @@ def run_threads(work, count: int) -> float:
 
 
 def closed_loop(
-    url: str, tokens: list[str], project_id: int, duration: float, tally: Tally | None = None
+    url: str, tokens: list[str], project_id: int, duration: float, tally: Tally | None = None, each: int = 10**9
 ) -> tuple[Tally, float]:
+    """Every client ranks without pause until `duration` seconds have passed or it ranked `each` tasks."""
     tally = tally or Tally()
     deadline = time.perf_counter() + duration
 
     def work(i: int) -> None:
         client = Client(url, tokens[i])
         try:
-            while time.perf_counter() < deadline and client.rank_next(project_id, tally, time.perf_counter()):
-                pass
+            for _ in range(each):
+                if time.perf_counter() > deadline or not client.rank_next(project_id, tally, time.perf_counter()):
+                    break
         except OSError as exc:
             tally.errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -311,25 +313,40 @@ def server_pids(server) -> list[int]:
     return [server.pid, *map(int, children.read_text().split())] if children.exists() else [server.pid]
 
 
+def database_pids() -> list[int]:
+    """The PostgreSQL backends serving this database (the server's connections persist)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
 def measured(run, url: str, tokens: list[str], project, server) -> dict:
+    """Runs the load; adds the CPU seconds the client, gunicorn and PostgreSQL spent meanwhile."""
     from django.db import connections
 
     warm_up(url, tokens, project.pk)
+    backends = database_pids()
     connections.close_all()
     pids = server_pids(server)
-    client_cpu, server_cpu = time.process_time(), cpu_seconds(pids)
+    client_cpu, server_cpu, database_cpu = time.process_time(), cpu_seconds(pids), cpu_seconds(backends)
     tally, elapsed = run()
     figures = tally.figures(elapsed)
     figures["client_cpu_s"] = round(time.process_time() - client_cpu, 2)
     if pids:
         figures["gunicorn_cpu_s"] = round(cpu_seconds(pids) - server_cpu, 2)
+    figures["postgres_cpu_s"] = round(cpu_seconds(backends) - database_cpu, 2)
     figures["tasks_over_overlap"] = over_overlap(project)
     return figures
 
 
 def scaling(url: str, args) -> dict:
     """Next-task latency on a small and a large project, measured in alternating rounds so that a
-    change in the machine's load during the run weighs on both alike."""
+    change in the machine's load during the run weighs on both alike. Each round ranks the same
+    number of tasks in each project, 80% of the small project's tasks over all rounds."""
     from django.db import connections
 
     projects = [
@@ -342,9 +359,10 @@ def scaling(url: str, args) -> dict:
     connections.close_all()
     tallies, elapsed = [Tally(), Tally()], [0.0, 0.0]
     rounds = 6
+    each = max(1, int(0.8 * args.scale_small / (rounds * args.scale_clients)))
     for _ in range(rounds):
         for n, project in enumerate(projects):
-            elapsed[n] += closed_loop(url, tokens, project.pk, args.scale_duration / rounds, tallies[n])[1]
+            elapsed[n] += closed_loop(url, tokens, project.pk, 600, tallies[n], each)[1]
     result = {
         f"{project.tasks.count():,} tasks": {**tally.figures(seconds), "tasks_over_overlap": over_overlap(project)}
         for project, tally, seconds in zip(projects, tallies, elapsed, strict=True)
@@ -366,7 +384,6 @@ def main() -> None:
     parser.add_argument("--scale-small", type=int, default=1_000)
     parser.add_argument("--scale-large", type=int, default=100_000)
     parser.add_argument("--scale-clients", type=int, default=4)
-    parser.add_argument("--scale-duration", type=float, default=30, help="scale: seconds per project.")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes.")
     parser.add_argument("--threads", type=int, default=4, help="Threads per worker (more than 1: gthread).")
     parser.add_argument("--url", help="A running server to drive instead of starting gunicorn.")
