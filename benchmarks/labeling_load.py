@@ -294,16 +294,22 @@ def warm_up(url: str, tokens: list[str], project_id: int) -> None:
     run_threads(work, len(tokens))
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def cpu_by_pid(pids: list[int]) -> dict[int, float]:
+    """CPU seconds (user + system) each live process has used so far."""
     ticks = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+    used = {}
     for pid in pids:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
-    return total
+        used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+    return used
+
+
+def cpu_since(before: dict[int, float], pids: list[int]) -> float:
+    """CPU seconds used since `before` by the processes alive now (one that ended meanwhile is missed)."""
+    return sum(now - before.get(pid, 0.0) for pid, now in cpu_by_pid(pids).items())
 
 
 def server_pids(server) -> list[int]:
@@ -329,16 +335,16 @@ def measured(run, url: str, tokens: list[str], project, server) -> dict:
     from django.db import connections
 
     warm_up(url, tokens, project.pk)
-    backends = database_pids()
+    database_cpu = cpu_by_pid(database_pids())
     connections.close_all()
     pids = server_pids(server)
-    client_cpu, server_cpu, database_cpu = time.process_time(), cpu_seconds(pids), cpu_seconds(backends)
+    client_cpu, server_cpu = time.process_time(), cpu_by_pid(pids)
     tally, elapsed = run()
     figures = tally.figures(elapsed)
     figures["client_cpu_s"] = round(time.process_time() - client_cpu, 2)
     if pids:
-        figures["gunicorn_cpu_s"] = round(cpu_seconds(pids) - server_cpu, 2)
-    figures["postgres_cpu_s"] = round(cpu_seconds(backends) - database_cpu, 2)
+        figures["gunicorn_cpu_s"] = round(cpu_since(server_cpu, pids), 2)
+    figures["postgres_cpu_s"] = round(cpu_since(database_cpu, database_pids()), 2)
     figures["tasks_over_overlap"] = over_overlap(project)
     return figures
 
