@@ -194,7 +194,7 @@ def _live(now: datetime) -> Q:
     return Q(state=Assignment.State.LEASED, leased_until__gt=now)
 
 
-class TakesLabeler(Expression):
+class AvailableTo(Expression):
     """True for a task the labeler may take now: not ranked or skipped by them, and with rankings
     plus other labelers' live leases below its overlap (a lease they hold keeps the task theirs).
 
@@ -232,9 +232,9 @@ class TakesLabeler(Expression):
 
 
 def available_tasks(labeler: AbstractBaseUser, now: datetime) -> QuerySet[ComparisonTask]:
-    """Open tasks the labeler may take now (TakesLabeler): those they hold a live lease on, and
+    """Open tasks the labeler may take now (AvailableTo): those they hold a live lease on, and
     those whose rankings plus other labelers' live leases are below the overlap."""
-    return ComparisonTask.objects.filter(TakesLabeler(labeler, now), state=ComparisonTask.State.OPEN)
+    return ComparisonTask.objects.filter(AvailableTo(labeler, now), state=ComparisonTask.State.OPEN)
 
 
 def _lock_available_task(

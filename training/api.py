@@ -27,23 +27,23 @@ from training.services import (
     do_launch_sampling,
 )
 
-by_project = extend_schema_view(list=extend_schema(parameters=[ProjectFilter]))
+
+@extend_schema_view(list=extend_schema(parameters=[ProjectFilter]))
+class ByProjectViewSet(mixins.ListModelMixin, StaffReadViewSet):
+    """A staff list filtered by `?project=ID`."""
+
+    filters = ProjectFilter
+    lookups = {"project": "project"}
 
 
-@by_project
-class PolicyVersionViewSet(mixins.ListModelMixin, StaffReadViewSet):
+class PolicyVersionViewSet(ByProjectViewSet):
     queryset = PolicyVersion.objects.all()
     serializer_class = PolicyVersionSerializer
-    filters = ProjectFilter
-    lookups = {"project": "project"}
 
 
-@by_project
-class RewardModelVersionViewSet(mixins.ListModelMixin, StaffReadViewSet):
+class RewardModelVersionViewSet(ByProjectViewSet):
     queryset = RewardModelVersion.objects.all()
     serializer_class = RewardModelVersionSerializer
-    filters = ProjectFilter
-    lookups = {"project": "project"}
 
 
 def launch_run(data: dict, user: AbstractBaseUser) -> TrainingRun:
@@ -58,11 +58,8 @@ def launch_run(data: dict, user: AbstractBaseUser) -> TrainingRun:
     return do_launch_round(project, launched_by=user)
 
 
-@by_project
-class TrainingRunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffReadViewSet):
+class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
     queryset = TrainingRun.objects.all()
-    filters = ProjectFilter
-    lookups = {"project": "project"}
 
     def get_serializer_class(self):
         return TrainingRunSerializer if self.action == "list" else TrainingRunDetailSerializer
