@@ -16,4 +16,4 @@ RUN SECRET_KEY=build-only-build-only-build-only-xx ALLOWED_HOSTS=build \
 RUN useradd --create-home rlhf && mkdir -p /var/lib/rlhf && chown rlhf /var/lib/rlhf
 USER rlhf
 EXPOSE 8000
-CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "webapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--threads", "4", "--access-logfile", "-"]

@@ -234,7 +234,14 @@ class ComparisonTask(models.Model):
     class Meta:
         ordering = ["id"]
         constraints = [models.CheckConstraint(condition=Q(target_overlap__gte=1), name="task_overlap_positive")]
-        indexes = [models.Index(fields=["project", "state", "kind", "id"], name="task_queue")]
+        indexes = [
+            models.Index(fields=["project", "state", "kind", "id"], name="task_queue"),
+            # What the assignment query walks, oldest first: open tasks only, however many are done
+            # and however the projects' tasks interleave (services._lock_available_task).
+            models.Index(
+                fields=["project", "kind", "created_at", "id"], condition=Q(state="open"), name="task_open_queue"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"Task {self.pk} ({self.kind}, {self.state})"

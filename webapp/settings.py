@@ -41,6 +41,9 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "template_partials",
     "django_celery_beat",
@@ -116,11 +119,40 @@ if PRODUCTION:
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# The API (/api/): token first, so a request without credentials gets 401 with a
+# WWW-Authenticate header; sessions let a logged-in user browse it.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["webapp.api.BoundedJSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+# DRF reads a body from the stream, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE check: the
+# API's JSON parser refuses a body over this many bytes with 413.
+API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
+SPECTACULAR_SETTINGS = {
+    "TITLE": "RLHF labeling API",
+    "DESCRIPTION": "Labelers fetch and rank tasks; staff read the data and steer training runs. "
+    "Authenticate with the header `Authorization: Token KEY` (manage.py create_labeler --print-token).",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the drf-spectacular-sidecar package, served as static files: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "TaskKindEnum": "labeling.models.ComparisonTask.Kind",
+        "TaskStateEnum": "labeling.models.ComparisonTask.State",
+        "RunKindEnum": "training.models.TrainingRun.Kind",
+        "RunStatusEnum": "training.models.TrainingRun.Status",
+        "PolicyStatusEnum": "training.models.PolicyVersion.Status",
+        "LaunchKindEnum": "training.serializers.LAUNCH_KINDS",
+    },
 }
 
 # Where checkpoints live: written to a temporary folder inside it, then renamed into place.

@@ -135,3 +135,13 @@ def test_a_demonstration_submitted_twice_is_stored_once(labeler):
     with pytest.raises(ValidationError, match="already wrote"):
         do_store_demonstration(prompt, labeler, "Different.")
     assert Demonstration.objects.count() == 1
+
+
+def test_a_labeler_whose_lease_expired_gets_the_task_again_on_the_same_row(project, labeler):
+    task = ComparisonTaskFactory(prompt__project=project)
+    first = do_assign_next_task(project, labeler)
+    expire(first)
+    again = do_assign_next_task(project, labeler)
+    assert (again.pk, again.task) == (first.pk, task)
+    stored = Assignment.objects.get()
+    assert stored.state == Assignment.State.LEASED and stored.leased_until > timezone.now()

@@ -1,0 +1,131 @@
+"""The labeling API: a labeler's next task and ranking (through the same services as the pages),
+and staff reads of projects, tasks and rankings."""
+
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import api_view
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import IsAdminUser
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling.access import get_project_for_labeler
+from labeling.models import ComparisonTask, Project, Ranking
+from labeling.serializers import (
+    AssignedTaskSerializer,
+    ComparisonTaskSerializer,
+    NextTaskQuery,
+    ProjectSerializer,
+    RankingFilter,
+    RankingIn,
+    RankingSerializer,
+    TaskFilter,
+)
+from labeling.services import TaskNotFound, do_assign_next_task, do_submit_ranking
+from webapp.api import NewestFirst
+
+# The field a service's ValidationError is about, by its code; other codes concern the task's state.
+FIELD_OF_CODE = {
+    "empty": "order",
+    "empty_rank": "order",
+    "not_an_id": "order",
+    "foreign": "order",
+    "repeated": "order",
+    "missing": "order",
+    "likert": "likert",
+    "flags": "flags",
+    "rationale": "rationale",
+}
+
+
+class StaffReadViewSet(viewsets.GenericViewSet):
+    """Staff-only reads (labelers get 403), newest first, filtered by the query parameters that
+    `filters` declares; `lookups` maps each to its ORM lookup. A bad parameter is a 400."""
+
+    permission_classes = [IsAdminUser]
+    pagination_class = NewestFirst
+    filters: type[serializers.Serializer] | None = None
+    lookups: dict[str, str] = {}
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        if self.filters is None or self.action != "list":
+            return queryset
+        params = self.filters(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        return queryset.filter(**{self.lookups[name]: value for name, value in params.validated_data.items()})
+
+
+@extend_schema(
+    parameters=[NextTaskQuery],
+    responses={
+        200: AssignedTaskSerializer,
+        204: OpenApiResponse(description="Nothing is left for you in this project now."),
+        404: OpenApiResponse(description="No such project among yours."),
+    },
+)
+@api_view(["GET"])
+def next_task(request: Request) -> Response:
+    """Leases the caller's next task in a project (the one they hold, if its lease is live)."""
+    query = NextTaskQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    project = get_project_for_labeler(request.user, query.validated_data["project"])
+    assignment = do_assign_next_task(project, request.user)
+    if assignment is None:
+        return Response(status=status.HTTP_204_NO_CONTENT)
+    return Response(AssignedTaskSerializer(assignment).data)
+
+
+@extend_schema(
+    request=RankingIn,
+    responses={
+        201: RankingSerializer,
+        200: OpenApiResponse(RankingSerializer, description="The same ranking was already stored."),
+        400: OpenApiResponse(description="A field is wrong: the message names it."),
+        404: OpenApiResponse(description="No such task among yours."),
+        409: OpenApiResponse(description="The task no longer takes a ranking from you: skipped, ranked, lease lost."),
+    },
+)
+@api_view(["POST"])
+def submit_ranking(request: Request, task_id: int) -> Response:
+    """Stores the caller's ranking of a task they were given; posting the same ranking again is a 200."""
+    posted = RankingIn(data=request.data)
+    posted.is_valid(raise_exception=True)
+    try:
+        ranking, created = do_submit_ranking(task_id, request.user, **posted.validated_data)
+    except TaskNotFound:
+        raise NotFound("No such task among yours.") from None
+    except ValidationError as error:
+        message = " ".join(error.messages)
+        if error.code in FIELD_OF_CODE:
+            return Response({FIELD_OF_CODE[error.code]: [message]}, status=status.HTTP_400_BAD_REQUEST)
+        return Response({"detail": message, "code": error.code}, status=status.HTTP_409_CONFLICT)
+    return Response(RankingSerializer(ranking).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffReadViewSet):
+    queryset = Project.objects.all()
+    serializer_class = ProjectSerializer
+
+
+@extend_schema_view(list=extend_schema(parameters=[TaskFilter]))
+class ComparisonTaskViewSet(mixins.ListModelMixin, StaffReadViewSet):
+    queryset = ComparisonTask.objects.all()
+    serializer_class = ComparisonTaskSerializer
+    filters = TaskFilter
+    lookups = {"project": "project", "state": "state"}
+
+
+@extend_schema_view(list=extend_schema(parameters=[RankingFilter]))
+class RankingViewSet(mixins.ListModelMixin, StaffReadViewSet):
+    queryset = Ranking.objects.all()
+    serializer_class = RankingSerializer
+    filters = RankingFilter
+    lookups = {
+        "project": "task__project",
+        "labeler": "labeler",
+        "created_after": "created_at__gte",
+        "created_before": "created_at__lt",
+    }

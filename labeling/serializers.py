@@ -1,0 +1,93 @@
+"""What the API reads and writes for labeling rows. Serializers check types; the services check
+the rest (an order against the task's completions, leases, overlap)."""
+
+from rest_framework import serializers
+
+from labeling.models import ComparisonTask, Project, Ranking
+
+
+class NextTaskQuery(serializers.Serializer):
+    project = serializers.IntegerField(min_value=1, help_text="The project's id.")
+
+
+class CompletionOut(serializers.Serializer):
+    id = serializers.IntegerField()
+    text = serializers.CharField()
+
+
+class AssignedTaskSerializer(serializers.Serializer):
+    """A leased task as a labeler sees it: the completions in the task's display order (A, B, ...)."""
+
+    id = serializers.IntegerField(source="task_id")
+    prompt = serializers.CharField(source="task.prompt.text")
+    completions = CompletionOut(many=True, source="task.display_completions")
+    lease_expires = serializers.DateTimeField(source="leased_until")
+
+
+class RankingIn(serializers.Serializer):
+    order = serializers.ListField(
+        child=serializers.ListField(child=serializers.IntegerField(), allow_empty=False),
+        allow_empty=False,
+        help_text="Tie groups of completion ids, best first: [[12], [14, 11], [13]].",
+    )
+    likert = serializers.DictField(
+        child=serializers.IntegerField(),
+        required=False,
+        help_text='Optional overall quality per completion id, 1 to 7: {"12": 6}.',
+    )
+    rationale = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
+    flags = serializers.ListField(child=serializers.ChoiceField(choices=Ranking.Flag.choices), required=False)
+    time_spent_ms = serializers.IntegerField(required=False, allow_null=True, min_value=0)
+
+
+class RankingSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Ranking
+        fields = ["id", "task", "labeler", "order", "likert", "rationale", "flags", "time_spent_ms", "created_at"]
+        read_only_fields = fields
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "base_model",
+            "k",
+            "overlap",
+            "lease_seconds",
+            "eval_ratio",
+            "temperature",
+            "top_p",
+            "top_k",
+            "max_new_tokens",
+            "guidelines",
+            "collect_likert",
+            "collect_rationale",
+            "retrain_threshold",
+            "promotion",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class ComparisonTaskSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ComparisonTask
+        fields = ["id", "project", "prompt", "policy_version", "kind", "state", "target_overlap", "created_at"]
+        read_only_fields = fields
+
+
+class ProjectFilter(serializers.Serializer):
+    project = serializers.IntegerField(required=False, min_value=1)
+
+
+class TaskFilter(ProjectFilter):
+    state = serializers.ChoiceField(choices=ComparisonTask.State.choices, required=False)
+
+
+class RankingFilter(ProjectFilter):
+    labeler = serializers.IntegerField(required=False, min_value=1, help_text="The labeler's user id.")
+    created_after = serializers.DateTimeField(required=False, help_text="Inclusive, ISO 8601.")
+    created_before = serializers.DateTimeField(required=False, help_text="Exclusive, ISO 8601.")

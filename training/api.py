@@ -1,0 +1,101 @@
+"""The training API, staff only: model versions, and training runs to follow, launch and cancel."""
+
+from django.contrib.auth.models import AbstractBaseUser
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, status
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from labeling.api import StaffReadViewSet
+from labeling.serializers import ProjectFilter
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.rounds import RoundInProgress, do_launch_round
+from training.runs import BrokerUnavailable, do_cancel_run
+from training.serializers import (
+    LaunchRun,
+    PolicyVersionSerializer,
+    RewardModelVersionSerializer,
+    TrainingRunDetailSerializer,
+    TrainingRunSerializer,
+)
+from training.services import (
+    NoActivePolicy,
+    NothingToTrainOn,
+    do_launch_ppo,
+    do_launch_reward_model,
+    do_launch_sampling,
+)
+
+
+@extend_schema_view(list=extend_schema(parameters=[ProjectFilter]))
+class ByProjectViewSet(mixins.ListModelMixin, StaffReadViewSet):
+    """A staff list filtered by `?project=ID`."""
+
+    filters = ProjectFilter
+    lookups = {"project": "project"}
+
+
+class PolicyVersionViewSet(ByProjectViewSet):
+    queryset = PolicyVersion.objects.all()
+    serializer_class = PolicyVersionSerializer
+
+
+class RewardModelVersionViewSet(ByProjectViewSet):
+    queryset = RewardModelVersion.objects.all()
+    serializer_class = RewardModelVersionSerializer
+
+
+def launch_run(data: dict, user: AbstractBaseUser) -> TrainingRun:
+    """Queues a run of the posted kind through its launch service."""
+    project, kind = data["project"], data["kind"]
+    if kind == TrainingRun.Kind.GENERATE:
+        return do_launch_sampling(project, data["prompts"], kind=data["task_kind"], launched_by=user)
+    if kind == TrainingRun.Kind.RM:
+        return do_launch_reward_model(project, launched_by=user)
+    if kind == TrainingRun.Kind.PPO:
+        return do_launch_ppo(project, steps=data.get("steps"), launched_by=user)
+    return do_launch_round(project, launched_by=user)
+
+
+class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
+    queryset = TrainingRun.objects.all()
+
+    def get_serializer_class(self):
+        return TrainingRunSerializer if self.action == "list" else TrainingRunDetailSerializer
+
+    @extend_schema(
+        request=LaunchRun,
+        responses={
+            201: TrainingRunDetailSerializer,
+            409: OpenApiResponse(description="The project cannot start this run now; the message says why."),
+            503: OpenApiResponse(description="The task queue is unreachable; the run was marked failed."),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        """Launches a run: generate, rm, ppo or round."""
+        launch = LaunchRun(data=request.data)
+        launch.is_valid(raise_exception=True)
+        try:
+            run = launch_run(launch.validated_data, request.user)
+        except (NothingToTrainOn, NoActivePolicy, RoundInProgress) as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except BrokerUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(TrainingRunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: TrainingRunDetailSerializer,
+            409: OpenApiResponse(description="The run had already finished."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancels a queued or running run; its training process is stopped."""
+        run = self.get_object()
+        if not do_cancel_run(run, by=request.user.get_username()):
+            return Response({"detail": f"Run {run.pk} already {run.status}."}, status=status.HTTP_409_CONFLICT)
+        run.refresh_from_db()
+        return Response(TrainingRunDetailSerializer(run).data)

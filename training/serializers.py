@@ -1,0 +1,99 @@
+"""What the API reads and writes for model versions and training runs."""
+
+from rest_framework import serializers
+
+from labeling.models import ComparisonTask, Project
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+
+
+class PolicyVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = PolicyVersion
+        fields = [
+            "id",
+            "project",
+            "version",
+            "parent",
+            "status",
+            "checkpoint",
+            "reward_model",
+            "created_by_run",
+            "created_at",
+            "promoted_at",
+        ]
+        read_only_fields = fields
+
+
+class RewardModelVersionSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = RewardModelVersion
+        fields = [
+            "id",
+            "project",
+            "version",
+            "parent",
+            "checkpoint",
+            "accuracy",
+            "heldout_accuracy",
+            "tie_rate",
+            "rankings_count",
+            "trained_through_ranking_id",
+            "normalisation",
+            "created_by_run",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+RUN_FIELDS = [
+    "id",
+    "project",
+    "kind",
+    "status",
+    "progress",
+    "config",
+    "error",
+    "launched_by",
+    "created_at",
+    "started_at",
+    "heartbeat_at",
+    "finished_at",
+]
+
+
+class TrainingRunSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TrainingRun
+        fields = RUN_FIELDS
+        read_only_fields = fields
+
+
+class TrainingRunDetailSerializer(serializers.ModelSerializer):
+    """A run with its metrics (one dict per logged step) and the tail of its log."""
+
+    class Meta:
+        model = TrainingRun
+        fields = [*RUN_FIELDS, "metrics", "log_tail"]
+        read_only_fields = fields
+
+
+LAUNCH_KINDS = [
+    (TrainingRun.Kind.GENERATE, "Sample comparisons from the active policy"),
+    (TrainingRun.Kind.RM, "Train a reward model on every usable ranking"),
+    (TrainingRun.Kind.PPO, "A PPO round of the active policy against the latest reward model"),
+    (TrainingRun.Kind.ROUND, "A full round: reward model, PPO, promotion, new comparisons"),
+]
+
+
+class LaunchRun(serializers.Serializer):
+    project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
+    kind = serializers.ChoiceField(choices=LAUNCH_KINDS)
+    prompts = serializers.IntegerField(
+        min_value=1, max_value=100_000, default=50, help_text="generate: how many prompts to sample at most."
+    )
+    task_kind = serializers.ChoiceField(
+        choices=ComparisonTask.Kind.choices, default=ComparisonTask.Kind.TRAIN, help_text="generate: train or eval."
+    )
+    steps = serializers.IntegerField(
+        min_value=1, required=False, help_text="ppo: PPO steps (default: the project's setting)."
+    )

@@ -1,0 +1,25 @@
+"""/api/: the labeler endpoints, the staff collections, the OpenAPI schema and its docs page."""
+
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from labeling import api as labeling_api
+from training import api as training_api
+
+router = DefaultRouter()
+router.register("projects", labeling_api.ProjectViewSet, basename="project")
+router.register("tasks", labeling_api.ComparisonTaskViewSet, basename="task")
+router.register("rankings", labeling_api.RankingViewSet, basename="ranking")
+router.register("policies", training_api.PolicyVersionViewSet, basename="policy")
+router.register("reward-models", training_api.RewardModelVersionViewSet, basename="reward-model")
+router.register("runs", training_api.TrainingRunViewSet, basename="run")
+
+app_name = "api"
+urlpatterns = [
+    path("tasks/next/", labeling_api.next_task, name="next-task"),
+    path("tasks/<int:task_id>/ranking/", labeling_api.submit_ranking, name="submit-ranking"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    *router.urls,
+]
