@@ -1,23 +1,30 @@
 """The labeling API: a labeler's next task and ranking (through the same services as the pages),
-and staff reads of projects, tasks and rankings."""
+and staff reads of projects, tasks and rankings, prompt import and preference export."""
 
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.http import StreamingHttpResponse
+from django.utils.text import slugify
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
-from rest_framework.decorators import api_view
+from rest_framework.decorators import action, api_view
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.access import get_project_for_labeler
+from labeling.exporting import export_rows, jsonl_blocks
+from labeling.importing import do_import_prompts, parse_records
 from labeling.models import ComparisonTask, Project, Ranking
 from labeling.serializers import (
     AssignedTaskSerializer,
     ComparisonTaskSerializer,
+    ExportQuery,
+    ImportReportOut,
     NextTaskQuery,
     ProjectSerializer,
+    PromptsIn,
     RankingFilter,
     RankingIn,
     RankingSerializer,
@@ -108,6 +115,42 @@ def submit_ranking(request: Request, task_id: int) -> Response:
 class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffReadViewSet):
     queryset = Project.objects.all()
     serializer_class = ProjectSerializer
+
+    @extend_schema(
+        request=PromptsIn,
+        responses={
+            201: ImportReportOut,
+            422: OpenApiResponse(ImportReportOut, description="An atomic import met an invalid item: nothing stored."),
+        },
+    )
+    @action(detail=True, methods=["post"])
+    def prompts(self, request: Request, pk: str) -> Response:
+        """Adds prompts in bulk, like `manage.py import_prompts`: invalid items are reported by their
+        position (1 = first) and the rest stored, or nothing with `atomic`; duplicates are skipped."""
+        project = self.get_object()
+        posted = PromptsIn(data=request.data)
+        posted.is_valid(raise_exception=True)
+        records = parse_records(posted.validated_data["prompts"])
+        report = do_import_prompts(project, records, source="api", atomic=posted.validated_data["atomic"], unit="item")
+        code = status.HTTP_422_UNPROCESSABLE_ENTITY if report.rolled_back else status.HTTP_201_CREATED
+        return Response(ImportReportOut(report).data, status=code)
+
+    @extend_schema(
+        parameters=[ExportQuery],
+        responses={(200, "application/jsonl"): OpenApiResponse(description="One JSON object a line, streamed.")},
+    )
+    @action(detail=True, methods=["get"])
+    def export(self, request: Request, pk: str) -> StreamingHttpResponse:
+        """The project's preferences as streamed JSONL: TRL pairs {prompt, chosen, rejected}, or full
+        rankings with their provenance (the same rows as `manage.py export_preferences`)."""
+        project = self.get_object()
+        query = ExportQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        kind = query.validated_data["kind"]
+        rows = export_rows(project, kind, query.validated_data["ties"], query.validated_data["include_excluded"])
+        response = StreamingHttpResponse(jsonl_blocks(rows), content_type="application/jsonl; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{slugify(project.name) or "project"}-{kind}.jsonl"'
+        return response
 
 
 @extend_schema_view(list=extend_schema(parameters=[TaskFilter]))

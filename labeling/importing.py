@@ -279,9 +279,10 @@ def _csv_header(reader) -> list[str]:
 
 
 def parse_records(records: Iterable[object]) -> Iterator[Parsed]:
-    """Records already in memory (the API's JSON list), each like a JSONL line; numbered from 1."""
+    """Records already in memory (the API's JSON list), each like a JSONL line or a bare prompt
+    string; numbered from 1."""
     for number, value in enumerate(records, start=1):
-        yield _record(number, value)
+        yield _record(number, {"prompt": value} if isinstance(value, str) else value)
 
 
 PARSERS: dict[str, Callable[[Lines], Iterator[Parsed]]] = {"jsonl": parse_jsonl, "csv": parse_csv, "txt": parse_text}

@@ -3,6 +3,7 @@ the rest (an order against the task's completions, leases, overlap)."""
 
 from rest_framework import serializers
 
+from labeling.exporting import FORMATS, TIE_MODES
 from labeling.models import ComparisonTask, Project, Ranking
 
 
@@ -91,3 +92,32 @@ class RankingFilter(ProjectFilter):
     labeler = serializers.IntegerField(required=False, min_value=1, help_text="The labeler's user id.")
     created_after = serializers.DateTimeField(required=False, help_text="Inclusive, ISO 8601.")
     created_before = serializers.DateTimeField(required=False, help_text="Exclusive, ISO 8601.")
+
+
+class PromptsIn(serializers.Serializer):
+    prompts = serializers.ListField(
+        child=serializers.JSONField(),
+        allow_empty=False,
+        help_text='Prompts as strings or objects like JSONL lines: {"prompt": "...", other fields kept as metadata}.',
+    )
+    atomic = serializers.BooleanField(default=False, help_text="Store nothing if any item is invalid.")
+
+
+class InvalidItemOut(serializers.Serializer):
+    item = serializers.IntegerField(source="line", help_text="1 for the first item of `prompts`.")
+    reason = serializers.CharField()
+
+
+class ImportReportOut(serializers.Serializer):
+    imported = serializers.IntegerField()
+    duplicates = serializers.IntegerField(help_text="Already in the project or repeated in the request.")
+    invalid_count = serializers.IntegerField()
+    invalid = InvalidItemOut(many=True, help_text="The first 20 invalid items.")
+    rolled_back = serializers.BooleanField(help_text="An atomic import met an invalid item: nothing was stored.")
+
+
+class ExportQuery(serializers.Serializer):
+    # `format` is DRF's renderer override, so the export's shape is `kind`.
+    kind = serializers.ChoiceField(choices=FORMATS, default="pairs", help_text="pairs or rankings.")
+    ties = serializers.ChoiceField(choices=TIE_MODES, default="drop", help_text="Pairs only: drop, or half.")
+    include_excluded = serializers.BooleanField(default=False)
