@@ -153,8 +153,9 @@ def test_the_admin_starts_a_blind_evaluation_of_two_selected_versions(
     url = reverse("admin:training_policyversion_changelist")
     response = client.post(url, {"action": "blind_evaluation", "_selected_action": [versions[0].pk]}, follow=True)
     assert "Select exactly two policy versions" in response.content.decode()
-    with mock.patch("training.tasks.run_blind_evaluation.delay") as delay, django_capture_on_commit_callbacks(
-        execute=True
+    with (
+        mock.patch("training.tasks.run_blind_evaluation.delay") as delay,
+        django_capture_on_commit_callbacks(execute=True),
     ):
         response = client.post(
             url, {"action": "blind_evaluation", "_selected_action": [v.pk for v in versions]}, follow=True
