@@ -80,7 +80,7 @@ def labeler_agreement(metrics: dict) -> dict:
         [r["labeler"] + (" ⚑" if r["flagged"] else "") for r in rows],
         series={k: v for k, v in series.items() if v},
         styles={"agreement with others": "bars", "gold accuracy": "points", "RM agrees with them": "points"},
-        lines=[{"label": f"flag threshold {threshold:.0%}", "y": threshold}],
+        lines=[{"label": f"flag threshold ({threshold:.0%})", "y": threshold}],
     )
 
 
@@ -92,9 +92,9 @@ def reward_model_accuracy(metrics: dict) -> dict:
         "fresh-label accuracy": _points(xs, [r["fresh_accuracy"] for r in rows]),
     }
     ceiling = metrics["agreement"]["pairwise"]
-    lines = [{"label": "chance 50%", "y": 0.5}]
+    lines = [{"label": "chance", "y": 0.5}]
     if ceiling is not None:
-        lines.insert(0, {"label": f"human–human agreement {ceiling:.0%} (ceiling)", "y": ceiling})
+        lines.insert(0, {"label": "human–human agreement (ceiling)", "y": ceiling})
     return _share_chart(
         "Reward-model accuracy by version",
         "accuracy (share of pairs)",
@@ -119,13 +119,13 @@ def win_rates(metrics: dict) -> dict:
     measured = [(i, r) for i, r in enumerate(rows) if r["win_rate"] is not None]
     return _share_chart(
         "Human win rate of the newer policy, with 95% intervals",
-        "win rate of the newer version",
+        "win rate of the newer",
         "policy versions compared (newer vs older)",
         [r["label"] for r in rows],
         series={"win rate": [[i, r["win_rate"]] for i, r in measured]} if measured else {},
         styles={"win rate": "points"},
         intervals={"win rate": [[i, r["low"], r["high"]] for i, r in measured]},
-        lines=[{"label": "no preference 50%", "y": 0.5}],
+        lines=[{"label": "no preference", "y": 0.5}],
     )
 
 

@@ -2,11 +2,14 @@
    (the htmx poll replaces its charts every 2 s) and the project dashboard.
    Spec: title, unit (y-axis label), x_label, x ("number" | "time" | "category" with categories),
    series {name: [[x, y], ...]}, styles {name: "line" | "bars" | "points"}, lines [{label, y}]
-   (horizontal reference lines), intervals {name: [[x, low, high], ...]}, y_range, percent. */
+   (dashed horizontal reference lines, named in the legend), intervals {name: [[x, low, high], ...]}
+   (whiskers), y_range, percent. Bar charts start their y axis at 0. */
 (function () {
   "use strict";
   const COLOURS = ["#2f5bd3", "#d3542f", "#1e7b3c", "#8a4fd3", "#b8860b", "#0e8a8a", "#c2185b", "#5b6475"];
-  const REFERENCE = "#6b7280";
+  const REFERENCES = ["#6b7280", "#b3261e", "#111827"];
+  const DASH = [6, 4];
+  const DAY = 86400;  // time axes are in seconds; a day's bar gets half a day of room each side
 
   function xValues(spec, keys) {
     return [...new Set(keys.flatMap((k) => spec.series[k].map((p) => p[0])))].sort((a, b) => a - b);
@@ -28,7 +31,7 @@
   }
 
   function xScale(spec) {
-    if (spec.x === "time") return { time: true };
+    if (spec.x === "time") return { time: true, range: (u, min, max) => [min - DAY / 2, max + DAY / 2] };
     if (spec.x === "category") return { time: false, range: () => [-0.5, spec.categories.length - 0.5] };
     return { time: false };
   }
@@ -46,7 +49,19 @@
     return option;
   }
 
-  /* Reference lines across the plot, labelled at their right end, and whiskers for intervals. */
+  /* A reference line is a legend entry (this series, drawing nothing itself) and a dashed line
+     across the whole plot (drawExtras), so it shows even over a single category. */
+  function referenceOption(line, i) {
+    return { label: line.label, stroke: REFERENCES[i % REFERENCES.length], width: 1.5, dash: DASH, paths: () => null, points: { show: false } };
+  }
+
+  function yScale(spec, keys) {
+    if (spec.y_range) return { range: spec.y_range };
+    const bars = keys.some((k) => (spec.styles || {})[k] === "bars");
+    return bars ? { range: (u, min, max) => [0, max > 0 ? max * 1.1 : 1] } : {};
+  }
+
+  /* Reference lines across the plot, and whiskers for intervals. */
   function drawExtras(spec, keys) {
     return (u) => {
       const ctx = u.ctx;
@@ -55,20 +70,17 @@
       ctx.beginPath();
       ctx.rect(left, top, width, height);
       ctx.clip();
-      ctx.font = `${Math.round(11 * devicePixelRatio)}px system-ui, sans-serif`;
-      ctx.textAlign = "right";
-      (spec.lines || []).forEach((line) => {
+      (spec.lines || []).forEach((line, i) => {
         const y = u.valToPos(line.y, "y", true);
-        ctx.strokeStyle = ctx.fillStyle = REFERENCE;
-        ctx.lineWidth = devicePixelRatio;
-        ctx.setLineDash([6 * devicePixelRatio, 4 * devicePixelRatio]);
+        ctx.strokeStyle = REFERENCES[i % REFERENCES.length];
+        ctx.lineWidth = 1.5 * devicePixelRatio;
+        ctx.setLineDash(DASH.map((d) => d * devicePixelRatio));
         ctx.beginPath();
         ctx.moveTo(left, y);
         ctx.lineTo(left + width, y);
         ctx.stroke();
-        ctx.setLineDash([]);
-        ctx.fillText(line.label, left + width - 4 * devicePixelRatio, y - 4 * devicePixelRatio);
       });
+      ctx.setLineDash([]);
       Object.entries(spec.intervals || {}).forEach(([key, whiskers]) => {
         ctx.strokeStyle = COLOURS[keys.indexOf(key) % COLOURS.length];
         ctx.lineWidth = 2 * devicePixelRatio;
@@ -94,18 +106,19 @@
     const spec = JSON.parse(figure.querySelector('script[type="application/json"]').textContent);
     const keys = Object.keys(spec.series);
     const xs = xValues(spec, keys);
+    const lines = spec.lines || [];
     const columns = keys.map((k) => {
       const byX = new Map(spec.series[k]);
       return xs.map((x) => (byX.has(x) ? byX.get(x) : null));
-    });
+    }).concat(lines.map((line) => xs.map(() => line.y)));
     const xSeries = { label: spec.x_label || "step" };
     if (spec.x === "category") xSeries.value = (u, v) => (v == null ? "" : spec.categories[v] ?? "");
     const options = {
       width: Math.max(260, Math.min(figure.clientWidth - 24, 600)),
       height: 240,
-      scales: { x: xScale(spec), y: spec.y_range ? { range: spec.y_range } : {} },
+      scales: { x: xScale(spec), y: yScale(spec, keys) },
       axes: [xAxis(spec), { label: spec.unit, size: 70, values: tickFormat(spec) }],
-      series: [xSeries, ...keys.map((k, i) => seriesOption(spec, k, i, xs.length))],
+      series: [xSeries, ...keys.map((k, i) => seriesOption(spec, k, i, xs.length)), ...lines.map(referenceOption)],
       hooks: { draw: [drawExtras(spec, keys)] },
     };
     new uPlot(options, [xs, ...columns], figure);
