@@ -12,6 +12,7 @@ from labeling.agreement import order_from_scores, pairwise_agreement
 from labeling.models import Ranking
 from labeling.services import do_assign_next_task, do_submit_ranking
 from tests.factories import UserFactory
+from tests.training.test_reward_model_runs import FAST
 from training import tasks
 from training.core.ppo import reward_model_scorer
 from training.core.reward_model import load_reward_model
@@ -21,8 +22,6 @@ from training.models import RankingScore, RewardModelVersion, TrainingRun
 from training.services import do_launch_reward_model, do_launch_sampling, execute_reward_model_run, execute_sampling_run
 
 pytestmark = pytest.mark.django_db
-
-FAST = {"lr": 1e-3, "final_lr": 1e-4, "max_length": 64, "heldout_fraction": 0.4}
 
 
 @pytest.fixture

@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.services import do_add_prompts, do_hold_out_prompts
 from training.blind_eval import BlindEvaluationRefused, do_launch_blind_evaluation, execute_blind_evaluation_run
-from training.management.commands._common import get_project, progress_line
-from training.models import PolicyVersion, TrainingRun
+from training.management.commands._common import get_policy_version, get_project, progress_line
+from training.models import TrainingRun
 from training.runs import BrokerUnavailable
 
 
@@ -35,7 +35,7 @@ class Command(BaseCommand):
             self._hold_out(target, hold_out)
         try:
             run = do_launch_blind_evaluation(
-                target, prompts, a=self._version(target, a), b=self._version(target, b), enqueue=not sync
+                target, prompts, a=get_policy_version(target, a), b=get_policy_version(target, b), enqueue=not sync
             )
         except (BlindEvaluationRefused, BrokerUnavailable) as exc:
             raise CommandError(str(exc)) from None
@@ -51,14 +51,6 @@ class Command(BaseCommand):
             f"Run {run.pk}: {made} blind comparison tasks of v{run.config['version_b']} vs v{run.config['version_a']} "
             f"are in the labelers' queues (at the project's eval ratio). {run.log_tail}".rstrip()
         )
-
-    def _version(self, project, number: int | None) -> PolicyVersion | None:
-        if number is None:
-            return None
-        version = PolicyVersion.objects.filter(project=project, version=number).first()
-        if version is None:
-            raise CommandError(f"Project {project.name!r} has no policy version {number}.")
-        return version
 
     def _hold_out(self, project, path: Path) -> None:
         try:
