@@ -23,6 +23,7 @@ CHARTS = {
         ("Reward-model loss", "loss", ["loss"]),
         ("Accuracy on the batch, and tie rate", "fraction", ["accuracy", "tie_rate"]),
     ],
+    TrainingRun.Kind.BLIND_EVAL: [("Blind comparison tasks created", "tasks", ["tasks"])],
     TrainingRun.Kind.PPO: [
         ("Reward-model score", "score", ["score"]),
         ("KL to the reference, and β", "nats / β", ["kl", "beta"]),
