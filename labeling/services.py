@@ -454,7 +454,8 @@ def do_set_gold_order(task: ComparisonTask, order: object) -> ComparisonTask:
 
     A gold task leaves the ordinary queue and training: labelers meet it at the project's gold
     rate, each once, and its rankings (earlier ones included) count towards gold accuracy only.
-    An unmarked task goes back to open, or complete if it has its overlap.
+    An unmarked task goes back to open, or complete if it has its overlap, or retired if its
+    policy was retired meanwhile.
     """
     with transaction.atomic():
         task = ComparisonTask.objects.select_for_update().get(pk=task.pk)
@@ -462,11 +463,16 @@ def do_set_gold_order(task: ComparisonTask, order: object) -> ComparisonTask:
         if cleaned is not None:
             task.state, task.gold_order = ComparisonTask.State.GOLD, cleaned
         elif task.state == ComparisonTask.State.GOLD:
-            full = task.rankings.count() >= task.target_overlap
-            task.state = ComparisonTask.State.COMPLETE if full else ComparisonTask.State.OPEN
-            task.gold_order = None
+            task.state, task.gold_order = _state_without_gold(task), None
         task.save(update_fields=["state", "gold_order"])
     return task
+
+
+def _state_without_gold(task: ComparisonTask) -> str:
+    if task.policy_version.status == "retired":
+        return ComparisonTask.State.RETIRED
+    full = task.rankings.count() >= task.target_overlap
+    return ComparisonTask.State.COMPLETE if full else ComparisonTask.State.OPEN
 
 
 def gold_task_to_hand_out(project: Project, labeler: AbstractBaseUser) -> ComparisonTask | None:

@@ -123,6 +123,12 @@ def test_a_ranked_gold_task_stays_gold_and_an_unranked_one_can_be_unmarked(proje
     do_set_gold_order(unranked, None)
     unranked.refresh_from_db()
     assert (unranked.state, unranked.gold_order) == ("open", None)
+    do_set_gold_order(unranked, [[cid] for cid in ids(unranked)])
+    unranked.policy_version.status = "retired"  # its policy was retired while it was gold
+    unranked.policy_version.save()
+    do_set_gold_order(unranked, None)
+    unranked.refresh_from_db()
+    assert unranked.state == "retired"
     do_assign_next_task(project, labeler)
     do_submit_ranking(gold.pk, labeler, gold.gold_order)
     with pytest.raises(ValidationError, match="stays gold"):
