@@ -22,6 +22,7 @@
 
   function xAxis(spec) {
     const axis = { label: spec.x_label || "step" };
+    if (spec.x === "time") axis.incrs = [1, 2, 7, 14, 30, 91, 365].map((days) => days * DAY);  // whole days
     if (spec.x === "category") {
       axis.splits = () => spec.categories.map((_, i) => i);
       axis.values = (u, splits) => splits.map((i) => spec.categories[i] ?? "");
@@ -30,8 +31,9 @@
     return axis;
   }
 
-  function xScale(spec) {
-    if (spec.x === "time") return { time: true, range: (u, min, max) => [min - DAY / 2, max + DAY / 2] };
+  function xScale(spec, xs) {
+    // A fixed range: uPlot's own range for a single time point spans years.
+    if (spec.x === "time") return { time: true, range: [xs[0] - DAY / 2, xs[xs.length - 1] + DAY / 2] };
     if (spec.x === "category") return { time: false, range: () => [-0.5, spec.categories.length - 0.5] };
     return { time: false };
   }
@@ -39,7 +41,7 @@
   function seriesOption(spec, key, i, count) {
     const colour = COLOURS[i % COLOURS.length];
     const style = (spec.styles || {})[key] || "line";
-    const option = { label: key, stroke: colour, width: 2, points: { show: count < 40 } };
+    const option = { label: key, stroke: colour, width: 2, points: { show: count < 40, size: 7 } };
     if (style === "bars") {
       Object.assign(option, { fill: colour + "99", width: 1, paths: uPlot.paths.bars({ size: [0.6, 64] }), points: { show: false } });
     } else if (style === "points") {
@@ -116,7 +118,7 @@
     const options = {
       width: Math.max(260, Math.min(figure.clientWidth - 24, 600)),
       height: 240,
-      scales: { x: xScale(spec), y: yScale(spec, keys) },
+      scales: { x: xScale(spec, xs), y: yScale(spec, keys) },
       axes: [xAxis(spec), { label: spec.unit, size: 70, values: tickFormat(spec) }],
       series: [xSeries, ...keys.map((k, i) => seriesOption(spec, k, i, xs.length)), ...lines.map(referenceOption)],
       hooks: { draw: [drawExtras(spec, keys)] },
