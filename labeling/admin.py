@@ -1,16 +1,16 @@
 from collections.abc import Callable
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
 from django.shortcuts import render
-from django.urls import path
-from django.utils.html import format_html
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 from django.utils.text import slugify
 
 from labeling.exporting import export_rows, jsonl_blocks
-from labeling.forms import ExportForm, PromptImportForm
+from labeling.forms import ComparisonTaskAdminForm, ExportForm, PromptImportForm
 from labeling.importing import ImportFileError, do_import_prompt_file
 from labeling.models import (
     Assignment,
@@ -22,7 +22,9 @@ from labeling.models import (
     Ranking,
     TaskCompletion,
 )
-from labeling.services import do_ask_for_demonstrations, do_exclude_rankings
+from labeling.quality import flagged_labelers
+from labeling.services import do_ask_for_demonstrations, do_exclude_rankings, do_hold_out_prompts, do_set_gold_order
+from training.blind_eval import BlindEvaluationRefused, do_launch_blind_evaluation
 from training.rounds import RoundInProgress, do_launch_round
 from training.runs import BrokerUnavailable
 from training.services import (
@@ -34,10 +36,12 @@ from training.services import (
     do_register_base_policy,
 )
 
+LAUNCH_REFUSALS = (NothingToTrainOn, NoActivePolicy, BrokerUnavailable, RoundInProgress, BlindEvaluationRefused)
+
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "base_model", "k", "overlap", "retrain_threshold", "promotion", "created_at"]
+    list_display = ["name", "base_model", "k", "overlap", "retrain_threshold", "promotion", "dashboard", "created_at"]
     list_filter = ["promotion", "k"]
     search_fields = ["name", "base_model"]
     filter_horizontal = ["labelers"]
@@ -49,10 +53,28 @@ class ProjectAdmin(admin.ModelAdmin):
         ),
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
         ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config", "ppo_config"]}),
+        ("Quality", {"fields": ["dashboard", "agreement_threshold", "gold_rate", "flagged_labelers"]}),
     ]
+    readonly_fields = ["dashboard", "flagged_labelers"]
 
-    actions = ["sample_comparisons", "train_reward_model", "run_ppo_round", "run_full_round"]
+    actions = ["sample_comparisons", "train_reward_model", "run_ppo_round", "run_full_round", "blind_evaluation"]
     change_form_template = "admin/labeling/project/change_form.html"  # links to import prompts and export
+
+    @admin.display(description="dashboard")
+    def dashboard(self, obj: Project) -> str:
+        if obj.pk is None:
+            return "-"
+        return format_html('<a href="{}">metrics dashboard</a>', reverse("training:dashboard", args=[obj.pk]))
+
+    @admin.display(description="flagged labelers")
+    def flagged_labelers(self, obj: Project) -> str:
+        flagged = flagged_labelers(obj) if obj.pk else {}
+        if not flagged:
+            return "None: no labeler is below the agreement threshold."
+        items = format_html_join(
+            "", "<li><strong>{}</strong>: {}</li>", ((n, "; ".join(r)) for n, r in flagged.items())
+        )
+        return format_html("<ul>{}</ul>", items)
 
     @admin.action(description="Sample comparisons (up to 50 prompts)")
     def sample_comparisons(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
@@ -70,11 +92,23 @@ class ProjectAdmin(admin.ModelAdmin):
     def run_full_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
         self._launch(request, queryset, lambda project: do_launch_round(project, launched_by=request.user))
 
+    @admin.action(description="Blind human evaluation: active policy vs its parent (up to 50 held-out prompts)")
+    def blind_evaluation(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
+        self._launch(
+            request, queryset, lambda project: do_launch_blind_evaluation(project, 50, launched_by=request.user)
+        )
+
     def _launch(self, request: HttpRequest, queryset: QuerySet[Project], launch) -> None:
         for project in queryset:
             try:
                 run = launch(project)
-            except (NothingToTrainOn, NoActivePolicy, BrokerUnavailable, RoundInProgress) as exc:
+            except (
+                NothingToTrainOn,
+                NoActivePolicy,
+                BrokerUnavailable,
+                RoundInProgress,
+                BlindEvaluationRefused,
+            ) as exc:
                 self.message_user(request, f"{project}: {exc}", messages.ERROR)
             else:
                 link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)
@@ -139,14 +173,14 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ["id", "short_text", "project", "source", "needs_demonstration", "created_at"]
-    list_filter = ["project", "needs_demonstration", "source"]
+    list_display = ["id", "short_text", "project", "source", "needs_demonstration", "heldout", "created_at"]
+    list_filter = ["project", "needs_demonstration", "heldout", "source"]
     search_fields = ["text", "source"]
     list_select_related = ["project"]
     autocomplete_fields = ["project"]
     readonly_fields = ["text_sha256", "created_at"]
     show_full_result_count = False
-    actions = ["ask_for_demonstrations", "stop_asking_for_demonstrations"]
+    actions = ["ask_for_demonstrations", "stop_asking_for_demonstrations", "hold_out", "return_to_training"]
 
     @admin.display(description="text")
     def short_text(self, obj: Prompt) -> str:
@@ -161,6 +195,19 @@ class PromptAdmin(admin.ModelAdmin):
     def stop_asking_for_demonstrations(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
         count = do_ask_for_demonstrations(queryset, ask=False)
         self.message_user(request, f"{count} prompts no longer ask for an ideal answer.")
+
+    @admin.action(description="Hold out for evaluation (never trained on; blind evaluations use them)")
+    def hold_out(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
+        try:
+            count = do_hold_out_prompts(queryset, hold_out=True)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+        else:
+            self.message_user(request, f"{count} prompts are held out for evaluation.")
+
+    @admin.action(description="Return to training (no longer held out)")
+    def return_to_training(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:
+        self.message_user(request, f"{do_hold_out_prompts(queryset, hold_out=False)} prompts can be trained on again.")
 
 
 @admin.register(Completion)
@@ -185,6 +232,7 @@ class TaskCompletionInline(admin.TabularInline):
 
 @admin.register(ComparisonTask)
 class ComparisonTaskAdmin(admin.ModelAdmin):
+    form = ComparisonTaskAdminForm
     list_display = ["id", "project", "prompt_id", "policy_version", "kind", "state", "target_overlap", "created_at"]
     list_filter = ["project", "kind", "state"]
     search_fields = ["prompt__text"]
@@ -192,6 +240,11 @@ class ComparisonTaskAdmin(admin.ModelAdmin):
     raw_id_fields = ["prompt", "policy_version"]
     inlines = [TaskCompletionInline]
     show_full_result_count = False
+
+    def save_model(self, request: HttpRequest, obj: ComparisonTask, form, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if change and form.cleaned_data["expected_order"] != obj.gold_order:
+            do_set_gold_order(obj, form.cleaned_data["expected_order"])
 
 
 @admin.register(Assignment)

@@ -22,7 +22,7 @@ from labeling.serializers import (
     ComparisonTaskSerializer,
     ExportQuery,
     ImportReportOut,
-    NextTaskQuery,
+    ProjectQuery,
     ProjectSerializer,
     PromptsIn,
     RankingFilter,
@@ -66,7 +66,7 @@ class StaffReadViewSet(viewsets.GenericViewSet):
 
 
 @extend_schema(
-    parameters=[NextTaskQuery],
+    parameters=[ProjectQuery],
     responses={
         200: AssignedTaskSerializer,
         204: OpenApiResponse(description="Nothing is left for you in this project now."),
@@ -76,7 +76,7 @@ class StaffReadViewSet(viewsets.GenericViewSet):
 @api_view(["GET"])
 def next_task(request: Request) -> Response:
     """Leases the caller's next task in a project (the one they hold, if its lease is live)."""
-    query = NextTaskQuery(data=request.query_params)
+    query = ProjectQuery(data=request.query_params)
     query.is_valid(raise_exception=True)
     project = get_project_for_labeler(request.user, query.validated_data["project"])
     assignment = do_assign_next_task(project, request.user)

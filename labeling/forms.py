@@ -1,4 +1,5 @@
-"""Reads the ranking form a browser posts (with or without JavaScript) into service arguments.
+"""Reads the ranking form a browser posts (with or without JavaScript) into service arguments;
+the admin's prompt import and export forms, and the task admin's form with its gold order.
 
 Each completion has a `rank-<completion id>` field holding its rank number, 1 = best; equal
 numbers are ties. `likert-<completion id>` holds an optional 1–7 score.
@@ -11,6 +12,8 @@ from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
 from labeling.importing import FORMATS as IMPORT_FORMATS
+from labeling.models import ComparisonTask
+from labeling.services import check_gold_order
 
 
 @dataclass
@@ -92,3 +95,33 @@ class ExportForm(forms.Form):
 
     def clean_ties(self) -> str:
         return self.cleaned_data["ties"] or "drop"
+
+
+class ComparisonTaskAdminForm(forms.ModelForm):
+    """The task's admin form, with its gold order as a field checked like a ranking; the admin
+    saves it through `do_set_gold_order`, which also moves the task in or out of the gold state."""
+
+    expected_order = forms.JSONField(
+        required=False,
+        label="Gold: expected order",
+        help_text="Makes this a gold task: tie groups of completion ids, best first, like [[12], [14, 11], [13]] "
+        "(the ids are in the completions below). Labelers meet gold tasks at the project's gold rate, each "
+        "once, and cannot tell them apart; their rankings measure gold accuracy and never train the reward "
+        "model. Empty it to unmark a gold task no one has ranked yet.",
+    )
+
+    class Meta:
+        model = ComparisonTask
+        fields = ["project", "prompt", "policy_version", "kind", "target_overlap", "state"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["expected_order"].initial = self.instance.gold_order
+
+    def clean_expected_order(self) -> list[list[int]] | None:
+        order = self.cleaned_data["expected_order"]
+        if self.instance.pk is None:
+            if order:
+                raise ValidationError("Save the task with its completions first, then set its gold order.")
+            return None
+        return check_gold_order(self.instance, order)

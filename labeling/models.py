@@ -34,6 +34,14 @@ class Project(models.Model):
         default=200, help_text="New rankings since the last reward model that start a new round."
     )
     eval_ratio = models.FloatField(default=0.0, help_text="Share of handed-out tasks that are eval tasks (0 to 1).")
+    gold_rate = models.FloatField(
+        default=0.05,
+        help_text="Share of handed-out tasks that are gold tasks (0 to 1), while the labeler has gold tasks left.",
+    )
+    agreement_threshold = models.FloatField(
+        default=0.6,
+        help_text="Labelers whose agreement with the others (or gold accuracy) falls below this are flagged.",
+    )
     lease_seconds = models.PositiveIntegerField(
         default=900, help_text="How long a labeler holds a task before it returns to the pool."
     )
@@ -95,6 +103,16 @@ class Project(models.Model):
                 condition=Q(eval_ratio__gte=0, eval_ratio__lte=1),
                 name="project_eval_ratio_0_1",
                 violation_error_message="The eval ratio must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0, gold_rate__lte=1),
+                name="project_gold_rate_0_1",
+                violation_error_message="The gold rate must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(agreement_threshold__gte=0, agreement_threshold__lte=1),
+                name="project_agreement_threshold_0_1",
+                violation_error_message="The agreement threshold must be between 0 and 1.",
             ),
             models.CheckConstraint(
                 condition=Q(lease_seconds__gte=10),
@@ -159,6 +177,12 @@ class Prompt(models.Model):
     source = models.CharField(max_length=200, blank=True, help_text="Where it came from: a file name, 'api', 'demo'.")
     metadata = models.JSONField(default=dict, blank=True)
     needs_demonstration = models.BooleanField(default=False, help_text="Ask labelers to write the ideal answer.")
+    heldout = models.BooleanField(
+        "held out",
+        default=False,
+        help_text="Kept for evaluation: never sampled into training comparisons nor used by PPO; "
+        "blind evaluations of policy versions draw their prompts from these.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -219,6 +243,7 @@ class ComparisonTask(models.Model):
         OPEN = "open", "Open"  # needs rankings
         COMPLETE = "complete", "Complete"  # reached its overlap
         RETIRED = "retired", "Retired"  # sampled from a retired policy: no longer handed out
+        GOLD = "gold", "Gold"  # has an expected order; every labeler meets it once, at the gold rate
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="tasks")
     prompt = models.ForeignKey(Prompt, on_delete=models.CASCADE, related_name="tasks")
@@ -229,11 +254,24 @@ class ComparisonTask(models.Model):
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.TRAIN)
     target_overlap = models.PositiveSmallIntegerField(default=1)
     state = models.CharField(max_length=10, choices=State.choices, default=State.OPEN)
+    gold_order = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="Gold tasks only: the expected order, tie groups of completion ids best first, "
+        "like [[12], [14, 11], [13]]. Its rankings measure labelers and never train the reward model.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
-        constraints = [models.CheckConstraint(condition=Q(target_overlap__gte=1), name="task_overlap_positive")]
+        constraints = [
+            models.CheckConstraint(condition=Q(target_overlap__gte=1), name="task_overlap_positive"),
+            models.CheckConstraint(
+                condition=Q(state="gold", gold_order__isnull=False) | (~Q(state="gold") & Q(gold_order__isnull=True)),
+                name="task_gold_order_iff_gold",
+                violation_error_message="A gold task needs its expected order, and only a gold task has one.",
+            ),
+        ]
         indexes = [
             models.Index(fields=["project", "state", "kind", "id"], name="task_queue"),
             # What the assignment query walks, oldest first: open tasks only, however many are done

@@ -7,7 +7,9 @@ from labeling.exporting import FORMATS, TIE_MODES
 from labeling.models import ComparisonTask, Project, Ranking
 
 
-class NextTaskQuery(serializers.Serializer):
+class ProjectQuery(serializers.Serializer):
+    """`?project=ID`, required."""
+
     project = serializers.IntegerField(min_value=1, help_text="The project's id.")
 
 

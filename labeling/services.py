@@ -140,25 +140,28 @@ def do_create_comparison_tasks(
     sampled: Sequence[tuple[Prompt, Sequence[SampleLike]]],
     kind: str,
     sampling: dict,
+    sample_versions: Sequence[int] | None = None,
 ) -> list[ComparisonTask]:
     """Stores each prompt's K sampled completions and a task showing them in a shuffled order.
 
     The display order is drawn from a generator seeded by the run's seed and the prompt, so it is
-    fixed and reproducible. The caller made sure the K texts of a prompt differ.
+    fixed and reproducible. The caller made sure the K texts of a prompt differ. The completions
+    come from `policy_version_id`, or the i-th of each prompt from `sample_versions[i]` (a blind
+    evaluation's one completion per version).
     """
     seed = sampling.get("seed", 0)
     with transaction.atomic():
         completions = Completion.objects.bulk_create(
             Completion(
                 prompt=prompt,
-                policy_version_id=policy_version_id,
+                policy_version_id=sample_versions[i] if sample_versions else policy_version_id,
                 text=s.text,
                 token_count=s.token_count,
                 finish_reason=s.finish_reason,
                 sampling=sampling,
             )
             for prompt, samples in sampled
-            for s in samples
+            for i, s in enumerate(samples)
         )
         tasks = ComparisonTask.objects.bulk_create(
             ComparisonTask(
@@ -273,7 +276,7 @@ def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignme
     with transaction.atomic():
         held = (
             Assignment.objects.filter(_live(now), labeler=labeler, task__project=project)
-            .filter(task__state=ComparisonTask.State.OPEN)
+            .filter(task__state__in=[ComparisonTask.State.OPEN, ComparisonTask.State.GOLD])
             .select_related("task__prompt")
             .order_by("id")
             .first()
@@ -283,7 +286,9 @@ def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignme
         kinds = [ComparisonTask.Kind.TRAIN, ComparisonTask.Kind.EVAL]
         if random.random() < project.eval_ratio:
             kinds.reverse()
-        task = _lock_available_task(available_tasks(labeler, now).filter(project=project), kinds, labeler, now)
+        task = gold_task_to_hand_out(project, labeler)
+        if task is None:
+            task = _lock_available_task(available_tasks(labeler, now).filter(project=project), kinds, labeler, now)
         if task is None:
             return None
         _commit_without_waiting_for_disk()
@@ -343,6 +348,8 @@ def check_task_still_takes_ranking(task: ComparisonTask, assignment: Assignment,
         raise ValidationError("You skipped this task, so it cannot be ranked now.", code="skipped")
     if assignment.state == Assignment.State.LEASED and assignment.leased_until > now:
         return
+    if task.state == ComparisonTask.State.GOLD:  # not capped by the overlap: every labeler may rank it
+        return
     others = task.assignments.filter(Q(state=Assignment.State.SUBMITTED) | _live(now)).exclude(pk=assignment.pk)
     if task.state != ComparisonTask.State.OPEN or others.count() >= task.target_overlap:
         raise ValidationError(
@@ -393,9 +400,9 @@ def do_submit_ranking(
         assignment.state = Assignment.State.SUBMITTED
         assignment.save(update_fields=["state"])
         rankings = Ranking.objects.filter(task=OuterRef("pk")).order_by().values("task").annotate(n=Count("pk"))
-        ComparisonTask.objects.filter(pk=task.pk, target_overlap__lte=Subquery(rankings.values("n"))).update(
-            state=ComparisonTask.State.COMPLETE
-        )
+        ComparisonTask.objects.filter(
+            pk=task.pk, state=ComparisonTask.State.OPEN, target_overlap__lte=Subquery(rankings.values("n"))
+        ).update(state=ComparisonTask.State.COMPLETE)
     return ranking, True
 
 
@@ -419,6 +426,22 @@ def do_skip_task(task_id: int, labeler: AbstractBaseUser, reason: str) -> Assign
 def do_ask_for_demonstrations(prompts: QuerySet[Prompt], ask: bool) -> int:
     """Marks prompts as needing (or no longer needing) labeler-written ideal answers; returns the count."""
     return prompts.update(needs_demonstration=ask)
+
+
+def do_hold_out_prompts(prompts: QuerySet[Prompt], hold_out: bool) -> int:
+    """Keeps prompts for evaluation (or returns them to training); returns the count.
+
+    A prompt that already has training comparisons has been trained on, so it cannot be held out.
+    """
+    if hold_out:
+        trained = prompts.filter(tasks__kind=ComparisonTask.Kind.TRAIN).distinct().count()
+        if trained:
+            raise ValidationError(
+                f"{trained} of these prompts already have training comparisons, so the model has learned from "
+                "them: hold out prompts before they are sampled for training.",
+                code="trained",
+            )
+    return prompts.update(heldout=hold_out)
 
 
 def do_exclude_rankings(rankings: QuerySet[Ranking], exclude: bool) -> int:
@@ -449,3 +472,65 @@ def do_store_demonstration(prompt: Prompt, labeler: AbstractBaseUser, text: str)
         if stored.text == text:
             return stored
         raise ValidationError("You already wrote a demonstration for this prompt.", code="done") from None
+
+
+# --- gold tasks --------------------------------------------------------------------------------
+
+
+def check_gold_order(task: ComparisonTask, order: object) -> list[list[int]] | None:
+    """Validates a gold task's expected order like a ranking; None unmarks the task.
+
+    A blind-evaluation (eval) task cannot be gold, and a gold task that labelers have ranked stays
+    gold: its rankings measure them and must not flow back into training.
+    """
+    if order in (None, "", []):
+        if task.state == ComparisonTask.State.GOLD and task.rankings.exists():
+            raise ValidationError("Labelers have ranked this gold task, so it stays gold.", code="gold_ranked")
+        return None
+    if task.kind != ComparisonTask.Kind.TRAIN:
+        raise ValidationError("Only a training comparison can be a gold task.", code="gold_kind")
+    completion_ids = list(task.items.order_by("position").values_list("completion_id", flat=True))
+    if not completion_ids:
+        raise ValidationError("The task has no completions yet: save them first.", code="gold_empty")
+    return check_order(completion_ids, order)
+
+
+def do_set_gold_order(task: ComparisonTask, order: object) -> ComparisonTask:
+    """Marks a task gold with its expected order (or unmarks it with None).
+
+    A gold task leaves the ordinary queue and training: labelers meet it at the project's gold
+    rate, each once, and its rankings (earlier ones included) count towards gold accuracy only.
+    An unmarked task goes back to open, or complete if it has its overlap, or retired if its
+    policy was retired meanwhile.
+    """
+    with transaction.atomic():
+        task = ComparisonTask.objects.select_for_update().get(pk=task.pk)
+        cleaned = check_gold_order(task, order)
+        if cleaned is not None:
+            task.state, task.gold_order = ComparisonTask.State.GOLD, cleaned
+        elif task.state == ComparisonTask.State.GOLD:
+            task.state, task.gold_order = _state_without_gold(task), None
+        task.save(update_fields=["state", "gold_order"])
+    return task
+
+
+def _state_without_gold(task: ComparisonTask) -> str:
+    if task.policy_version.status == "retired":
+        return ComparisonTask.State.RETIRED
+    full = task.rankings.count() >= task.target_overlap
+    return ComparisonTask.State.COMPLETE if full else ComparisonTask.State.OPEN
+
+
+def gold_task_to_hand_out(project: Project, labeler: AbstractBaseUser) -> ComparisonTask | None:
+    """At the project's gold rate, the oldest gold task the labeler has not ranked or skipped.
+
+    Gold tasks are not capped by the overlap and look like any other task to the labeler; the
+    caller leases the task (no row lock is needed, since no count is checked).
+    """
+    if project.gold_rate <= 0 or random.random() >= project.gold_rate:
+        return None
+    done = Assignment.objects.filter(
+        task=OuterRef("pk"), labeler=labeler, state__in=[Assignment.State.SUBMITTED, Assignment.State.SKIPPED]
+    )
+    gold = ComparisonTask.objects.filter(project=project, state=ComparisonTask.State.GOLD)
+    return gold.exclude(Exists(done)).order_by("id").first()

@@ -16,6 +16,7 @@ from django_htmx.http import push_url
 from labeling.access import get_assignment_for_labeler, get_project_for_labeler, projects_with_counts
 from labeling.forms import parse_ranking_form
 from labeling.models import Assignment
+from labeling.quality import with_agreement
 from labeling.services import (
     TaskNotFound,
     do_assign_next_task,
@@ -29,7 +30,8 @@ from labeling.task_view import task_context
 
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "labeling/home.html", {"projects": list(projects_with_counts(request.user))})
+    projects = with_agreement(list(projects_with_counts(request.user)), request.user)
+    return render(request, "labeling/home.html", {"projects": projects})
 
 
 @login_required

@@ -93,6 +93,8 @@ def test_adding_a_project_in_the_admin_registers_its_base_policy(client, admin_u
         "k": 4,
         "overlap": 1,
         "eval_ratio": 0,
+        "gold_rate": 0.05,
+        "agreement_threshold": 0.6,
         "lease_seconds": 900,
         "temperature": 0.7,
         "top_p": 1,

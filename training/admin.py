@@ -3,8 +3,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.runs import do_cancel_run
+from training.blind_eval import BlindEvaluationRefused, do_launch_blind_evaluation
+from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
+from training.runs import BrokerUnavailable, do_cancel_run
 from training.services import do_promote_policy
 
 
@@ -15,7 +16,7 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     search_fields = ["project__name", "checkpoint"]
     list_select_related = ["project", "parent__project", "reward_model__project"]
     raw_id_fields = ["parent", "created_by_run", "reward_model"]
-    actions = ["promote"]
+    actions = ["promote", "blind_evaluation"]
 
     @admin.action(description="Promote to active (retires the current one)")
     def promote(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> None:
@@ -24,6 +25,23 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             return
         policy = do_promote_policy(queryset.get())
         self.message_user(request, f"{policy} is now active; the previous active version is retired.")
+
+    @admin.action(description="Blind human evaluation of the two selected versions (up to 50 held-out prompts)")
+    def blind_evaluation(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> None:
+        versions = list(queryset.order_by("version"))
+        if len(versions) != 2:
+            self.message_user(request, "Select exactly two policy versions of one project.", messages.ERROR)
+            return
+        a, b = versions  # b, the newer one, is the side whose win rate is reported
+        try:
+            run = do_launch_blind_evaluation(a.project, 50, a=a, b=b, launched_by=request.user)
+        except (BlindEvaluationRefused, BrokerUnavailable) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)
+        self.message_user(
+            request, format_html("Blind evaluation of v{} vs v{} queued; {}.", b.version, a.version, link)
+        )
 
 
 @admin.register(RewardModelVersion)
@@ -67,3 +85,20 @@ class TrainingRunAdmin(admin.ModelAdmin):
     list_select_related = ["project"]
     raw_id_fields = ["launched_by"]
     readonly_fields = ["metrics", "log_tail", "error", "celery_task_id", "started_at", "heartbeat_at", "finished_at"]
+
+
+@admin.register(RankingScore)
+class RankingScoreAdmin(admin.ModelAdmin):
+    list_display = ["id", "ranking_id", "reward_model", "agreed", "pairs", "created_at"]
+    list_filter = ["reward_model__project"]
+    list_select_related = ["reward_model__project"]
+    raw_id_fields = ["ranking", "reward_model"]
+    show_full_result_count = False
+
+
+@admin.register(EvalPair)
+class EvalPairAdmin(admin.ModelAdmin):
+    list_display = ["id", "task_id", "version_a", "version_b", "run_id"]
+    list_filter = ["run__project"]
+    list_select_related = ["version_a__project", "version_b__project"]
+    raw_id_fields = ["task", "run", "version_a", "version_b"]

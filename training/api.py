@@ -1,14 +1,20 @@
-"""The training API, staff only: model versions, and training runs to follow, launch and cancel."""
+"""The training API, staff only: model versions, training runs to follow, launch and cancel, and the
+project metrics the dashboard shows."""
 
 from django.contrib.auth.models import AbstractBaseUser
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, status
-from rest_framework.decorators import action
+from rest_framework.decorators import action, api_view, permission_classes
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.api import StaffReadViewSet
-from labeling.serializers import ProjectFilter
+from labeling.models import Project
+from labeling.serializers import ProjectQuery, ProjectFilter
+from training.metrics import project_metrics
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.rounds import RoundInProgress, do_launch_round
 from training.runs import BrokerUnavailable, do_cancel_run
@@ -99,3 +105,23 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
             return Response({"detail": f"Run {run.pk} already {run.status}."}, status=status.HTTP_409_CONFLICT)
         run.refresh_from_db()
         return Response(TrainingRunDetailSerializer(run).data)
+
+
+@extend_schema(
+    parameters=[ProjectQuery],
+    responses={
+        200: OpenApiResponse(
+            OpenApiTypes.OBJECT,
+            description="Rankings per day and labeler, agreement, gold accuracy, RM held-out and fresh-label "
+            "accuracy per version, PPO score and KL per step, blind win rates with 95% intervals.",
+        ),
+        404: OpenApiResponse(description="No such project."),
+    },
+)
+@api_view(["GET"])
+@permission_classes([IsAdminUser])
+def metrics(request: Request) -> Response:
+    """Every figure of the project's dashboard (`training.metrics.project_metrics`)."""
+    query = ProjectQuery(data=request.query_params)
+    query.is_valid(raise_exception=True)
+    return Response(project_metrics(get_object_or_404(Project, pk=query.validated_data["project"])))

@@ -18,6 +18,21 @@ def default_pair(project: Project) -> tuple[PolicyVersion, PolicyVersion]:
     return a, b
 
 
+def sample_one_each(project: Project, versions: list[PolicyVersion], prompts: list[str], seeds: list[int]) -> list:
+    """One completion (a core `Sample`) per prompt from each version, with the project's sampling
+    settings; version i samples with seeds[i]. One model is loaded at a time."""
+    from training.core.generation import SamplingConfig, sample
+    from training.core.loading import load_model
+
+    out = []
+    for version, seed in zip(versions, seeds, strict=True):
+        config = SamplingConfig(**{**project.sampling_settings(), "seed": seed})
+        model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
+        out.append([group[0] for group in sample(model, tokenizer, prompts, 1, config)])
+        del model
+    return out
+
+
 def evaluate_policies(
     project: Project,
     a: PolicyVersion,
@@ -29,17 +44,10 @@ def evaluate_policies(
 ) -> TrainingRun:
     """Samples one completion per prompt from each version (same settings and seed), scores each
     pair with `preference`, and stores the win rate of b over a (ties count half) as an eval run."""
-    from training.core.generation import SamplingConfig, sample
-    from training.core.loading import load_model
-
-    config = SamplingConfig(**{**project.sampling_settings(), "seed": seed})
-    texts = {}
-    for version in (a, b):
-        model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
-        texts[version.pk] = [group[0].text for group in sample(model, tokenizer, prompts, 1, config)]
+    samples_a, samples_b = sample_one_each(project, [a, b], prompts, seeds=[seed, seed])
     wins, score_a, score_b = 0.0, 0.0, 0.0
-    for i, prompt in enumerate(prompts):
-        sa, sb = preference(prompt, [texts[a.pk][i], texts[b.pk][i]])
+    for prompt, sample_a, sample_b in zip(prompts, samples_a, samples_b, strict=True):
+        sa, sb = preference(prompt, [sample_a.text, sample_b.text])
         wins += 1.0 if sb > sa else 0.5 if sb == sa else 0.0
         score_a, score_b = score_a + sa, score_b + sb
     n = len(prompts)

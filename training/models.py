@@ -21,6 +21,7 @@ class TrainingRun(models.Model):
         SFT = "sft", "Supervised fine-tuning"
         DPO = "dpo", "DPO"
         EVAL = "eval", "Evaluation"
+        BLIND_EVAL = "blind_eval", "Blind human evaluation"
         ROUND = "round", "Full round"
 
     class Status(models.TextChoices):
@@ -138,3 +139,45 @@ class PolicyVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project} policy v{self.version}"
+
+
+class RankingScore(models.Model):
+    """A reward-model version's scores of a ranking it never trained on (a fresh label), and how
+    many of the ranking's ordered pairs it orders the same way. Each ranking newer than an RM's
+    training data is scored by that RM before the next RM trains on it."""
+
+    ranking = models.ForeignKey("labeling.Ranking", on_delete=models.CASCADE, related_name="rm_scores")
+    reward_model = models.ForeignKey(RewardModelVersion, on_delete=models.CASCADE, related_name="ranking_scores")
+    scores = models.JSONField(help_text="The normalised score of each completion, in the task's display order.")
+    pairs = models.PositiveIntegerField(help_text="Pairs the labeler ordered (ties left out) that the RM ordered too.")
+    agreed = models.PositiveIntegerField(help_text="Of those, the pairs the RM orders the labeler's way.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["ranking", "reward_model"], name="ranking_score_once_per_rm"),
+            models.CheckConstraint(condition=Q(agreed__lte=models.F("pairs")), name="ranking_score_agreed_le_pairs"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Ranking {self.ranking_id} by RM {self.reward_model_id}: {self.agreed}/{self.pairs}"
+
+
+class EvalPair(models.Model):
+    """Which two policy versions a blind-evaluation task compares: one completion from each, shown
+    in random order (each completion records its own policy version)."""
+
+    task = models.OneToOneField("labeling.ComparisonTask", on_delete=models.CASCADE, related_name="eval_pair")
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="eval_pairs")
+    version_a = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+    version_b = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(version_a=models.F("version_b")), name="eval_pair_two_versions")
+        ]
+
+    def __str__(self) -> str:
+        return f"Task {self.task_id}: policy {self.version_a_id} vs {self.version_b_id}"

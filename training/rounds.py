@@ -4,7 +4,7 @@ import logging
 
 from django.db import IntegrityError, transaction
 
-from labeling.models import Project, Ranking
+from labeling.models import Project
 from training import runs
 from training.models import RewardModelVersion, TrainingRun
 from training.runs import carried_out, record_progress, start_run
@@ -17,6 +17,7 @@ from training.services import (
     execute_ppo_run,
     execute_reward_model_run,
     execute_sampling_run,
+    training_rankings,
 )
 
 log = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ def do_launch_round(project: Project, launched_by=None, enqueue: bool = True) ->
     """
     from training.tasks import run_round
 
-    if not Ranking.objects.filter(task__project=project, excluded=False).exists():
+    if not training_rankings(project).exists():
         raise NothingToTrainOn(f"Project {project.name!r} has no rankings to train a reward model on.")
     try:
         with transaction.atomic():
@@ -93,7 +94,7 @@ class RoundStepFailed(Exception):
 
 def new_rankings_since_last_reward_model(project: Project) -> int:
     latest = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
-    rankings = Ranking.objects.filter(task__project=project, excluded=False)
+    rankings = training_rankings(project)
     return rankings.filter(pk__gt=latest.trained_through_ranking_id).count() if latest else rankings.count()
 
 

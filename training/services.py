@@ -67,9 +67,10 @@ def active_policy(project: Project) -> PolicyVersion:
 
 
 def prompts_to_sample(project: Project, policy: PolicyVersion) -> QuerySet[Prompt]:
-    """The project's prompts that have no comparison task from this policy yet, oldest first."""
+    """The project's prompts that have no comparison task from this policy yet, oldest first; held-out
+    prompts are kept for blind evaluations."""
     sampled = ComparisonTask.objects.filter(prompt=OuterRef("pk"), policy_version=policy)
-    return project.prompts.exclude(Exists(sampled)).order_by("id")
+    return project.prompts.filter(heldout=False).exclude(Exists(sampled)).order_by("id")
 
 
 def do_launch_sampling(
@@ -163,13 +164,23 @@ def _heldout(prompt_id: int, fraction: float) -> bool:
     return (prompt_id * 2654435761) % 1000 < fraction * 1000
 
 
-def ranked_prompts(project: Project, through_ranking_id: int) -> list[tuple[int, RankedPrompt]]:
-    """The project's usable rankings up to an id, as (prompt id, RankedPrompt) with texts, in 2 queries."""
-    rankings = list(
-        Ranking.objects.filter(task__project=project, excluded=False, pk__lte=through_ranking_id)
-        .select_related("task__prompt", "labeler")
-        .order_by("id")
+def training_rankings(project: Project) -> QuerySet[Ranking]:
+    """The rankings a reward model trains on: those of training comparisons that staff have not
+    excluded. Eval rankings (blind evaluations included) and gold rankings never train it: gold
+    tasks are ranked by every labeler, and their many copies would over-weight them."""
+    return Ranking.objects.filter(task__project=project, task__kind=ComparisonTask.Kind.TRAIN, excluded=False).exclude(
+        task__state=ComparisonTask.State.GOLD
     )
+
+
+def ranked_prompts(project: Project, through_ranking_id: int) -> list[tuple[int, RankedPrompt]]:
+    """The project's training rankings up to an id, as (prompt id, RankedPrompt) with texts, in 2 queries."""
+    return as_ranked_prompts(training_rankings(project).filter(pk__lte=through_ranking_id))
+
+
+def as_ranked_prompts(rankings: QuerySet[Ranking]) -> list[tuple[int, RankedPrompt]]:
+    """Rankings as (prompt id, RankedPrompt): texts in display order, the order as indices into them."""
+    rankings = list(rankings.select_related("task__prompt", "labeler").order_by("id"))
     items = TaskCompletion.objects.filter(task__in={r.task_id for r in rankings}).select_related("completion")
     by_task: dict[int, list[TaskCompletion]] = {}
     for item in items.order_by("task", "position"):
@@ -205,7 +216,7 @@ def do_launch_reward_model(project: Project, launched_by=None, enqueue: bool = T
     """Queues a reward-model run on every usable ranking so far (queue `training`)."""
     from training.tasks import run_in_child
 
-    through = Ranking.objects.filter(task__project=project, excluded=False).order_by("-id").first()
+    through = training_rankings(project).order_by("-id").first()
     if through is None:
         raise NothingToTrainOn(f"Project {project.name!r} has no rankings to train a reward model on.")
     config = project.reward_config()
@@ -252,6 +263,10 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         parent = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
         if parent is not None:
             model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, config.dtype)
+            # No ranking enters training unscored: the parent scores the fresh ones first.
+            from training.fresh_scores import score_fresh_rankings
+
+            score_fresh_rankings(parent, model, tokenizer, through=run.config["through_ranking_id"])
         else:
             policy = PolicyVersion.objects.get(pk=run.config["policy_version"])
             model, tokenizer = new_reward_model(policy.checkpoint, settings.MODEL_STORE, config)
@@ -347,7 +362,7 @@ def execute_ppo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         def log_step(figures: dict) -> None:
             record_progress(run, 0.95 * figures["step"] / figures["steps"], **figures, on_progress=on_progress)
 
-        trainer.train(list(project.prompts.values_list("text", flat=True)), log=log_step)
+        trainer.train(list(project.prompts.filter(heldout=False).values_list("text", flat=True)), log=log_step)
         trained = trainer.trained_policy()
         checkpoint = Path("policies") / f"project-{project.pk}" / checkpoint_name(run)
 
@@ -381,14 +396,15 @@ def _register_policy(run, parent, reward_model, checkpoint) -> PolicyVersion:
 
 def do_promote_policy(policy: PolicyVersion) -> PolicyVersion:
     """Makes `policy` its project's active policy: the previous one is retired, and its open
-    comparison tasks stop being handed out (their rankings stay and keep training the RM)."""
+    comparison tasks stop being handed out (their rankings stay and keep training the RM).
+    Blind-evaluation tasks stay open: they compare versions, whichever is active."""
     with transaction.atomic():
         Project.objects.select_for_update().get(pk=policy.project_id)
         previous = PolicyVersion.objects.filter(project_id=policy.project_id, status=PolicyVersion.Status.ACTIVE)
         previous = previous.exclude(pk=policy.pk)
-        ComparisonTask.objects.filter(policy_version__in=previous, state=ComparisonTask.State.OPEN).update(
-            state=ComparisonTask.State.RETIRED
-        )
+        ComparisonTask.objects.filter(
+            policy_version__in=previous, state=ComparisonTask.State.OPEN, eval_pair__isnull=True
+        ).update(state=ComparisonTask.State.RETIRED)
         previous.update(status=PolicyVersion.Status.RETIRED)
         policy.status = PolicyVersion.Status.ACTIVE
         policy.promoted_at = timezone.now()

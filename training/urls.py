@@ -6,4 +6,5 @@ app_name = "training"
 urlpatterns = [
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="cancel"),
+    path("projects/<int:project_id>/dashboard/", views.project_dashboard, name="dashboard"),
 ]

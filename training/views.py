@@ -1,4 +1,5 @@
-"""Staff pages for training runs: a live page per run (progress bar, charts, errors) and cancel."""
+"""Staff pages: a live page per training run (progress bar, charts, errors) and cancel; and a
+project's metrics dashboard."""
 
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
@@ -6,6 +7,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from labeling.models import Project
+from training.dashboard import dashboard_charts
+from training.metrics import project_metrics
 from training.models import TrainingRun
 from training.runs import do_cancel_run
 
@@ -19,6 +23,7 @@ CHARTS = {
         ("Reward-model loss", "loss", ["loss"]),
         ("Accuracy on the batch, and tie rate", "fraction", ["accuracy", "tie_rate"]),
     ],
+    TrainingRun.Kind.BLIND_EVAL: [("Blind comparison tasks created", "tasks", ["tasks"])],
     TrainingRun.Kind.PPO: [
         ("Reward-model score", "score", ["score"]),
         ("KL to the reference, and β", "nats / β", ["kl", "beta"]),
@@ -63,3 +68,11 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     else:
         messages.error(request, f"Run {run.pk} had already finished; nothing to cancel.")
     return redirect("training:run", run_id=run.pk)
+
+
+@staff_member_required
+def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    metrics = project_metrics(project)
+    context = {"project": project, "metrics": metrics, "charts": dashboard_charts(metrics)}
+    return render(request, "training/dashboard.html", context)

@@ -19,6 +19,7 @@ app_name = "api"
 urlpatterns = [
     path("tasks/next/", labeling_api.next_task, name="next-task"),
     path("tasks/<int:task_id>/ranking/", labeling_api.submit_ranking, name="submit-ranking"),
+    path("metrics/", training_api.metrics, name="metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     *router.urls,

@@ -180,6 +180,9 @@ CELERY_TASK_ROUTES = {
     "training.fail_stale_runs": {"queue": "generation"},
     "training.run_round": {"queue": "training"},
     "training.start_due_rounds": {"queue": "generation"},
+    "training.run_blind_evaluation": {"queue": "generation"},
+    "training.score_fresh_rankings": {"queue": "generation"},
+    "training.score_fresh_rankings_of": {"queue": "generation"},
 }
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 6 * 3600, minimum=1)
 CELERY_TASK_TIME_LIMIT = CELERY_TASK_SOFT_TIME_LIMIT + 300
@@ -189,6 +192,7 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "fail-stale-training-runs": {"task": "training.fail_stale_runs", "schedule": 60.0},
     "start-due-rounds": {"task": "training.start_due_rounds", "schedule": 300.0},
+    "score-fresh-rankings": {"task": "training.score_fresh_rankings", "schedule": 600.0},
 }
 
 LOGGING = {

@@ -104,6 +104,21 @@ def reward_model_scorer(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, max
     return score
 
 
+def score_groups(score: Scorer, groups: list[tuple[str, list[str]]], batch_size: int = 16) -> list[list[float]]:
+    """The scores of each prompt's completions, in the order given; completions of several prompts
+    share a batch of `batch_size`."""
+    flat = [(prompt, completion) for prompt, completions in groups for completion in completions]
+    scores: list[float] = []
+    for start in range(0, len(flat), batch_size):
+        prompts, completions = zip(*flat[start : start + batch_size], strict=True)
+        scores += score(list(prompts), list(completions)).tolist()
+    out, start = [], 0
+    for _, completions in groups:
+        out.append(scores[start : start + len(completions)])
+        start += len(completions)
+    return out
+
+
 class PPOTrainer:
     """One readable loop (`step`) over rollout batches; models are prepared with accelerate."""
 

@@ -5,7 +5,7 @@ import sys
 from django.core.management.base import CommandError
 
 from labeling.models import Project
-from training.models import TrainingRun
+from training.models import PolicyVersion, TrainingRun
 
 
 def get_project(reference: str) -> Project:
@@ -16,6 +16,16 @@ def get_project(reference: str) -> Project:
         names = ", ".join(repr(name) for name in Project.objects.values_list("name", flat=True)[:10])
         raise CommandError(f"No project {reference!r}. Projects: {names or 'none yet'}.")
     return project
+
+
+def get_policy_version(project: Project, number: int | None) -> PolicyVersion | None:
+    """A project's policy version by number; None when no number is given."""
+    if number is None:
+        return None
+    version = PolicyVersion.objects.filter(project=project, version=number).first()
+    if version is None:
+        raise CommandError(f"Project {project.name!r} has no policy version {number}.")
+    return version
 
 
 def progress_line(run: TrainingRun) -> None:

@@ -7,8 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from labeling.management.commands.simulate_labelers import load_preference
 from training.evaluation import default_pair, evaluate_policies
-from training.management.commands._common import get_project
-from training.models import PolicyVersion
+from training.management.commands._common import get_policy_version, get_project
 
 
 class Command(BaseCommand):
@@ -26,7 +25,8 @@ class Command(BaseCommand):
         target = get_project(project)
         score = load_preference(preference)
         default_a, default_b = default_pair(target)
-        version_a, version_b = self._version(target, a, default_a), self._version(target, b, default_b)
+        version_a = get_policy_version(target, a) or default_a
+        version_b = get_policy_version(target, b) or default_b
         if version_a == version_b:
             raise CommandError(f"Both sides are policy v{version_a.version}; name two versions with --a and --b.")
         texts = self._prompts(target, prompts)[:limit]
@@ -39,14 +39,6 @@ class Command(BaseCommand):
             f"{figures['win_rate_b_over_a']:.1%}; mean score {figures['mean_score_a']:.3f} -> "
             f"{figures['mean_score_b']:.3f} (stored as run {run.pk})."
         )
-
-    def _version(self, project, number: int | None, default: PolicyVersion) -> PolicyVersion:
-        if number is None:
-            return default
-        version = PolicyVersion.objects.filter(project=project, version=number).first()
-        if version is None:
-            raise CommandError(f"Project {project.name!r} has no policy version {number}.")
-        return version
 
     def _prompts(self, project, path: Path | None) -> list[str]:
         if path is None:

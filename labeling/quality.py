@@ -1,0 +1,107 @@
+"""Labeler quality from the stored rankings: agreement on tasks ranked by two or more labelers,
+and accuracy on gold tasks. The maths is in labeling.agreement; this module fetches the rows.
+
+Gold tasks are left out of agreement (every labeler ranks them, so they would dominate it) and
+measured against their expected order instead. Rankings staff excluded from training still
+count here: they say something about their labeler.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import Count, Exists, OuterRef, QuerySet
+
+from labeling.agreement import Agreement, PairCounts, gold_accuracy, overlap_agreement
+from labeling.models import ComparisonTask, Project, Ranking
+
+MIN_PAIRS_TO_FLAG = 10
+"""A labeler is judged once this many pairs were compared: one K=4 task (6 pairs) is too few."""
+
+
+@dataclass
+class LabelerQuality:
+    labeler: str
+    agreement: Agreement = field(default_factory=Agreement)
+    gold: PairCounts = field(default_factory=PairCounts)
+    gold_rankings: int = 0
+
+    def flags(self, threshold: float) -> list[str]:
+        """Why the labeler is flagged (empty when they are not)."""
+        reasons = []
+        if self.agreement.pairs.compared >= MIN_PAIRS_TO_FLAG and self.agreement.share < threshold:
+            reasons.append(f"agreement with others {self.agreement.share:.0%} is below {threshold:.0%}")
+        if self.gold.compared >= MIN_PAIRS_TO_FLAG and self.gold.share < threshold:
+            reasons.append(f"gold accuracy {self.gold.share:.0%} is below {threshold:.0%}")
+        return reasons
+
+
+def _overlapping_tasks(tasks: QuerySet[ComparisonTask]) -> QuerySet[ComparisonTask]:
+    """Non-gold tasks among `tasks` with two or more rankings."""
+    return (
+        tasks.exclude(state=ComparisonTask.State.GOLD)
+        .annotate(ranked=Count("rankings"))
+        .filter(ranked__gte=2)
+        .values("pk")
+    )
+
+
+def _by_task(rows: Iterable[tuple[int, object, list]]) -> dict[int, list[tuple[object, list]]]:
+    tasks: dict[int, list[tuple[object, list]]] = {}
+    for task_id, labeler, order in rows:
+        tasks.setdefault(task_id, []).append((labeler, order))
+    return tasks
+
+
+def labeler_quality(project: Project) -> tuple[Agreement, dict[str, LabelerQuality]]:
+    """The project's overall agreement and each labeler's quality, keyed by username (2 queries)."""
+    overlapping = _overlapping_tasks(ComparisonTask.objects.filter(project=project))
+    rows = (
+        Ranking.objects.filter(task__in=overlapping)
+        .order_by("task", "id")
+        .values_list("task_id", "labeler__username", "order")
+    )
+    overall, per_labeler = overlap_agreement(_by_task(rows).values())
+    quality = {name: LabelerQuality(name, agreement) for name, agreement in per_labeler.items()}
+    gold = Ranking.objects.filter(task__project=project, task__state=ComparisonTask.State.GOLD)
+    for name, expected, order in gold.values_list("labeler__username", "task__gold_order", "order"):
+        row = quality.setdefault(name, LabelerQuality(name))
+        row.gold += gold_accuracy(expected, order)
+        row.gold_rankings += 1
+    return overall, quality
+
+
+def agreement_of(labeler: AbstractBaseUser, projects: QuerySet[Project]) -> dict[int, Agreement]:
+    """The labeler's agreement with the others per project, where they share ranked tasks (1 query)."""
+    ranked_by_them = Ranking.objects.filter(task=OuterRef("pk"), labeler=labeler)
+    overlapping = _overlapping_tasks(ComparisonTask.objects.filter(Exists(ranked_by_them), project__in=projects))
+    rows = (
+        Ranking.objects.filter(task__in=overlapping)
+        .order_by("task", "id")
+        .values_list("task__project_id", "task_id", "labeler_id", "order")
+    )
+    by_project: dict[int, list[tuple[int, int, list]]] = {}
+    for project_id, task_id, labeler_id, order in rows:
+        by_project.setdefault(project_id, []).append((task_id, labeler_id, order))
+    figures = {}
+    for project_id, project_rows in by_project.items():
+        _, per_labeler = overlap_agreement(_by_task(project_rows).values())
+        figures[project_id] = per_labeler[labeler.pk]
+    return figures
+
+
+def flagged_labelers(project: Project) -> dict[str, list[str]]:
+    """Labelers below the project's agreement threshold, with the reasons."""
+    _, quality = labeler_quality(project)
+    flagged = {name: row.flags(project.agreement_threshold) for name, row in quality.items()}
+    return {name: reasons for name, reasons in sorted(flagged.items()) if reasons}
+
+
+def with_agreement(projects: list[Project], labeler: AbstractBaseUser) -> list[Project]:
+    """Sets `agreement` on each project: the labeler's Agreement with the others there, or None
+    until they share a ranked task with someone (1 query for all projects)."""
+    figures = agreement_of(labeler, Project.objects.filter(pk__in=[p.pk for p in projects]))
+    for project in projects:
+        figure = figures.get(project.pk)
+        project.agreement = figure if figure is not None and figure.pairs.compared else None
+    return projects

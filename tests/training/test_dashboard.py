@@ -1,0 +1,148 @@
+"""The project's metrics: project_metrics, the staff dashboard over HTTP, the admin's flags, the
+labeler's own agreement on their home page, and `manage.py project_report`."""
+
+import json
+import re
+
+import pytest
+from django.core.management import call_command
+from django.urls import reverse
+
+from labeling.models import Ranking
+from labeling.services import do_set_gold_order
+from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
+from training.metrics import project_metrics
+from training.models import RewardModelVersion, TrainingRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project():
+    """4 tasks (K=3) ranked by ann, bob and cat best-to-worst in display order, and by rev reversed;
+    one gold task (a > b > c) that ann ranks right and rev reversed."""
+    project = ProjectFactory(name="Quality", k=3, overlap=4, agreement_threshold=0.6)
+    names = ["ann", "bob", "cat", "rev"]
+    users = {name: UserFactory(username=name) for name in names}
+    project.labelers.add(*users.values())
+    for task in ComparisonTaskFactory.create_batch(4, prompt__project=project, target_overlap=4):
+        a, b, c = (item.completion_id for item in task.items.order_by("position"))
+        for name in names:
+            order = [[c], [b], [a]] if name == "rev" else [[a], [b], [c]]
+            Ranking.objects.create(task=task, labeler=users[name], order=order)
+    gold = ComparisonTaskFactory(prompt__project=project)
+    a, b, c = (item.completion_id for item in gold.items.order_by("position"))
+    do_set_gold_order(gold, [[a], [b], [c]])
+    Ranking.objects.create(task=gold, labeler=users["ann"], order=[[a], [b], [c]])
+    Ranking.objects.create(task=gold, labeler=users["rev"], order=[[c], [b], [a]])
+    return project
+
+
+def test_a_labeler_who_always_reverses_the_others_is_flagged(project):
+    figures = project_metrics(project)
+    rows = {row["labeler"]: row for row in figures["labelers"]}
+    # Per task, each of ann/bob/cat agrees with the other two on all 3 pairs and with rev on none.
+    # ann: 2 partners × 3 pairs agreed, of 3 partners × 3 pairs, over 4 tasks: 24 / 36 = 2/3.
+    assert rows["ann"]["agreement"] == pytest.approx(2 / 3) and rows["ann"]["agreement_pairs"] == 36
+    assert rows["ann"]["tau_b"] == pytest.approx((1 + 1 - 1) / 3)
+    assert rows["rev"]["agreement"] == 0.0 and rows["rev"]["tau_b"] == -1.0
+    assert [name for name, row in rows.items() if row["flagged"]] == ["rev"]
+    assert rows["rev"]["flags"] == ["agreement with others 0% is below 60%"]
+    # Gold (3 strict pairs): ann 3/3, rev 0/3; too few pairs (3 < 10) to flag on gold alone.
+    assert (rows["ann"]["gold_accuracy"], rows["rev"]["gold_accuracy"]) == (1.0, 0.0)
+    # Overall: 6 pairs of labelers per task × 3 pairs × 4 tasks = 72 pairs, 3 of the 6 labeler pairs agree.
+    assert figures["agreement"]["pairwise"] == 0.5 and figures["agreement"]["pairs"] == 72
+    assert figures["rankings"]["total"] == 18 and figures["rankings"]["per_labeler"]["rev"] == 5
+    json.dumps(figures)  # plain values only: the API returns this dict as it is
+
+
+def test_the_metrics_take_a_fixed_number_of_queries(project, django_assert_max_num_queries):
+    with django_assert_max_num_queries(12):
+        project_metrics(project)
+
+
+def test_staff_see_the_dashboard_with_titled_charts_and_the_flag(client, admin_user, project):
+    client.force_login(admin_user)
+    response = client.get(reverse("training:dashboard", args=[project.pk]))
+    assert response.status_code == 200
+    charts = response.context["charts"]
+    assert len(charts) == 7
+    for chart in charts:
+        assert chart["title"] and chart["unit"] and chart["x_label"]
+    body = response.content.decode()
+    assert "⚑ agreement with others 0% is below 60%" in body
+    assert 'src="/static/vendor/uPlot-1.6.32.iife.min.js"' in body and "cdn" not in body.lower()
+
+
+def test_labelers_and_strangers_do_not_reach_the_dashboard(client, project):
+    url = reverse("training:dashboard", args=[project.pk])
+    assert client.get(url).status_code == 302
+    client.force_login(UserFactory(username="ann"))
+    response = client.get(url)
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_an_empty_project_shows_the_dashboard_with_empty_charts(client, admin_user):
+    empty = ProjectFactory(name="Empty")
+    client.force_login(admin_user)
+    response = client.get(reverse("training:dashboard", args=[empty.pk]))
+    assert response.status_code == 200
+    assert response.content.decode().count("No data yet.") == 7
+
+
+def test_the_admin_project_page_shows_the_flag_and_links_the_dashboard(client, admin_user, project):
+    client.force_login(admin_user)
+    body = client.get(reverse("admin:labeling_project_change", args=[project.pk])).content.decode()
+    assert "<strong>rev</strong>: agreement with others 0% is below 60%" in body
+    assert reverse("training:dashboard", args=[project.pk]) in body
+    listing = client.get(reverse("admin:labeling_project_changelist")).content.decode()
+    assert reverse("training:dashboard", args=[project.pk]) in listing
+
+
+def test_the_run_page_links_the_dashboard(client, admin_user, project):
+    run = TrainingRun.objects.create(project=project, kind="ppo")
+    client.force_login(admin_user)
+    body = client.get(run.get_absolute_url()).content.decode()
+    assert reverse("training:dashboard", args=[project.pk]) in body
+
+
+def test_a_labeler_sees_their_agreement_once_they_share_tasks(client, project):
+    loner = UserFactory(username="loner")
+    project.labelers.add(loner)
+    client.force_login(loner)
+    assert "Agreement with others" not in client.get(reverse("labeling:home")).content.decode()
+    client.force_login(UserFactory(username="ann"))
+    response = client.get(reverse("labeling:home"))
+    [shown] = response.context["projects"]
+    assert shown.agreement.share == pytest.approx(2 / 3)
+    body = response.content.decode()
+    assert "Agreement with others" in body and "67%" in body and "On the 36 pairs" in body
+
+
+def test_ppo_runs_are_laid_end_to_end_and_labelled_by_policy_version(project):
+    from training.models import PolicyVersion
+
+    base = PolicyVersion.objects.create(project=project, version=0, checkpoint="x", status="active")
+    for n, scores in enumerate([[0.1, 0.4], [0.5, 0.9, 1.2]], start=1):
+        metrics = [{"step": s, "score": v, "kl": 0.1 * s} for s, v in enumerate(scores, start=1)]
+        run = TrainingRun.objects.create(
+            project=project, kind="ppo", status="succeeded", metrics=metrics, config={"policy_version": base.pk}
+        )
+        base = PolicyVersion.objects.create(project=project, version=n, checkpoint="x", created_by_run=run)
+    curves = project_metrics(project)["ppo_runs"]
+    assert [c["label"] for c in curves] == ["v0 → v1", "v1 → v2"]
+    assert [s["global_step"] for c in curves for s in c["steps"]] == [1, 2, 3, 4, 5]
+
+
+def test_the_report_prints_readable_tables_and_the_same_dict_as_json(project, capsys):
+    RewardModelVersion.objects.create(
+        project=project, version=1, checkpoint="x", heldout_accuracy=0.7, accuracy=0.8, tie_rate=0.0,
+        trained_through_ranking_id=0, trained_through_time="2025-01-01T00:00Z", rankings_count=12,
+    )  # fmt: skip
+    call_command("project_report", project=project.name)
+    out = capsys.readouterr().out
+    assert "Labeler agreement: 50.0% of 72 pairs" in out
+    assert re.search(r"^ +rev +5 +0\.0% +36 +-1\.000 +0\.0% +1 +– +agreement with others 0% is below 60%$", out, re.M)
+    assert re.search(r"^ +v1 +12 +70\.0% +– +0 +0 +16$", out, re.M)  # 16 non-gold rankings await scoring
+    call_command("project_report", project=str(project.pk), json=True)
+    assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(project_metrics(project)))

@@ -1,0 +1,113 @@
+"""The reward model against fresh labels: every ranking newer than an RM version's training data
+is scored by it (on a worker: the beat task, and at the start of the next RM run), stored per
+ranking and version, so "RM agrees with humans" is a query."""
+
+from unittest import mock
+
+import pytest
+import torch
+from django.conf import settings as django_settings
+
+from labeling.agreement import order_from_scores, pairwise_agreement
+from labeling.models import Ranking
+from labeling.services import do_assign_next_task, do_submit_ranking
+from tests.factories import UserFactory
+from tests.training.test_reward_model_runs import FAST
+from training import tasks
+from training.core.ppo import reward_model_scorer
+from training.core.reward_model import load_reward_model
+from training.fresh_scores import execute_fresh_scoring, fresh_rankings
+from training.metrics import project_metrics
+from training.models import RankingScore, RewardModelVersion, TrainingRun
+from training.services import do_launch_reward_model, do_launch_sampling, execute_reward_model_run, execute_sampling_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def project(ranked_project):
+    ranked_project.reward_model_config = FAST
+    ranked_project.save(update_fields=["reward_model_config"])
+    return ranked_project
+
+
+def train_rm(project) -> RewardModelVersion:
+    run = execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    return RewardModelVersion.objects.get(created_by_run=run)
+
+
+def rank_new_prompts(project, n: int, labelers: list) -> list[Ranking]:
+    """n new prompts sampled and ranked by each labeler (shortest first: not what the RM learned)."""
+    for i in range(n):
+        project.prompts.create(text=f"New question {i}: spell {i * 7}?")
+    project.overlap = len(labelers)
+    project.save(update_fields=["overlap"])
+    execute_sampling_run(do_launch_sampling(project, prompts=n, enqueue=False).pk)
+    made = []
+    for labeler in labelers:
+        project.labelers.add(labeler)
+        while (assignment := do_assign_next_task(project, labeler)) is not None:
+            shown = sorted(assignment.task.display_completions(), key=lambda c: len(c.text))
+            made.append(do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in shown])[0])
+    return made
+
+
+def test_fresh_rankings_are_scored_and_stored_per_ranking_and_version(project, labeler):
+    rm = train_rm(project)
+    assert not fresh_rankings(rm).exists()  # everything so far is its training data
+    fresh = rank_new_prompts(project, 3, [labeler, UserFactory(username="second")])
+    assert [r.pk for r in fresh_rankings(rm)] == sorted(r.pk for r in fresh)
+
+    assert execute_fresh_scoring(project.pk) == 6
+    assert execute_fresh_scoring(project.pk) == 0  # safe to run twice: nothing left, nothing duplicated
+    stored = RankingScore.objects.filter(reward_model=rm).order_by("ranking_id")
+    assert [s.ranking_id for s in stored] == sorted(r.pk for r in fresh)
+
+    # The stored scores are the RM's own normalised scores, and agreed/pairs follow from them.
+    model, tokenizer = load_reward_model(django_settings.MODEL_STORE / rm.checkpoint)
+    score = reward_model_scorer(model, tokenizer, max_length=FAST["max_length"])
+    for row in stored:
+        ranking = row.ranking
+        shown = ranking.task.display_completions()
+        expected = score([ranking.task.prompt.text] * len(shown), [c.text for c in shown])
+        assert torch.allclose(torch.tensor(row.scores), expected, atol=1e-4)
+        index = {c.pk: i for i, c in enumerate(shown)}
+        human = [[index[cid] for cid in group] for group in ranking.order]
+        counts = pairwise_agreement(human, order_from_scores(row.scores))
+        assert (row.agreed, row.pairs) == (counts.agreed, counts.compared) and row.pairs == 3
+
+    figures = project_metrics(project)
+    [version] = figures["reward_models"]
+    total_agreed = sum(s.agreed for s in stored)
+    assert version["fresh_accuracy"] == pytest.approx(total_agreed / 18)
+    assert (version["fresh_pairs"], version["fresh_rankings"], version["unscored_fresh_rankings"]) == (18, 6, 0)
+    by_labeler = {row["labeler"]: row for row in figures["labelers"]}
+    assert by_labeler["second"]["rm_pairs"] == 9
+    assert figures["agreement"]["pairwise"] == 1.0  # both labelers sorted by length: the human ceiling
+
+
+def test_an_rm_run_scores_with_the_previous_version_what_it_is_about_to_train_on(project, labeler):
+    first = train_rm(project)
+    fresh = rank_new_prompts(project, 2, [labeler])
+    second = train_rm(project)
+    assert second.trained_through_ranking_id == max(r.pk for r in fresh)
+    scored = RankingScore.objects.filter(ranking__in=fresh)
+    assert {(s.ranking_id, s.reward_model_id) for s in scored} == {(r.pk, first.pk) for r in fresh}
+    assert not fresh_rankings(first).filter(pk__lte=second.trained_through_ranking_id).exists()
+    assert not RankingScore.objects.filter(reward_model=second).exists()  # nothing is newer than its data
+
+
+def test_the_beat_task_is_scheduled_and_queues_one_scoring_task_per_project(project, labeler):
+    schedule = {entry["task"] for entry in django_settings.CELERY_BEAT_SCHEDULE.values()}
+    assert "training.score_fresh_rankings" in schedule
+    assert django_settings.CELERY_TASK_ROUTES["training.score_fresh_rankings_of"] == {"queue": "generation"}
+    with mock.patch.object(tasks.score_fresh_rankings_of, "delay") as delay:
+        assert tasks.score_fresh_rankings() == 0  # no reward model yet
+        train_rm(project)
+        assert tasks.score_fresh_rankings() == 1
+    delay.assert_called_once_with(project.pk)
+    rank_new_prompts(project, 1, [labeler])
+    assert tasks.score_fresh_rankings_of(project.pk) == 1
+    assert tasks.score_fresh_rankings_of(project.pk) == 0
+    assert tasks.score_fresh_rankings_of(10_000_000) == 0  # a project that is gone

@@ -1,0 +1,141 @@
+"""The dashboard's charts, built from `project_metrics`: each a title, axis labels and its series,
+as static/js/run_charts.js draws them with uPlot.
+
+A chart spec: `title`; `unit` (the y-axis label); `x_label`; `x` ("number", "time" in seconds,
+or "category" with `categories` as tick labels at 0, 1, ...); `series` {name: [[x, y], ...]};
+`styles` {name: "line" | "bars" | "points"}; `lines` (labelled horizontal reference lines);
+`intervals` {name: [[x, low, high], ...]} drawn as whiskers; `y_range` and `percent` for shares.
+"""
+
+from datetime import UTC, date, datetime
+
+MAX_LABELER_LINES = 8  # more than this many labelers: only the total per day is drawn
+
+
+def _day_seconds(day: str) -> int:
+    return int(datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC).timestamp())
+
+
+def _points(xs: list, ys: list) -> list[list]:
+    return [[x, y] for x, y in zip(xs, ys, strict=True) if y is not None]
+
+
+def _share_chart(title: str, unit: str, x_label: str, categories: list[str], **spec) -> dict:
+    return {
+        "title": title,
+        "unit": unit,
+        "x_label": x_label,
+        "x": "category",
+        "categories": categories,
+        "y_range": [0, 1],
+        "percent": True,
+        **spec,
+    }
+
+
+def rankings_per_day(metrics: dict) -> dict:
+    days = metrics["rankings"]["per_day"]
+    xs = [_day_seconds(d["day"]) for d in days]
+    series = {"all labelers": _points(xs, [d["count"] for d in days])}
+    labelers = list(metrics["rankings"]["per_labeler"])
+    if 1 < len(labelers) <= MAX_LABELER_LINES:
+        for name in labelers:
+            series[name] = _points(xs, [d["by_labeler"].get(name, 0) for d in days])
+    return {
+        "title": "Rankings per day",
+        "unit": "rankings",
+        "x_label": "day",
+        "x": "time",
+        "series": series if xs else {},
+        "styles": {"all labelers": "bars"},
+    }
+
+
+def rankings_per_labeler(metrics: dict) -> dict:
+    counts = metrics["rankings"]["per_labeler"]
+    return {
+        "title": "Rankings per labeler",
+        "unit": "rankings",
+        "x_label": "labeler",
+        "x": "category",
+        "categories": list(counts),
+        "series": {"rankings": [[i, n] for i, n in enumerate(counts.values())]} if counts else {},
+        "styles": {"rankings": "bars"},
+    }
+
+
+def labeler_agreement(metrics: dict) -> dict:
+    rows = metrics["labelers"]
+    xs = list(range(len(rows)))
+    series = {
+        "agreement with others": _points(xs, [r["agreement"] for r in rows]),
+        "gold accuracy": _points(xs, [r["gold_accuracy"] for r in rows]),
+        "RM agrees with them": _points(xs, [r["rm_agreement"] for r in rows]),
+    }
+    threshold = metrics["project"]["agreement_threshold"]
+    return _share_chart(
+        "Labeler agreement, gold accuracy and RM agreement",
+        "share of pairs",
+        "labeler",
+        [r["labeler"] + (" ⚑" if r["flagged"] else "") for r in rows],
+        series={k: v for k, v in series.items() if v},
+        styles={"agreement with others": "bars", "gold accuracy": "points", "RM agrees with them": "points"},
+        lines=[{"label": f"flag threshold ({threshold:.0%})", "y": threshold}],
+    )
+
+
+def reward_model_accuracy(metrics: dict) -> dict:
+    rows = metrics["reward_models"]
+    xs = list(range(len(rows)))
+    series = {
+        "held-out accuracy": _points(xs, [r["heldout_accuracy"] for r in rows]),
+        "fresh-label accuracy": _points(xs, [r["fresh_accuracy"] for r in rows]),
+    }
+    ceiling = metrics["agreement"]["pairwise"]
+    lines = [{"label": "chance", "y": 0.5}]
+    if ceiling is not None:
+        lines.insert(0, {"label": "human–human agreement (ceiling)", "y": ceiling})
+    return _share_chart(
+        "Reward-model accuracy by version",
+        "accuracy (share of pairs)",
+        "reward-model version",
+        [f"RM v{r['version']}" for r in rows],
+        series={k: v for k, v in series.items() if v},
+        lines=lines,
+    )
+
+
+def ppo_curve(metrics: dict, key: str, title: str, unit: str) -> dict:
+    series = {}
+    for run in metrics["ppo_runs"]:
+        points = [[s["global_step"], s[key]] for s in run["steps"] if s.get(key) is not None]
+        if points:
+            series[run["label"]] = points
+    return {"title": title, "unit": unit, "x_label": "PPO step (rounds one after another)", "series": series}
+
+
+def win_rates(metrics: dict) -> dict:
+    rows = metrics["win_rates"]
+    measured = [(i, r) for i, r in enumerate(rows) if r["win_rate"] is not None]
+    return _share_chart(
+        "Human win rate of the newer policy, with 95% intervals",
+        "win rate of the newer",
+        "policy versions compared (newer vs older)",
+        [r["label"] for r in rows],
+        series={"win rate": [[i, r["win_rate"]] for i, r in measured]} if measured else {},
+        styles={"win rate": "points"},
+        intervals={"win rate": [[i, r["low"], r["high"]] for i, r in measured]},
+        lines=[{"label": "no preference", "y": 0.5}],
+    )
+
+
+def dashboard_charts(metrics: dict) -> list[dict]:
+    return [
+        rankings_per_day(metrics),
+        rankings_per_labeler(metrics),
+        labeler_agreement(metrics),
+        reward_model_accuracy(metrics),
+        ppo_curve(metrics, "score", "PPO reward-model score per step", "RM score (normalised)"),
+        ppo_curve(metrics, "kl", "PPO KL to the reference per step", "KL per completion (nats)"),
+        win_rates(metrics),
+    ]

@@ -1,0 +1,99 @@
+"""Prints a project's quality figures as text tables, or `project_metrics` as JSON."""
+
+import json
+
+from django.core.management.base import BaseCommand
+
+from training.management.commands._common import get_project
+from training.metrics import project_metrics
+
+
+def _pct(share: float | None) -> str:
+    return "–" if share is None else f"{share:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.3f}"
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    """Columns padded to their widest cell; an empty table says so."""
+    if not rows:
+        return "  (none yet)"
+    cells = [headers, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join("  " + line.rstrip() for line in lines)
+
+
+class Command(BaseCommand):
+    help = "Print a project's labeler agreement, gold accuracy, reward-model accuracy, PPO and win-rate figures."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--project", required=True, help="Project id or name.")
+        parser.add_argument("--json", action="store_true", help="Print the project_metrics dict as JSON.")
+
+    def handle(self, *args, project: str, json: bool, **options) -> None:
+        metrics = project_metrics(get_project(project))
+        self.stdout.write(_json_dump(metrics) if json else report(metrics))
+
+
+def _json_dump(metrics: dict) -> str:
+    return json.dumps(metrics, indent=2, ensure_ascii=False)
+
+
+LABELER_COLUMNS = [
+    "labeler",
+    "rankings",
+    "agreement",
+    "pairs",
+    "tau-b",
+    "gold acc",
+    "gold rankings",
+    "RM agrees",
+    "flag",
+]
+RM_COLUMNS = ["RM", "trained on", "held-out", "fresh", "fresh pairs", "fresh rankings", "waiting"]
+PPO_COLUMNS = ["run", "policy", "steps", "first score", "last score", "last KL"]
+WIN_COLUMNS = ["versions", "tasks", "rankings", "win/tie/loss", "win rate", "95% interval"]
+
+
+def _labeler_row(r: dict) -> list:
+    flags = "; ".join(r["flags"]) or "-"
+    return [r["labeler"], r["rankings"], _pct(r["agreement"]), r["agreement_pairs"], _num(r["tau_b"]),
+            _pct(r["gold_accuracy"]), r["gold_rankings"], _pct(r["rm_agreement"]), flags]  # fmt: skip
+
+
+def _rm_row(r: dict) -> list:
+    return [f"v{r['version']}", r["trained_on_rankings"], _pct(r["heldout_accuracy"]), _pct(r["fresh_accuracy"]),
+            r["fresh_pairs"], r["fresh_rankings"], r.get("unscored_fresh_rankings", "-")]  # fmt: skip
+
+
+def _ppo_row(run: dict) -> list:
+    first, last = (run["steps"][0], run["steps"][-1]) if run["steps"] else ({}, {})
+    return [run["run"], run["label"], len(run["steps"]), _num(first.get("score")), _num(last.get("score")),
+            _num(last.get("kl"))]  # fmt: skip
+
+
+def _win_row(r: dict) -> list:
+    return [r["label"], r["tasks"], r["comparisons"], f"{r['wins']}/{r['ties']}/{r['losses']}", _pct(r["win_rate"]),
+            f"{_pct(r['low'])} – {_pct(r['high'])}"]  # fmt: skip
+
+
+def report(m: dict) -> str:
+    agreement, threshold = m["agreement"], m["project"]["agreement_threshold"]
+    sections = [
+        f"Project {m['project']['name']} (id {m['project']['id']}): {m['rankings']['total']} rankings",
+        f"Labeler agreement: {_pct(agreement['pairwise'])} of {agreement['pairs']} pairs (pairs either labeler "
+        f"tied left out), Kendall's tau-b {_num(agreement['tau_b'])} over {agreement['ranking_pairs']} "
+        "pairs of rankings",
+        f"Labelers (flagged below {threshold:.0%})\n"
+        + table(LABELER_COLUMNS, [_labeler_row(r) for r in m["labelers"]]),
+        "Reward models (held-out at training; fresh = rankings scored before the next version trained on them)\n"
+        + table(RM_COLUMNS, [_rm_row(r) for r in m["reward_models"]]),
+        "PPO runs\n" + table(PPO_COLUMNS, [_ppo_row(run) for run in m["ppo_runs"]]),
+        "Blind human evaluations (Bradley-Terry win rate of the newer version, ties half; 95% Wilson interval)\n"
+        + table(WIN_COLUMNS, [_win_row(r) for r in m["win_rates"]]),
+    ]
+    return "\n\n".join(sections)

@@ -1,0 +1,226 @@
+"""Every figure of a project's dashboard in one dict of plain JSON-able values.
+
+Three questions, side by side: do labelers agree (with each other, and with gold tasks)? Does
+the reward model agree with labels it never saw (beside held-out accuracy, with human-human
+agreement as the ceiling)? Do people prefer the new policy to the old one? A PPO score that
+rises while the human win rate stays flat is reward hacking, and it shows here.
+
+The dashboard page, `manage.py project_report` and the API all read `project_metrics`.
+"""
+
+from collections import defaultdict
+
+from django.db.models import Count, Sum
+from django.db.models.functions import TruncDate
+
+from labeling.agreement import Agreement
+from labeling.models import Completion, Project, Ranking
+from labeling.quality import MIN_PAIRS_TO_FLAG, labeler_quality
+from training.fresh_scores import fresh_rankings
+from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
+from training.win_rate import win_rate
+
+
+def _share(agreed: int | None, pairs: int | None) -> float | None:
+    return agreed / pairs if pairs else None
+
+
+def project_metrics(project: Project) -> dict:
+    """The project's dashboard figures (a fixed number of queries, whatever the data)."""
+    overall, quality = labeler_quality(project)
+    rankings = ranking_counts(project)
+    return {
+        "project": {
+            "id": project.pk,
+            "name": project.name,
+            "agreement_threshold": project.agreement_threshold,
+            "min_pairs_to_flag": MIN_PAIRS_TO_FLAG,
+            "gold_rate": project.gold_rate,
+            "eval_ratio": project.eval_ratio,
+            "overlap": project.overlap,
+        },
+        "rankings": rankings,
+        "agreement": _agreement(overall),
+        "labelers": labeler_rows(project, quality, rankings["per_labeler"]),
+        "reward_models": reward_model_rows(project),
+        "ppo_runs": ppo_curves(project),
+        "win_rates": win_rates(project),
+    }
+
+
+def _agreement(agreement: Agreement) -> dict:
+    return {
+        "pairwise": agreement.share,
+        "pairs": agreement.pairs.compared,
+        "tau_b": agreement.tau_b,
+        "ranking_pairs": agreement.ranking_pairs,
+    }
+
+
+def ranking_counts(project: Project) -> dict:
+    """Rankings in all, per day (UTC days, or TIME_ZONE's) and per labeler."""
+    rows = (
+        Ranking.objects.filter(task__project=project)
+        .annotate(day=TruncDate("created_at"))
+        .values("day", "labeler__username")
+        .annotate(n=Count("id"))
+        .order_by("day", "labeler__username")
+    )
+    per_day: dict[str, dict[str, int]] = {}
+    per_labeler: dict[str, int] = defaultdict(int)
+    for row in rows:
+        per_day.setdefault(row["day"].isoformat(), {})[row["labeler__username"]] = row["n"]
+        per_labeler[row["labeler__username"]] += row["n"]
+    return {
+        "total": sum(per_labeler.values()),
+        "per_day": [{"day": day, "count": sum(by.values()), "by_labeler": by} for day, by in per_day.items()],
+        "per_labeler": dict(sorted(per_labeler.items())),
+    }
+
+
+def labeler_rows(project: Project, quality: dict, counts: dict[str, int]) -> list[dict]:
+    """Per labeler: rankings, agreement with the others, gold accuracy, the RM's agreement with
+    them on fresh labels, and whether they are flagged (and why)."""
+    by_rm = (
+        RankingScore.objects.filter(reward_model__project=project)
+        .values("ranking__labeler__username")
+        .annotate(agreed=Sum("agreed"), pairs=Sum("pairs"))
+    )
+    rm = {row["ranking__labeler__username"]: row for row in by_rm}
+    rows = []
+    for name in sorted(counts.keys() | quality.keys()):
+        figures = quality.get(name)
+        agreement = figures.agreement if figures else Agreement()
+        flags = figures.flags(project.agreement_threshold) if figures else []
+        rm_row = rm.get(name, {})
+        rows.append(
+            {
+                "labeler": name,
+                "rankings": counts.get(name, 0),
+                "agreement": agreement.share,
+                "agreement_pairs": agreement.pairs.compared,
+                "tau_b": agreement.tau_b,
+                "gold_accuracy": figures.gold.share if figures else None,
+                "gold_pairs": figures.gold.compared if figures else 0,
+                "gold_rankings": figures.gold_rankings if figures else 0,
+                "rm_agreement": _share(rm_row.get("agreed"), rm_row.get("pairs")),
+                "rm_pairs": rm_row.get("pairs") or 0,
+                "flagged": bool(flags),
+                "flags": flags,
+            }
+        )
+    return rows
+
+
+def reward_model_rows(project: Project) -> list[dict]:
+    """Per RM version: held-out accuracy at training time, and agreement with the fresh rankings
+    it scored before the next version trained on them."""
+    fresh = (
+        RankingScore.objects.filter(reward_model__project=project)
+        .values("reward_model")
+        .annotate(agreed=Sum("agreed"), pairs=Sum("pairs"), rankings=Count("id"))
+    )
+    by_version = {row["reward_model"]: row for row in fresh}
+    versions = list(RewardModelVersion.objects.filter(project=project).order_by("version"))
+    rows = []
+    for version in versions:
+        row = by_version.get(version.pk, {})
+        rows.append(
+            {
+                "version": version.version,
+                "heldout_accuracy": version.heldout_accuracy,
+                "train_accuracy": version.accuracy,
+                "tie_rate": version.tie_rate,
+                "trained_on_rankings": version.rankings_count,
+                "trained_through_ranking_id": version.trained_through_ranking_id,
+                "fresh_accuracy": _share(row.get("agreed"), row.get("pairs")),
+                "fresh_pairs": row.get("pairs") or 0,
+                "fresh_rankings": row.get("rankings") or 0,
+                "created_at": version.created_at.isoformat(),
+            }
+        )
+    if versions:
+        rows[-1]["unscored_fresh_rankings"] = fresh_rankings(versions[-1]).count()
+    return rows
+
+
+def ppo_curves(project: Project) -> list[dict]:
+    """Each PPO run's score and KL per step, runs one after another on a common step axis."""
+    runs = list(
+        TrainingRun.objects.filter(
+            project=project,
+            kind=TrainingRun.Kind.PPO,
+            status__in=[TrainingRun.Status.SUCCEEDED, TrainingRun.Status.RUNNING],
+        )
+        .order_by("id")
+        .only("id", "config", "metrics", "status")
+    )
+    policies = PolicyVersion.objects.filter(project=project).values_list("pk", "version", "created_by_run_id")
+    version_of = {pk: version for pk, version, _ in policies}
+    made_by = {run_id: version for _, version, run_id in policies if run_id}
+    curves, offset = [], 0
+    for run in runs:
+        steps = [m for m in run.metrics if m.get("score") is not None]
+        start, made = version_of.get(run.config.get("policy_version")), made_by.get(run.pk)
+        curves.append(
+            {
+                "run": run.pk,
+                "status": run.status,
+                "from_version": start,
+                "policy_version": made,
+                "label": f"v{start} → v{made}" if made is not None else f"v{start} → (run {run.pk})",
+                "steps": [
+                    {"step": m["step"], "global_step": offset + m["step"], "score": m["score"], "kl": m.get("kl")}
+                    for m in steps
+                ],
+            }
+        )
+        offset += max((m["step"] for m in steps), default=0)
+    return curves
+
+
+def win_rates(project: Project) -> list[dict]:
+    """Per pair of policy versions a blind evaluation compared: the Bradley–Terry win rate of b
+    (the newer side) over a, ties counting half, with its 95% Wilson interval over rankings."""
+    pairs = (
+        EvalPair.objects.filter(run__project=project)
+        .values("version_a_id", "version_b_id", "version_a__version", "version_b__version")
+        .annotate(tasks=Count("id"))
+        .order_by("version_b__version", "version_a__version")
+    )
+    rankings = Ranking.objects.filter(task__eval_pair__run__project=project, excluded=False).values_list(
+        "task__eval_pair__version_a_id", "task__eval_pair__version_b_id", "order"
+    )
+    version_of = dict(
+        Completion.objects.filter(task_items__task__eval_pair__run__project=project).values_list(
+            "pk", "policy_version_id"
+        )
+    )
+    outcomes: dict[tuple[int, int], list[int]] = defaultdict(lambda: [0, 0, 0])  # b's wins, ties, losses
+    for a_id, b_id, order in rankings:
+        tally = outcomes[(a_id, b_id)]
+        if len(order) == 1:
+            tally[1] += 1
+        else:
+            tally[0 if version_of[order[0][0]] == b_id else 2] += 1
+    rows = []
+    for pair in pairs:
+        result = win_rate(*outcomes[(pair["version_a_id"], pair["version_b_id"])])
+        a, b = pair["version_a__version"], pair["version_b__version"]
+        rows.append(
+            {
+                "a": a,
+                "b": b,
+                "label": f"v{b} vs v{a}",
+                "tasks": pair["tasks"],
+                "comparisons": result.n,
+                "wins": result.wins,
+                "ties": result.ties,
+                "losses": result.losses,
+                "win_rate": result.estimate,
+                "low": result.low,
+                "high": result.high,
+                "strength": result.strength,
+            }
+        )
+    return rows
