@@ -13,7 +13,7 @@ from rest_framework.response import Response
 
 from labeling.api import StaffReadViewSet
 from labeling.models import Project
-from labeling.serializers import ProjectQuery, ProjectFilter
+from labeling.serializers import ProjectFilter, ProjectQuery
 from training.metrics import project_metrics
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.rounds import RoundInProgress, do_launch_round
