@@ -78,7 +78,7 @@ def execute_round(run_id: int, in_child: bool = True, on_progress: ProgressLine 
             if in_child:
                 runs.supervise_in_child(step.pk, parent_id=round_.pk)
             else:
-                EXECUTORS[step.kind](step.pk)
+                EXECUTORS[step.kind](step.pk, on_progress=on_progress)  # the line follows the step
             step.refresh_from_db()
             if step.status != TrainingRun.Status.SUCCEEDED:
                 raise RoundStepFailed(
