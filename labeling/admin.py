@@ -3,13 +3,12 @@ from collections.abc import Callable
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.text import slugify
 
-from labeling.exporting import export_rows, jsonl_blocks
+from labeling.exporting import streamed_export
 from labeling.forms import ComparisonTaskAdminForm, ExportForm, PromptImportForm
 from labeling.importing import ImportFileError, do_import_prompt_file
 from labeling.models import (
@@ -164,11 +163,7 @@ class ProjectAdmin(admin.ModelAdmin):
         form = ExportForm(request.GET)
         if not form.is_valid():
             return HttpResponseBadRequest(" ".join(str(e) for errors in form.errors.values() for e in errors))
-        rows = export_rows(project, **form.cleaned_data)
-        response = StreamingHttpResponse(jsonl_blocks(rows), content_type="application/jsonl; charset=utf-8")
-        filename = f"{slugify(project.name) or 'project'}-{form.cleaned_data['format']}.jsonl"
-        response["Content-Disposition"] = f'attachment; filename="{filename}"'
-        return response
+        return streamed_export(project, **form.cleaned_data)
 
 
 @admin.register(Prompt)

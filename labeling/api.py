@@ -4,7 +4,6 @@ and staff reads of projects, tasks and rankings, prompt import and preference ex
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
-from django.utils.text import slugify
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action, api_view
@@ -14,7 +13,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from labeling.access import get_project_for_labeler
-from labeling.exporting import export_rows, jsonl_blocks
+from labeling.exporting import streamed_export
 from labeling.importing import do_import_prompts, parse_records
 from labeling.models import ComparisonTask, Project, Ranking
 from labeling.serializers import (
@@ -146,11 +145,8 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffRead
         project = self.get_object()
         query = ExportQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
-        kind = query.validated_data["kind"]
-        rows = export_rows(project, kind, query.validated_data["ties"], query.validated_data["include_excluded"])
-        response = StreamingHttpResponse(jsonl_blocks(rows), content_type="application/jsonl; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="{slugify(project.name) or "project"}-{kind}.jsonl"'
-        return response
+        params = query.validated_data
+        return streamed_export(project, params["kind"], params["ties"], params["include_excluded"])
 
 
 @extend_schema_view(list=extend_schema(parameters=[TaskFilter]))

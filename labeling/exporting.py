@@ -19,6 +19,8 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 
 from django.contrib.auth import get_user_model
+from django.http import StreamingHttpResponse
+from django.utils.text import slugify
 
 from labeling.models import Project, Ranking, TaskCompletion
 from training.core.rankings import ranked_pairs
@@ -116,3 +118,13 @@ def jsonl_blocks(rows: Iterable[dict]) -> Iterator[str]:
             block, size = [], 0
     if block:
         yield "".join(block)
+
+
+def streamed_export(
+    project: Project, format: str, ties: str = "drop", include_excluded: bool = False
+) -> StreamingHttpResponse:
+    """The export as a streamed JSONL attachment named after the project and the format."""
+    rows = export_rows(project, format, ties, include_excluded)
+    response = StreamingHttpResponse(jsonl_blocks(rows), content_type="application/jsonl; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{slugify(project.name) or "project"}-{format}.jsonl"'
+    return response
