@@ -161,6 +161,27 @@ def test_the_same_seed_gives_the_same_first_step(tiny_folder):
     assert first == pytest.approx(again)
 
 
+def test_one_minibatch_per_rollout_forwards_the_critic_once_and_changes_no_figure(tiny_folder, monkeypatch):
+    config = PPOConfig(steps=2, batch_prompts=4, minibatch_size=4, ppo_epochs=1, max_new_tokens=8, seed=3)
+    metrics = lambda h: {k: v for k, v in h.items() if not k.startswith("time_")}  # noqa: E731
+
+    def counted(trainer):
+        calls = []
+        critic = trainer.accelerator.unwrap_model(trainer.critic)
+        forward = critic.token_values
+        monkeypatch.setattr(critic, "token_values", lambda *a: calls.append(1) or forward(*a))
+        return trainer, calls
+
+    once, once_calls = counted(trainer_for(tiny_folder, config))
+    fast = once.train(PROMPTS)  # sampling draws on torch's global generator: one trainer at a time
+    twice, twice_calls = counted(trainer_for(tiny_folder, config))
+    monkeypatch.setattr(twice, "_one_update_per_rollout", lambda batch_size: False)
+    slow = twice.train(PROMPTS)
+    assert (len(once_calls), len(twice_calls)) == (2, 4)
+    for a, b in zip(fast, slow, strict=True):
+        assert metrics(a) == pytest.approx(metrics(b), rel=1e-4, abs=1e-6)
+
+
 def test_with_lora_the_reference_is_the_base_with_the_adapter_off(tiny_folder):
     config = PPOConfig(steps=3, batch_prompts=4, minibatch_size=2, max_new_tokens=8, lr=1e-2, lora_rank=4)
     trainer = trainer_for(tiny_folder, config)

@@ -17,6 +17,7 @@ from training.core.config import PPOConfig
 from training.core.data import encode
 from training.core.generation import format_prompt
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
+from training.core.prefix import shared_prefix_inputs
 from training.core.reward_model import RewardModel
 
 Scorer = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, completions) -> (B,) scores
@@ -72,17 +73,20 @@ def response_logprobs(
     attention_mask: torch.Tensor,
     response: torch.Tensor,
     temperature: float,
+    share_prefix: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Log-probs (and entropy) of the response tokens with logits / temperature, computing logits only
-    for the response positions. (B, P + T), (B, P + T), (B, T) -> (B, T), (B, T)"""
+    for the response positions; `share_prefix` forwards the prompts' common start once.
+    (B, P + T), (B, P + T), (B, T) -> (B, T), (B, T)"""
     steps = response.shape[1]
-    position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, P + T)
-    logits = model(
-        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids, logits_to_keep=steps + 1
-    ).logits[:, :-1]  # (B, T, V): position P - 1 + t predicts response token t
+    inputs = shared_prefix_inputs(
+        model, input_ids, attention_mask, steps + 1 if share_prefix else None, logits_to_keep=1
+    )  # fmt: skip
+    logits = model(**inputs, logits_to_keep=steps + 1).logits[:, :-1]  # (B, T, V): P - 1 + t predicts token t
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, T, V)
     picked = logp.gather(-1, response.unsqueeze(-1)).squeeze(-1)  # (B, T)
-    entropy = -(logp.exp() * logp).sum(dim=-1)  # (B, T)
+    with torch.no_grad():  # logged, not trained on: no graph over (B, T, V)
+        entropy = -(logp.exp() * logp).sum(dim=-1)  # (B, T)
     return picked, entropy
 
 
@@ -150,6 +154,8 @@ class PPOTrainer:
         self.policy.eval()  # dropout off: sampling and recomputation must see the same model
         self.critic.eval()
         self.beta = config.kl_coef
+        # several processes wrap the models (DDP), which expects one forward per backward
+        self.share_prefix = config.share_prompt_prefix and self.accelerator.num_processes == 1
         stop = self.unwrapped_policy.generation_config.eos_token_id
         self.eos_ids = sorted({*(stop if isinstance(stop, list) else [stop]), tokenizer.eos_token_id} - {None})
         self.generator = torch.Generator().manual_seed(config.seed)
@@ -162,7 +168,8 @@ class PPOTrainer:
         return self.unwrapped_policy.disable_adapter() if self.reference is None else nullcontext()
 
     @torch.no_grad()
-    def rollout(self, prompts: list[str]) -> Rollout:
+    def rollout(self, prompts: list[str], with_values: bool = True) -> Rollout:
+        """Steps 1 to 3, and the critic's values unless `with_values` is False (then they are zeros)."""
         config, tokenizer, device = self.config, self.tokenizer, self.accelerator.device
         # 1) rollout: sample one completion per prompt, cut after the first EOS
         texts = [format_prompt(tokenizer, p) for p in prompts]
@@ -195,8 +202,12 @@ class PPOTrainer:
         logprobs = torch.log_softmax(logits / config.temperature, dim=-1).gather(-1, response.unsqueeze(-1)).squeeze(-1)
         with self._reference_context():
             reference = self.reference if self.reference is not None else self.policy
-            ref_logprobs, _ = response_logprobs(reference, input_ids, attention_mask, response, config.temperature)
-        values = self.accelerator.unwrap_model(self.critic).token_values(input_ids, attention_mask, response.shape[1])
+            ref_logprobs, _ = response_logprobs(
+                reference, input_ids, attention_mask, response, config.temperature, self.share_prefix
+            )  # fmt: skip
+        values = (
+            self._values(input_ids, attention_mask, response.shape[1]) if with_values else torch.zeros_like(logprobs)
+        )
         return Rollout(
             input_ids,
             attention_mask,
@@ -213,9 +224,14 @@ class PPOTrainer:
     def step(self, prompts: list[str]) -> dict:
         config = self.config
         started = time.perf_counter()
-        batch = self.rollout(prompts)
-        rolled_out = time.perf_counter()
+        single_update = self._one_update_per_rollout(len(prompts))
+        batch = self.rollout(prompts, with_values=not single_update)
         mask = batch.response_mask.float()  # (B, T)
+        values = None
+        if single_update:
+            values = self._values(batch.input_ids, batch.attention_mask, batch.response.shape[1])  # (B, T), grad
+            batch.values = values.detach().float() * mask
+        rolled_out = time.perf_counter()
         # 3) per-token KL penalty against the reference, the score on the EOS token
         kl = kl_penalty(batch.logprobs, batch.ref_logprobs, config.kl_estimator) * mask  # (B, T)
         rewards = token_rewards(batch.scores, kl, mask, self.beta)
@@ -229,7 +245,7 @@ class PPOTrainer:
             order = torch.randperm(len(prompts), generator=self.generator)
             for start in range(0, len(prompts), config.minibatch_size):
                 rows = order[start : start + config.minibatch_size]
-                stats.append(self._update(batch, rows, advantages, returns))
+                stats.append(self._update(batch, rows, advantages, returns, None if values is None else values[rows]))
         trained = time.perf_counter()
         kl_per_completion = float(kl_penalty(batch.logprobs, batch.ref_logprobs, "k1").mul(mask).sum(1).mean())
         explained = 1 - masked_var(returns - batch.values, mask) / masked_var(returns, mask).clamp(min=1e-8)
@@ -254,11 +270,32 @@ class PPOTrainer:
             self.beta = adaptive_beta(self.beta, kl_per_completion, len(prompts), config)
         return figures
 
-    def _update(self, batch: Rollout, rows: torch.Tensor, advantages: torch.Tensor, returns: torch.Tensor) -> dict:
+    def _one_update_per_rollout(self, batch_size: int) -> bool:
+        """One epoch of one minibatch: the critic's training forward then sees the rollout's weights,
+        so it gives the rollout values (detached) and the value loss in one forward, not two."""
+        return self.config.ppo_epochs == 1 and self.config.minibatch_size >= batch_size
+
+    def _values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, steps: int) -> torch.Tensor:
+        """The critic's value before each response token. -> (B, steps)"""
+        critic = self.accelerator.unwrap_model(self.critic)
+        return critic.token_values(input_ids, attention_mask, steps, self.share_prefix)
+
+    def _update(
+        self,
+        batch: Rollout,
+        rows: torch.Tensor,
+        advantages: torch.Tensor,
+        returns: torch.Tensor,
+        values: torch.Tensor | None = None,
+    ) -> dict:
+        """One gradient step on `rows`; `values` are the critic's (with grad) when already computed."""
         config, mask = self.config, batch.response_mask[rows].float()
         input_ids, attention_mask, response = batch.input_ids[rows], batch.attention_mask[rows], batch.response[rows]
-        logprobs, entropy = response_logprobs(self.policy, input_ids, attention_mask, response, config.temperature)
-        values = self.accelerator.unwrap_model(self.critic).token_values(input_ids, attention_mask, response.shape[1])
+        logprobs, entropy = response_logprobs(
+            self.policy, input_ids, attention_mask, response, config.temperature, self.share_prefix
+        )  # fmt: skip
+        if values is None:
+            values = self._values(input_ids, attention_mask, response.shape[1])
         pg_loss, clipfrac = clipped_policy_loss(
             logprobs, batch.logprobs[rows], advantages[rows], mask, config.clip_range
         )

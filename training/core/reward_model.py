@@ -16,6 +16,7 @@ from training.core.config import RewardModelConfig
 from training.core.data import RankedPrompt, RewardBatch, collate, count_pairs, encode
 from training.core.loading import prepare_tokenizer, resolve
 from training.core.losses import bradley_terry_loss
+from training.core.prefix import shared_prefix_inputs
 
 Log = Callable[[dict], None]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
@@ -38,12 +39,11 @@ class RewardModel(nn.Module):
         self.register_buffer("offset", torch.zeros(()))  # normalisation: added to every score
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Raw scores, before normalisation. (B, T), (B, T) -> (B,)"""
-        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, T): left padding too
-        hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-        ).last_hidden_state  # (B, T, H)
-        last = last_token_index(attention_mask)  # (B,)
+        """Raw scores, before normalisation; the rows' common start is forwarded once. (B, T), (B, T) -> (B,)"""
+        keep_last = input_ids.shape[1] - int(attention_mask.sum(dim=1).min()) + 1  # every row's last real token
+        inputs = shared_prefix_inputs(self.backbone, input_ids, attention_mask, keep_last)
+        hidden = self.backbone(**inputs).last_hidden_state  # (B, T - S, H)
+        last = last_token_index(inputs["attention_mask"][:, -hidden.shape[1] :])  # (B,)
         picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
         return self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (B,)
 
@@ -67,13 +67,14 @@ class RewardModel(nn.Module):
         picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
         return self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (N,)
 
-    def token_values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int) -> torch.Tensor:
+    def token_values(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int, share_prefix: bool = False
+    ) -> torch.Tensor:
         """The head read at the `last` positions before each of the final `last` tokens: the value
-        of the state in which each of them was chosen (a critic's use). (B, T), (B, T) -> (B, last)"""
-        position_ids = (attention_mask.cumsum(dim=1) - 1).clamp(min=0)  # (B, T)
-        hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids
-        ).last_hidden_state  # (B, T, H)
+        of the state in which each of them was chosen (a critic's use); `share_prefix` forwards the
+        rows' common start once. (B, T), (B, T) -> (B, last)"""
+        inputs = shared_prefix_inputs(self.backbone, input_ids, attention_mask, last + 1 if share_prefix else None)
+        hidden = self.backbone(**inputs).last_hidden_state  # (B, T - S, H)
         before = hidden[:, -(last + 1) : -1]  # (B, last, H)
         return self.head(before.to(self.head.weight.dtype)).squeeze(-1)  # (B, last)
 
