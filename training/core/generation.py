@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from training.core.packed import packed_linears
+
 Progress = Callable[[int, int], None]  # (prompts done, prompts in all)
 
 
@@ -91,29 +93,30 @@ def sample(
     stop = eos_ids(model, tokenizer)
     results: list[list[Sample]] = [[] for _ in prompts]
     done = 0
-    for chunk_index, chunk in enumerate(_chunks(lengths, k, config)):
-        batch = tokenizer(
-            [texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=add_special
-        ).to(model.device)
-        torch.manual_seed(config.seed + chunk_index)
-        output = model.generate(
-            **batch,
-            do_sample=True,
-            temperature=config.temperature,
-            top_p=config.top_p,
-            top_k=config.top_k,
-            max_new_tokens=config.max_new_tokens,
-            num_return_sequences=k,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=stop,
-        )
-        # output: (len(chunk) * k, P + T), rows grouped by prompt: k rows for chunk[0], then chunk[1], ...
-        new_tokens = output[:, batch["input_ids"].shape[1] :]
-        for row, tokens in enumerate(new_tokens):
-            results[chunk[row // k]].append(_decode(tokens, stop, tokenizer))
-        done += len(chunk)
-        if progress:
-            progress(done, len(prompts))
+    with packed_linears(model, 64):  # the weights do not change while sampling
+        for chunk_index, chunk in enumerate(_chunks(lengths, k, config)):
+            batch = tokenizer(
+                [texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=add_special
+            ).to(model.device)
+            torch.manual_seed(config.seed + chunk_index)
+            output = model.generate(
+                **batch,
+                do_sample=True,
+                temperature=config.temperature,
+                top_p=config.top_p,
+                top_k=config.top_k,
+                max_new_tokens=config.max_new_tokens,
+                num_return_sequences=k,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=stop,
+            )
+            # output: (len(chunk) * k, P + T), rows grouped by prompt: k rows for chunk[0], then chunk[1], ...
+            new_tokens = output[:, batch["input_ids"].shape[1] :]
+            for row, tokens in enumerate(new_tokens):
+                results[chunk[row // k]].append(_decode(tokens, stop, tokenizer))
+            done += len(chunk)
+            if progress:
+                progress(done, len(prompts))
     return results
 
 

@@ -17,6 +17,7 @@ from training.core.config import PPOConfig
 from training.core.data import encode
 from training.core.generation import format_prompt
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
+from training.core.packed import pack_linears, packed_linears
 from training.core.prefix import shared_prefix_inputs
 from training.core.reward_model import RewardModel
 
@@ -145,6 +146,7 @@ class PPOTrainer:
             self.reference = None  # the same weights with the adapter disabled
         else:
             self.reference = copy.deepcopy(policy).requires_grad_(False).eval().to(self.accelerator.device)
+            pack_linears(self.reference, config.batch_prompts)  # frozen for good
         trainable = [p for p in policy.parameters() if p.requires_grad]
         policy_opt = torch.optim.AdamW(trainable, lr=config.lr, fused=True)
         critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr, fused=True)
@@ -178,11 +180,12 @@ class PPOTrainer:
             add_special_tokens=not tokenizer.chat_template,
         ).to(device)  # fmt: skip
         started = time.perf_counter()
-        generated = self.unwrapped_policy.generate(
-            **query, do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
-            max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id, eos_token_id=self.eos_ids,
-            output_logits=True, return_dict_in_generate=True,
-        )  # fmt: skip
+        with packed_linears(self.unwrapped_policy, len(prompts)):
+            generated = self.unwrapped_policy.generate(
+                **query, do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
+                max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=self.eos_ids, output_logits=True, return_dict_in_generate=True,
+            )  # fmt: skip
         seconds_generating = time.perf_counter() - started
         response = generated.sequences[:, query["input_ids"].shape[1] :]  # (B, T)
         response_mask, has_eos = response_mask_of(response, self.eos_ids)
