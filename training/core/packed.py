@@ -36,9 +36,9 @@ def pack_linears(model: nn.Module, rows: int = 8) -> Callable[[], None]:
     rows per call (a hint). Does nothing on other devices or where oneDNN is missing."""
     packed: list[nn.Linear] = []
     if torch.backends.mkldnn.is_available():
-        for module in model.modules():
-            weight = getattr(module, "weight", None)
-            if type(module) is nn.Linear and weight.device.type == "cpu" and weight.dtype == torch.float32:
+        linears = [m for m in model.modules() if type(m) is nn.Linear]
+        for module in linears:
+            if module.weight.device.type == "cpu" and module.weight.dtype == torch.float32:
                 module.forward = _PackedForward(module, rows)  # shadows the class's forward
                 packed.append(module)
 
