@@ -182,6 +182,28 @@ def test_one_minibatch_per_rollout_forwards_the_critic_once_and_changes_no_figur
         assert metrics(a) == pytest.approx(metrics(b), rel=1e-4, abs=1e-6)
 
 
+def test_one_backward_per_model_gives_the_joint_losss_gradients(tiny_folder):
+    config = PPOConfig(batch_prompts=4, max_new_tokens=8, lr=0.0, critic_lr=0.0, max_grad_norm=1e9, vf_coef=0.3)
+    trainer = trainer_for(tiny_folder, config)
+    batch = trainer.rollout(PROMPTS[:4])
+    mask = batch.response_mask.float()
+    advantages, returns = torch.randn_like(mask), torch.randn_like(mask)
+    trainer._update(batch, torch.arange(4), advantages, returns)  # lr 0, no clipping: grads are left as made
+    policy, critic = trainer.unwrapped_policy, trainer.accelerator.unwrap_model(trainer.critic)
+    named = lambda: [*policy.named_parameters(prefix="policy"), *critic.named_parameters(prefix="critic")]  # noqa: E731
+    split = {n: p.grad.clone() for n, p in named()}
+    policy.zero_grad(), critic.zero_grad()
+    logprobs, _ = response_logprobs(policy, batch.input_ids, batch.attention_mask, batch.response, 0.7, True)
+    values = critic.token_values(batch.input_ids, batch.attention_mask, batch.response.shape[1], True)
+    pg_loss, _ = clipped_policy_loss(logprobs, batch.logprobs, advantages, mask, config.clip_range)
+    v_loss = clipped_value_loss(values.float(), batch.values, returns, mask, config.clip_range_value)
+    (pg_loss + config.vf_coef * v_loss).backward()
+    joint = {n: p.grad for n, p in named()}
+    assert split.keys() == joint.keys()
+    for name, grad in joint.items():
+        assert torch.allclose(split[name], grad, rtol=1e-4, atol=1e-7), name
+
+
 def test_with_lora_the_reference_is_the_base_with_the_adapter_off(tiny_folder):
     config = PPOConfig(steps=3, batch_prompts=4, minibatch_size=2, max_new_tokens=8, lr=1e-2, lora_rank=4)
     trainer = trainer_for(tiny_folder, config)

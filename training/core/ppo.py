@@ -294,19 +294,21 @@ class PPOTrainer:
         """One gradient step on `rows`; `values` are the critic's (with grad) when already computed."""
         config, mask = self.config, batch.response_mask[rows].float()
         input_ids, attention_mask, response = batch.input_ids[rows], batch.attention_mask[rows], batch.response[rows]
+        self.policy_opt.zero_grad()
+        self.critic_opt.zero_grad()
+        # The loss is pg_loss + vf_coef * v_loss, and the two models share no weight: one backward per
+        # term gives the same gradients while only one model's activations are held at a time.
+        if values is None:
+            values = self._values(input_ids, attention_mask, response.shape[1])
+        v_loss = clipped_value_loss(values.float(), batch.values[rows], returns[rows], mask, config.clip_range_value)
+        self.accelerator.backward(config.vf_coef * v_loss)
         logprobs, entropy = response_logprobs(
             self.policy, input_ids, attention_mask, response, config.temperature, self.share_prefix
         )  # fmt: skip
-        if values is None:
-            values = self._values(input_ids, attention_mask, response.shape[1])
         pg_loss, clipfrac = clipped_policy_loss(
             logprobs, batch.logprobs[rows], advantages[rows], mask, config.clip_range
         )
-        v_loss = clipped_value_loss(values.float(), batch.values[rows], returns[rows], mask, config.clip_range_value)
-        loss = pg_loss + config.vf_coef * v_loss
-        self.policy_opt.zero_grad()
-        self.critic_opt.zero_grad()
-        self.accelerator.backward(loss)
+        self.accelerator.backward(pg_loss)
         self.accelerator.clip_grad_norm_(self.policy.parameters(), config.max_grad_norm)
         self.accelerator.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)
         self.policy_opt.step()
