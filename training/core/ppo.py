@@ -75,10 +75,11 @@ def response_logprobs(
     response: torch.Tensor,
     temperature: float,
     share_prefix: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Log-probs (and entropy) of the response tokens with logits / temperature, computing logits only
-    for the response positions; `share_prefix` forwards the prompts' common start once.
-    (B, P + T), (B, P + T), (B, T) -> (B, T), (B, T)"""
+    with_entropy: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (and entropy, unless `with_entropy` is False) of the response tokens with
+    logits / temperature, computing logits only for the response positions; `share_prefix` forwards
+    the prompts' common start once. (B, P + T), (B, P + T), (B, T) -> (B, T), (B, T) or None"""
     steps = response.shape[1]
     inputs = shared_prefix_inputs(
         model, input_ids, attention_mask, steps + 1 if share_prefix else None, logits_to_keep=1
@@ -86,6 +87,8 @@ def response_logprobs(
     logits = model(**inputs, logits_to_keep=steps + 1).logits[:, :-1]  # (B, T, V): P - 1 + t predicts token t
     logp = torch.log_softmax(logits.float() / temperature, dim=-1)  # (B, T, V)
     picked = logp.gather(-1, response.unsqueeze(-1)).squeeze(-1)  # (B, T)
+    if not with_entropy:
+        return picked, None
     with torch.no_grad():  # logged, not trained on: no graph over (B, T, V)
         entropy = -(logp.exp() * logp).sum(dim=-1)  # (B, T)
     return picked, entropy
@@ -206,7 +209,8 @@ class PPOTrainer:
         with self._reference_context():
             reference = self.reference if self.reference is not None else self.policy
             ref_logprobs, _ = response_logprobs(
-                reference, input_ids, attention_mask, response, config.temperature, self.share_prefix
+                reference, input_ids, attention_mask, response, config.temperature, self.share_prefix,
+                with_entropy=False,
             )  # fmt: skip
         values = (
             self._values(input_ids, attention_mask, response.shape[1]) if with_values else torch.zeros_like(logprobs)
