@@ -17,7 +17,14 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.core.generation import SamplingConfig, _decode, eos_ids, format_prompt, sample  # noqa: E402
+from training.core.generation import (  # noqa: E402
+    SamplingConfig,
+    _decode,
+    eos_ids,
+    format_prompt,
+    generate_kwargs,
+    sample,
+)
 from training.core.loading import load_model  # noqa: E402
 
 
@@ -29,16 +36,7 @@ def naive(model, tokenizer, prompts: list[str], k: int, config: SamplingConfig) 
     for prompt in prompts:
         batch = tokenizer([format_prompt(tokenizer, prompt)], return_tensors="pt", add_special_tokens=False)
         for _ in range(k):
-            output = model.generate(
-                **batch,
-                do_sample=True,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                top_k=config.top_k,
-                max_new_tokens=config.max_new_tokens,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=stop,
-            )
+            output = model.generate(**batch, **generate_kwargs(config, tokenizer, stop))
             sampled = _decode(output[0, batch["input_ids"].shape[1] :], stop, tokenizer)
             tokens += sampled.token_count + (sampled.finish_reason == "eos")
     return tokens

@@ -51,6 +51,19 @@ def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[
     return sorted({i for i in [*ids, tokenizer.eos_token_id] if i is not None})
 
 
+def generate_kwargs(config: SamplingConfig, tokenizer: PreTrainedTokenizerBase, stop: list[int]) -> dict:
+    """The `generate` arguments that make it sample as `config` says, stopping at any of `stop`."""
+    return {
+        "do_sample": True,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "top_k": config.top_k,
+        "max_new_tokens": config.max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": stop,
+    }
+
+
 def _chunks(lengths: list[int], k: int, config: SamplingConfig) -> list[list[int]]:
     """Prompt indices grouped so that each chunk's padded batch fits the token budget."""
     order = sorted(range(len(lengths)), key=lengths.__getitem__)  # similar lengths pad little
@@ -99,17 +112,7 @@ def sample(
                 [texts[i] for i in chunk], return_tensors="pt", padding=True, add_special_tokens=add_special
             ).to(model.device)
             torch.manual_seed(config.seed + chunk_index)
-            output = model.generate(
-                **batch,
-                do_sample=True,
-                temperature=config.temperature,
-                top_p=config.top_p,
-                top_k=config.top_k,
-                max_new_tokens=config.max_new_tokens,
-                num_return_sequences=k,
-                pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=stop,
-            )
+            output = model.generate(**batch, **generate_kwargs(config, tokenizer, stop), num_return_sequences=k)
             # output: (len(chunk) * k, P + T), rows grouped by prompt: k rows for chunk[0], then chunk[1], ...
             new_tokens = output[:, batch["input_ids"].shape[1] :]
             for row, tokens in enumerate(new_tokens):
