@@ -45,7 +45,7 @@ from labeling.models import (  # noqa: E402
     text_digest,
 )
 from training.models import PolicyVersion  # noqa: E402
-from training.services import do_register_base_policy  # noqa: E402
+from training.versions import do_create_project  # noqa: E402
 
 K = 4
 SEED_BATCH = 2000
@@ -86,9 +86,7 @@ def run_child(*args: str) -> dict:
 
 
 def new_project(label: str) -> Project:
-    project = Project.objects.create(name=f"bench-{label}-{uuid.uuid4().hex[:8]}")
-    do_register_base_policy(project)
-    return project
+    return do_create_project(Project(name=f"bench-{label}-{uuid.uuid4().hex[:8]}"))
 
 
 def seed_rankings(project: Project, rankings: int, labelers: int = 8) -> None:

@@ -251,12 +251,11 @@ def new_project(label: str, tasks: int, k: int, overlap: int):
     from django.core.management import call_command
 
     from labeling.models import Project
-    from training.services import do_register_base_policy
+    from training.versions import do_create_project
 
-    project = Project.objects.create(
-        name=f"load {label} {secrets.token_hex(3)}", k=k, overlap=overlap, lease_seconds=600
+    project = do_create_project(
+        Project(name=f"load {label} {secrets.token_hex(3)}", k=k, overlap=overlap, lease_seconds=600)
     )
-    do_register_base_policy(project)
     if tasks:
         call_command("seed_tasks", project=str(project.pk), tasks=tasks, k=k, stdout=sys.stderr)
     return project

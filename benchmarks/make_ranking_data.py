@@ -14,7 +14,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from training.core.generation import SamplingConfig, sample_distinct  # noqa: E402
+from training.core.config import SamplingConfig  # noqa: E402
+from training.core.generation import sample_distinct  # noqa: E402
 from training.core.loading import load_model  # noqa: E402
 
 

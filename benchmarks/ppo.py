@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from training.core.config import PPOConfig, RewardModelConfig  # noqa: E402
 from training.core.generation import format_prompt  # noqa: E402
 from training.core.loading import load_model  # noqa: E402
-from training.core.ppo import PPOTrainer, reward_model_scorer  # noqa: E402
-from training.core.reward_model import new_reward_model  # noqa: E402
+from training.core.ppo import PPOTrainer  # noqa: E402
+from training.core.reward_model import new_reward_model, reward_model_scorer  # noqa: E402
 
 PROMPTS, BATCH, NEW_TOKENS = 16, 8, 32  # PROMPTS: distinct prompts, and the default --episodes
 

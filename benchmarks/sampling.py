@@ -17,8 +17,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from training.core.config import SamplingConfig  # noqa: E402
 from training.core.generation import (  # noqa: E402
-    SamplingConfig,
     _decode,
     eos_ids,
     format_prompt,

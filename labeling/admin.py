@@ -9,7 +9,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from labeling.exporting import streamed_export
-from labeling.forms import ComparisonTaskAdminForm, ExportForm, PromptImportForm
+from labeling.forms import ComparisonTaskAdminForm, ExportForm, ProjectAdminForm, PromptImportForm
 from labeling.importing import ImportFileError, do_import_prompt_file
 from labeling.models import (
     Assignment,
@@ -23,19 +23,10 @@ from labeling.models import (
 )
 from labeling.quality import flagged_labelers
 from labeling.services import do_ask_for_demonstrations, do_exclude_rankings, do_hold_out_prompts, do_set_gold_order
-from training.blind_eval import BlindEvaluationRefused, do_launch_blind_evaluation
-from training.rounds import RoundInProgress, do_launch_round
-from training.runs import BrokerUnavailable
-from training.services import (
-    NoActivePolicy,
-    NothingToTrainOn,
-    do_launch_ppo,
-    do_launch_reward_model,
-    do_launch_sampling,
-    do_register_base_policy,
-)
-
-LAUNCH_REFUSALS = (NothingToTrainOn, NoActivePolicy, BrokerUnavailable, RoundInProgress, BlindEvaluationRefused)
+from training.launch import launch
+from training.models import TrainingRun
+from training.refusals import LaunchRefused
+from training.versions import do_create_project
 
 
 @admin.register(Project)
@@ -44,6 +35,7 @@ class ProjectAdmin(admin.ModelAdmin):
     list_filter = ["promotion", "k"]
     search_fields = ["name", "base_model"]
     filter_horizontal = ["labelers"]
+    form = ProjectAdminForm
     fieldsets = [
         (None, {"fields": ["name", "base_model", "guidelines", "labelers"]}),
         (
@@ -77,46 +69,39 @@ class ProjectAdmin(admin.ModelAdmin):
 
     @admin.action(description="Sample comparisons (up to 50 prompts)")
     def sample_comparisons(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, lambda project: do_launch_sampling(project, 50, launched_by=request.user))
+        self._launch(request, queryset, TrainingRun.Kind.GENERATE, prompts=50)
 
     @admin.action(description="Train reward model")
     def train_reward_model(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, lambda project: do_launch_reward_model(project, launched_by=request.user))
+        self._launch(request, queryset, TrainingRun.Kind.RM)
 
     @admin.action(description="Run PPO round")
     def run_ppo_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, lambda project: do_launch_ppo(project, launched_by=request.user))
+        self._launch(request, queryset, TrainingRun.Kind.PPO)
 
     @admin.action(description="Run full round (RM → PPO → promote → sample)")
     def run_full_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, lambda project: do_launch_round(project, launched_by=request.user))
+        self._launch(request, queryset, TrainingRun.Kind.ROUND)
 
     @admin.action(description="Blind human evaluation: active policy vs its parent (up to 50 held-out prompts)")
     def blind_evaluation(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(
-            request, queryset, lambda project: do_launch_blind_evaluation(project, 50, launched_by=request.user)
-        )
+        self._launch(request, queryset, TrainingRun.Kind.BLIND_EVAL, prompts=50)
 
-    def _launch(self, request: HttpRequest, queryset: QuerySet[Project], launch) -> None:
+    def _launch(self, request: HttpRequest, queryset: QuerySet[Project], kind: str, **inputs) -> None:
         for project in queryset:
             try:
-                run = launch(project)
-            except (
-                NothingToTrainOn,
-                NoActivePolicy,
-                BrokerUnavailable,
-                RoundInProgress,
-                BlindEvaluationRefused,
-            ) as exc:
+                run = launch(project, kind, launched_by=request.user, **inputs)
+            except LaunchRefused as exc:
                 self.message_user(request, f"{project}: {exc}", messages.ERROR)
             else:
                 link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)
                 self.message_user(request, format_html("{}: {} queued; {}.", project, run.get_kind_display(), link))
 
     def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:
-        super().save_model(request, obj, form, change)
-        if not change:
-            do_register_base_policy(obj)
+        if change:
+            super().save_model(request, obj, form, change)
+        else:
+            do_create_project(obj)
 
     def get_urls(self):
         view = self.admin_site.admin_view

@@ -2,13 +2,11 @@
 and staff reads of projects, tasks and rankings, prompt import and preference export."""
 
 from django.core.exceptions import ValidationError
-from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
-from rest_framework import mixins, serializers, status, viewsets
+from rest_framework import mixins, status
 from rest_framework.decorators import action, api_view
 from rest_framework.exceptions import NotFound
-from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -30,7 +28,7 @@ from labeling.serializers import (
     TaskFilter,
 )
 from labeling.services import TaskNotFound, do_assign_next_task, do_submit_ranking
-from webapp.api import NewestFirst
+from webapp.api_views import StaffReadViewSet
 
 # The field a service's ValidationError is about, by its code; other codes concern the task's state.
 FIELD_OF_CODE = {
@@ -44,24 +42,6 @@ FIELD_OF_CODE = {
     "flags": "flags",
     "rationale": "rationale",
 }
-
-
-class StaffReadViewSet(viewsets.GenericViewSet):
-    """Staff-only reads (labelers get 403), newest first, filtered by the query parameters that
-    `filters` declares; `lookups` maps each to its ORM lookup. A bad parameter is a 400."""
-
-    permission_classes = [IsAdminUser]
-    pagination_class = NewestFirst
-    filters: type[serializers.Serializer] | None = None
-    lookups: dict[str, str] = {}
-
-    def get_queryset(self) -> QuerySet:
-        queryset = super().get_queryset()
-        if self.filters is None or self.action != "list":
-            return queryset
-        params = self.filters(data=self.request.query_params)
-        params.is_valid(raise_exception=True)
-        return queryset.filter(**{self.lookups[name]: value for name, value in params.validated_data.items()})
 
 
 @extend_schema(

@@ -22,7 +22,7 @@ from django.contrib.auth import get_user_model
 from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
-from labeling.models import Project, Ranking, TaskCompletion
+from labeling.models import Project, Ranking, TaskCompletion, letter
 from training.core.rankings import ranked_pairs
 
 CHUNK_SIZE = 1000
@@ -53,7 +53,7 @@ def _ranking_chunks(project: Project, include_excluded: bool) -> Iterator[tuple[
         items = TaskCompletion.objects.filter(task_id__in={row["task_id"] for row in chunk}).order_by("position")
         completions: dict[int, list[dict]] = defaultdict(list)
         for item in items.values("task_id", "position", "completion_id", *COMPLETION_FIELDS.values()):
-            shown = {"id": item["completion_id"], "label": "ABCDEFGHI"[item["position"]]}
+            shown = {"id": item["completion_id"], "label": letter(item["position"])}
             completions[item["task_id"]].append({**shown, **{name: item[f] for name, f in COMPLETION_FIELDS.items()}})
         yield chunk, completions
 

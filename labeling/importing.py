@@ -215,6 +215,23 @@ def parse_jsonl(lines: Lines) -> Iterator[Parsed]:
             yield _record(number, value)
 
 
+def prompt_texts_from_jsonl(path: Path) -> list[str]:
+    """The "prompt" of each object in a UTF-8 JSONL file, in file order.
+
+    Raises ImportFileError naming the file when it cannot be read, or naming its first invalid
+    line and the reason.
+    """
+    try:
+        with path.open("rb") as file:
+            parsed = list(parse_jsonl(read_lines(file, str(path))))
+    except OSError as exc:
+        raise ImportFileError(f"Cannot read {path}: {exc.strerror}.") from None
+    for item in parsed:
+        if isinstance(item, InvalidLine):
+            raise ImportFileError(f"{path}, line {item.line}: {item.reason}.")
+    return [item.text for item in parsed]
+
+
 def parse_text(lines: Lines) -> Iterator[Parsed]:
     """One prompt per line, without its surrounding whitespace; blank lines are skipped."""
     for number, text in lines:

@@ -124,46 +124,6 @@ class Project(models.Model):
     def __str__(self) -> str:
         return self.name
 
-    def clean(self) -> None:
-        from training.core.loading import ModelLoadError, check_reference
-
-        try:
-            check_reference(self.base_model, settings.MODEL_STORE)
-        except ModelLoadError as exc:
-            raise ValidationError({"base_model": str(exc)}) from None
-        for field, build in (("reward_model_config", self.reward_config), ("ppo_config", self.ppo_settings)):
-            try:
-                build()
-            except (TypeError, ValueError) as exc:
-                raise ValidationError({field: str(exc)}) from None
-
-    def reward_config(self):
-        """The reward-model config: defaults with this project's overrides; TypeError names a bad key."""
-        from training.core.config import RewardModelConfig
-
-        return RewardModelConfig(**_overrides(self.reward_model_config))
-
-    def ppo_settings(self, **extra):
-        """The PPO config: defaults, this project's sampling settings, its overrides, then `extra`."""
-        from training.core.config import PPOConfig
-
-        sampling = {"temperature": self.temperature, "top_p": self.top_p}
-        return PPOConfig(**{**sampling, **_overrides(self.ppo_config), **extra})
-
-    def sampling_settings(self) -> dict:
-        return {
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "top_k": self.top_k,
-            "max_new_tokens": self.max_new_tokens,
-        }
-
-
-def _overrides(value: object) -> dict:
-    if not isinstance(value, dict):
-        raise ValueError('Overrides must be a JSON object, like {"lr": 1e-5}.')
-    return value
-
 
 def text_digest(text: str) -> str:
     """The key prompts are unique by: long texts do not fit a B-tree index entry."""
@@ -289,6 +249,14 @@ class ComparisonTask(models.Model):
         return [item.completion for item in self.items.select_related("completion").order_by("position")]
 
 
+LETTERS = "ABCDEFGHI"
+
+
+def letter(position: int) -> str:
+    """The letter a completion is shown under at a display position (0 = A)."""
+    return LETTERS[position]
+
+
 class TaskCompletion(models.Model):
     """Places a completion at a fixed display position (0 = A) within a task."""
 
@@ -305,7 +273,7 @@ class TaskCompletion(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"Task {self.task_id}: {'ABCDEFGHI'[self.position]} = completion {self.completion_id}"
+        return f"Task {self.task_id}: {letter(self.position)} = completion {self.completion_id}"
 
 
 class Assignment(models.Model):

@@ -28,7 +28,9 @@ from labeling.models import (
     Prompt,
     Ranking,
     TaskCompletion,
+    letter,
 )
+from training.models import PolicyVersion
 
 
 class SampleLike(Protocol):
@@ -66,10 +68,6 @@ def do_add_prompts(project: Project, texts: Iterable[str], source: str = "") -> 
     return AddedPrompts(created=report.imported, duplicates=report.duplicates)
 
 
-def _letter(position: int) -> str:
-    return "ABCDEFGHI"[position]
-
-
 def check_order(completion_ids: Sequence[int], order: object) -> list[list[int]]:
     """Validates a best-to-worst order of tie groups against a task's completions (in display order).
 
@@ -89,12 +87,12 @@ def check_order(completion_ids: Sequence[int], order: object) -> list[list[int]]
                 raise ValidationError(f"Completion {cid} is not one of this task's completions.", code="foreign")
             if cid in seen:
                 raise ValidationError(
-                    f"Completion {_letter(position_of[cid])} (id {cid}) is placed twice.", code="repeated"
+                    f"Completion {letter(position_of[cid])} (id {cid}) is placed twice.", code="repeated"
                 )
             seen.add(cid)
     missing = [cid for cid in completion_ids if cid not in seen]
     if missing:
-        names = ", ".join(f"{_letter(position_of[cid])} (id {cid})" for cid in missing)
+        names = ", ".join(f"{letter(position_of[cid])} (id {cid})" for cid in missing)
         raise ValidationError(f"Not every completion is ranked: {names} missing.", code="missing")
     # Within a tie group the order carries no meaning: store it in display order.
     return [sorted(group, key=position_of.__getitem__) for group in order]
@@ -515,7 +513,7 @@ def do_set_gold_order(task: ComparisonTask, order: object) -> ComparisonTask:
 
 
 def _state_without_gold(task: ComparisonTask) -> str:
-    if task.policy_version.status == "retired":
+    if task.policy_version.status == PolicyVersion.Status.RETIRED:
         return ComparisonTask.State.RETIRED
     full = task.rankings.count() >= task.target_overlap
     return ComparisonTask.State.COMPLETE if full else ComparisonTask.State.OPEN

@@ -5,9 +5,7 @@ from dataclasses import dataclass
 from django.http import QueryDict
 from django.utils import timezone
 
-from labeling.models import Assignment, Completion
-
-LETTERS = "ABCDEFGHI"
+from labeling.models import Assignment, Completion, letter
 
 
 @dataclass
@@ -24,7 +22,7 @@ def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dic
     shown = [
         ShownCompletion(
             completion=completion,
-            letter=LETTERS[position],
+            letter=letter(position),
             rank=posted.get(f"rank-{completion.pk}", ""),
             likert=posted.get(f"likert-{completion.pk}", ""),
         )
@@ -35,7 +33,7 @@ def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dic
         "task": task,
         "assignment": assignment,
         "completions": shown,
-        "last_letter": LETTERS[len(shown) - 1],
+        "last_letter": letter(len(shown) - 1),
         "rank_choices": range(1, len(shown) + 1),
         "likert_choices": range(1, 8),
         "lease_expired": assignment.leased_until <= timezone.now(),

@@ -15,7 +15,9 @@ from django.db import connection
 
 from tests.factories import ProjectFactory, UserFactory
 from tests.tiny_model import build_tiny_model
-from training.services import do_register_base_policy
+from training.executors.sampling import execute_sampling_run
+from training.launch import launch
+from training.versions import do_register_base_policy
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -128,9 +130,8 @@ def tiny_project(db, tiny_folder):
 def ranked_project(tiny_project, labeler):
     """The tiny project with every prompt sampled and ranked once: the longer completion wins."""
     from labeling.services import do_assign_next_task, do_submit_ranking
-    from training.services import do_launch_sampling, execute_sampling_run
 
-    execute_sampling_run(do_launch_sampling(tiny_project, prompts=5, enqueue=False).pk)
+    execute_sampling_run(launch(tiny_project, "generate", prompts=5, enqueue=False).pk)
     tiny_project.labelers.add(labeler)
     while (assignment := do_assign_next_task(tiny_project, labeler)) is not None:
         shown = assignment.task.display_completions()

@@ -3,10 +3,11 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from training.blind_eval import BlindEvaluationRefused, do_launch_blind_evaluation
+from training.launch import launch
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
-from training.runs import BrokerUnavailable, do_cancel_run
-from training.services import do_promote_policy
+from training.refusals import LaunchRefused
+from training.runs import do_cancel_run
+from training.versions import do_promote_policy
 
 
 @admin.register(PolicyVersion)
@@ -34,8 +35,8 @@ class PolicyVersionAdmin(admin.ModelAdmin):
             return
         a, b = versions  # b, the newer one, is the side whose win rate is reported
         try:
-            run = do_launch_blind_evaluation(a.project, 50, a=a, b=b, launched_by=request.user)
-        except (BlindEvaluationRefused, BrokerUnavailable) as exc:
+            run = launch(a.project, TrainingRun.Kind.BLIND_EVAL, launched_by=request.user, prompts=50, a=a, b=b)
+        except LaunchRefused as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return
         link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)
@@ -81,10 +82,10 @@ class TrainingRunAdmin(admin.ModelAdmin):
         self.message_user(request, f"{cancelled} runs cancelled; finished runs were left as they were.")
 
     list_filter = ["project", "kind", "status"]
-    search_fields = ["project__name", "celery_task_id", "error"]
+    search_fields = ["project__name", "error"]
     list_select_related = ["project"]
-    raw_id_fields = ["launched_by"]
-    readonly_fields = ["metrics", "log_tail", "error", "celery_task_id", "started_at", "heartbeat_at", "finished_at"]
+    raw_id_fields = ["launched_by", "parent", "policy", "baseline", "reward_model", "through_ranking"]
+    readonly_fields = ["metrics", "log_tail", "error", "started_at", "heartbeat_at", "finished_at"]
 
 
 @admin.register(RankingScore)

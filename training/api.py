@@ -1,7 +1,6 @@
 """The training API, staff only: model versions, training runs to follow, launch and cancel, and the
 project metrics the dashboard shows."""
 
-from django.contrib.auth.models import AbstractBaseUser
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
@@ -11,13 +10,13 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from labeling.api import StaffReadViewSet
 from labeling.models import Project
 from labeling.serializers import ProjectFilter, ProjectQuery
+from training.launch import launch
 from training.metrics import project_metrics
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.rounds import RoundInProgress, do_launch_round
-from training.runs import BrokerUnavailable, do_cancel_run
+from training.refusals import LaunchRefused
+from training.runs import do_cancel_run
 from training.serializers import (
     LaunchRun,
     PolicyVersionSerializer,
@@ -25,13 +24,7 @@ from training.serializers import (
     TrainingRunDetailSerializer,
     TrainingRunSerializer,
 )
-from training.services import (
-    NoActivePolicy,
-    NothingToTrainOn,
-    do_launch_ppo,
-    do_launch_reward_model,
-    do_launch_sampling,
-)
+from webapp.api_views import StaffReadViewSet
 
 
 @extend_schema_view(list=extend_schema(parameters=[ProjectFilter]))
@@ -52,18 +45,6 @@ class RewardModelVersionViewSet(ByProjectViewSet):
     serializer_class = RewardModelVersionSerializer
 
 
-def launch_run(data: dict, user: AbstractBaseUser) -> TrainingRun:
-    """Queues a run of the posted kind through its launch service."""
-    project, kind = data["project"], data["kind"]
-    if kind == TrainingRun.Kind.GENERATE:
-        return do_launch_sampling(project, data["prompts"], kind=data["task_kind"], launched_by=user)
-    if kind == TrainingRun.Kind.RM:
-        return do_launch_reward_model(project, launched_by=user)
-    if kind == TrainingRun.Kind.PPO:
-        return do_launch_ppo(project, steps=data.get("steps"), launched_by=user)
-    return do_launch_round(project, launched_by=user)
-
-
 class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
     queryset = TrainingRun.objects.all()
 
@@ -80,14 +61,12 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
     )
     def create(self, request: Request) -> Response:
         """Launches a run: generate, rm, ppo or round."""
-        launch = LaunchRun(data=request.data)
-        launch.is_valid(raise_exception=True)
+        posted = LaunchRun(data=request.data)
+        posted.is_valid(raise_exception=True)
         try:
-            run = launch_run(launch.validated_data, request.user)
-        except (NothingToTrainOn, NoActivePolicy, RoundInProgress) as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except BrokerUnavailable as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+            run = launch(**posted.validated_data, launched_by=request.user)
+        except LaunchRefused as exc:
+            return Response({"detail": str(exc)}, status=exc.http_status)
         return Response(TrainingRunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(

@@ -16,7 +16,7 @@ from django.db.models.functions import TruncDate
 from labeling.agreement import Agreement
 from labeling.models import Completion, Project, Ranking
 from labeling.quality import MIN_PAIRS_TO_FLAG, labeler_quality
-from training.fresh_scores import fresh_rankings
+from training.datasets import fresh_rankings
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
 from training.win_rate import win_rate
 
@@ -153,7 +153,7 @@ def ppo_curves(project: Project) -> list[dict]:
             status__in=[TrainingRun.Status.SUCCEEDED, TrainingRun.Status.RUNNING],
         )
         .order_by("id")
-        .only("id", "config", "metrics", "status")
+        .only("id", "policy_id", "metrics", "status")
     )
     policies = PolicyVersion.objects.filter(project=project).values_list("pk", "version", "created_by_run_id")
     version_of = {pk: version for pk, version, _ in policies}
@@ -161,7 +161,7 @@ def ppo_curves(project: Project) -> list[dict]:
     curves, offset = [], 0
     for run in runs:
         steps = [m for m in run.metrics if m.get("score") is not None]
-        start, made = version_of.get(run.config.get("policy_version")), made_by.get(run.pk)
+        start, made = version_of.get(run.policy_id), made_by.get(run.pk)
         curves.append(
             {
                 "run": run.pk,

@@ -18,8 +18,6 @@ class TrainingRun(models.Model):
         GENERATE = "generate", "Sample comparisons"
         RM = "rm", "Reward model"
         PPO = "ppo", "PPO round"
-        SFT = "sft", "Supervised fine-tuning"
-        DPO = "dpo", "DPO"
         EVAL = "eval", "Evaluation"
         BLIND_EVAL = "blind_eval", "Blind human evaluation"
         ROUND = "round", "Full round"
@@ -36,12 +34,40 @@ class TrainingRun(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runs")
     kind = models.CharField(max_length=10, choices=Kind.choices)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    config = models.JSONField(default=dict, blank=True, help_text="The algorithm's config dataclass as JSON.")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="steps",
+        help_text="The round this run is a step of.",
+    )  # fmt: skip
+    config = models.JSONField(
+        default=dict, blank=True, help_text="The algorithm's config dataclass as JSON (training.core.config)."
+    )
+    # The run's inputs: what it works on, fixed when it is launched.
+    policy = models.ForeignKey(
+        "PolicyVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
+        help_text="The policy it samples, trains from, or evaluates (b of a comparison).",
+    )  # fmt: skip
+    baseline = models.ForeignKey(
+        "PolicyVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
+        help_text="Evaluations: the version the policy is compared with (a).",
+    )  # fmt: skip
+    reward_model = models.ForeignKey(
+        "RewardModelVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
+        help_text="PPO: the reward model it trains against.",
+    )  # fmt: skip
+    through_ranking = models.ForeignKey(
+        "labeling.Ranking", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
+        help_text="Reward models: trained on the usable rankings up to this one.",
+    )  # fmt: skip
+    prompts = models.PositiveIntegerField(null=True, blank=True, help_text="Sampling, evaluations: at most this many.")
+    k = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Sampling: completions per prompt.")
+    task_kind = models.CharField(max_length=10, blank=True, help_text="Sampling: the kind of task made (train, eval).")
+    preference = models.CharField(
+        max_length=200, blank=True, help_text="Evaluations by a function: the module:callable that judged."
+    )
     metrics = models.JSONField(default=list, blank=True, help_text="One dict per logged step: step, loss, ...")
     progress = models.FloatField(default=0.0, help_text="0 to 1.")
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
-    celery_task_id = models.CharField(max_length=255, blank=True)
     child_pid = models.PositiveIntegerField(null=True, blank=True, help_text="The training process, while it runs.")
     launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -20,7 +21,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from kombu.exceptions import OperationalError as BrokerError
 
 from training.models import TrainingRun
 
@@ -30,34 +30,16 @@ HEARTBEAT_SECONDS = 5
 STALE_AFTER_SECONDS = 120  # a running run without a heartbeat this long is marked failed
 
 
+ProgressLine = Callable[[TrainingRun], None]  # e.g. a command's progress line, called after each record
+
+
 class RunCancelled(Exception):
     """The run was cancelled (or failed) while its process worked; the process stops."""
-
-
-class BrokerUnavailable(Exception):
-    """The task queue could not be reached; the run was marked failed."""
 
 
 def checkpoint_name(run: TrainingRun) -> str:
     """Unique even if the database is recreated beside an old model store (run ids start again)."""
     return f"run-{run.pk}-{uuid.uuid4().hex[:8]}"
-
-
-def enqueue(run: TrainingRun, task) -> None:
-    """Sends `task(run.pk)` once the surrounding transaction commits; if the broker cannot be
-    reached, the run is marked failed and BrokerUnavailable says so (labeling goes on regardless)."""
-
-    def send() -> None:
-        try:
-            task.delay(run.pk)
-        except (BrokerError, OSError) as exc:
-            message = f"The task queue is unreachable (CELERY_BROKER_URL): {exc}. Start Redis and the workers."
-            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
-                status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
-            )
-            raise BrokerUnavailable(message) from exc
-
-    transaction.on_commit(send)
 
 
 def start_run(run_id: int) -> TrainingRun | None:
@@ -87,7 +69,7 @@ def carried_out(run: TrainingRun) -> Iterator[None]:
     finish_run(run, TrainingRun.Status.SUCCEEDED)
 
 
-def record_progress(run: TrainingRun, progress: float, on_progress: Callable | None = None, **metrics) -> None:
+def record_progress(run: TrainingRun, progress: float, on_progress: ProgressLine | None = None, **metrics) -> None:
     """Appends a metrics point and moves the bar (then calls `on_progress(run)`, e.g. a command's
     progress line); raises RunCancelled if the run was stopped."""
     run.progress = min(1.0, progress)
@@ -139,9 +121,8 @@ def do_cancel_run(run: TrainingRun, by: str = "") -> bool:
         current.error = f"Cancelled{f' by {by}' if by else ''}."
         current.finished_at = timezone.now()
         current.save(update_fields=["status", "error", "finished_at"])
-    if current.kind == TrainingRun.Kind.ROUND:  # a round's current step stops with it
-        for step in TrainingRun.objects.filter(config__round=current.pk).exclude(status__in=TrainingRun.FINISHED):
-            do_cancel_run(step, by=by)
+    for step in current.steps.exclude(status__in=TrainingRun.FINISHED):  # a round's current step stops with it
+        do_cancel_run(step, by=by)
     if current.child_pid:  # on the worker's machine the supervisor also stops it at its next heartbeat
         try:
             os.kill(current.child_pid, signal.SIGTERM)
@@ -207,9 +188,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _drain(child: subprocess.Popen, into: list[str]):
+def _drain(child: subprocess.Popen, into: list[str]) -> threading.Thread:
     """Reads the child's output in a thread, so a full pipe never blocks it."""
-    import threading
 
     def read() -> None:
         for line in child.stdout:

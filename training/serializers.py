@@ -1,8 +1,11 @@
 """What the API reads and writes for model versions and training runs."""
 
+import inspect
+
 from rest_framework import serializers
 
 from labeling.models import ComparisonTask, Project
+from training.launch import KINDS
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
 
@@ -51,7 +54,16 @@ RUN_FIELDS = [
     "kind",
     "status",
     "progress",
+    "parent",
     "config",
+    "policy",
+    "baseline",
+    "reward_model",
+    "through_ranking",
+    "prompts",
+    "k",
+    "task_kind",
+    "preference",
     "error",
     "launched_by",
     "created_at",
@@ -77,19 +89,14 @@ class TrainingRunDetailSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-LAUNCH_KINDS = [
-    (TrainingRun.Kind.GENERATE, "Sample comparisons from the active policy"),
-    (TrainingRun.Kind.RM, "Train a reward model on every usable ranking"),
-    (TrainingRun.Kind.PPO, "A PPO round of the active policy against the latest reward model"),
-    (TrainingRun.Kind.ROUND, "A full round: reward model, PPO, promotion, new comparisons"),
-]
-
-
 class LaunchRun(serializers.Serializer):
+    """A run to launch: its project and kind, and the inputs that kind's check takes (others are
+    dropped, so each kind receives only its own)."""
+
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
-    kind = serializers.ChoiceField(choices=LAUNCH_KINDS)
+    kind = serializers.ChoiceField(choices=[(kind, TrainingRun.Kind(kind).label) for kind in KINDS])
     prompts = serializers.IntegerField(
-        min_value=1, max_value=100_000, default=50, help_text="generate: how many prompts to sample at most."
+        min_value=1, max_value=100_000, default=50, help_text="generate, blind_eval: how many prompts at most."
     )
     task_kind = serializers.ChoiceField(
         choices=ComparisonTask.Kind.choices, default=ComparisonTask.Kind.TRAIN, help_text="generate: train or eval."
@@ -97,3 +104,7 @@ class LaunchRun(serializers.Serializer):
     steps = serializers.IntegerField(
         min_value=1, required=False, help_text="ppo: PPO steps (default: the project's setting)."
     )
+
+    def validate(self, data: dict) -> dict:
+        takes = inspect.signature(KINDS[data["kind"]].check).parameters
+        return {name: value for name, value in data.items() if name in ("project", "kind") or name in takes}

@@ -9,42 +9,23 @@ from django.views.decorators.http import require_POST
 
 from labeling.models import Project
 from training.dashboard import dashboard_charts
+from training.launch import KINDS
 from training.metrics import project_metrics
 from training.models import TrainingRun
 from training.runs import do_cancel_run
-
-# Which metrics each kind of run charts: (title, y-axis label, metric keys).
-CHARTS = {
-    TrainingRun.Kind.GENERATE: [
-        ("Comparison tasks created", "tasks", ["tasks"]),
-        ("Sampling speed", "tokens/s", ["tokens_per_s"]),
-    ],
-    TrainingRun.Kind.RM: [
-        ("Reward-model loss", "loss", ["loss"]),
-        ("Accuracy on the batch, and tie rate", "fraction", ["accuracy", "tie_rate"]),
-    ],
-    TrainingRun.Kind.BLIND_EVAL: [("Blind comparison tasks created", "tasks", ["tasks"])],
-    TrainingRun.Kind.PPO: [
-        ("Reward-model score", "score", ["score"]),
-        ("KL to the reference, and β", "nats / β", ["kl", "beta"]),
-        ("Clip fraction and approx. KL", "fraction", ["clipfrac", "approx_kl"]),
-        ("Completion length", "tokens", ["mean_length"]),
-        ("Share of completions ending with EOS", "fraction", ["eos_rate"]),
-    ],
-}
 
 
 def chart_data(run: TrainingRun) -> list[dict]:
     """For each chart: its title, axis label, and per metric the (step, value) points so far."""
     charts = []
-    for title, unit, keys in CHARTS.get(run.kind, []):
+    for chart in KINDS[run.kind].charts if run.kind in KINDS else ():
         series = {}
-        for key in keys:
+        for key in chart.keys:
             points = [(m.get("step", i + 1), m[key]) for i, m in enumerate(run.metrics) if m.get(key) is not None]
             if points:
                 series[key] = points
         if series:
-            charts.append({"title": title, "unit": unit, "series": series})
+            charts.append({"title": chart.title, "unit": chart.unit, "series": series})
     return charts
 
 
@@ -52,10 +33,12 @@ def chart_data(run: TrainingRun) -> list[dict]:
 def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
     run = get_object_or_404(TrainingRun.objects.select_related("project", "launched_by"), pk=run_id)
     template = "training/run.html#live" if request.htmx else "training/run.html"
-    steps = (
-        TrainingRun.objects.filter(config__round=run.pk).order_by("id") if run.kind == TrainingRun.Kind.ROUND else []
-    )
-    context = {"run": run, "charts": chart_data(run), "latest": (run.metrics or [{}])[-1], "steps": steps}
+    context = {
+        "run": run,
+        "charts": chart_data(run),
+        "latest": (run.metrics or [{}])[-1],
+        "steps": run.steps.order_by("id"),
+    }
     return render(request, template, context)
 
 

@@ -170,17 +170,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
     if CELERY_BROKER_URL.startswith("filesystem://")
     else {}
 )
-CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "generation"
+# Runs are sent with their kind's queue (training.launch.KINDS); these are the periodic tasks'.
 CELERY_TASK_ROUTES = {
-    "training.run_sampling": {"queue": "generation"},
-    "training.run_in_child": {"queue": "training"},
     "training.fail_stale_runs": {"queue": "generation"},
-    "training.run_round": {"queue": "training"},
     "training.start_due_rounds": {"queue": "generation"},
-    "training.run_blind_evaluation": {"queue": "generation"},
     "training.score_fresh_rankings": {"queue": "generation"},
     "training.score_fresh_rankings_of": {"queue": "generation"},
 }

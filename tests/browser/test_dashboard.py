@@ -59,7 +59,7 @@ def seed_rounds(project, users) -> None:
             for r in fresh
         )  # fmt: skip
         run = TrainingRun.objects.create(
-            project=project, kind="ppo", status="succeeded", config={"policy_version": versions[v - 1].pk},
+            project=project, kind="ppo", status="succeeded", policy=versions[v - 1],
             metrics=[
                 {"step": s, "score": -0.8 + 0.6 * v + 0.05 * s + rng.gauss(0, 0.05), "kl": 0.5 * v + 0.08 * s}
                 for s in range(1, 21)

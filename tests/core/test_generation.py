@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from training.core.generation import Sample, SamplingConfig, _decode, sample, sample_distinct
+from training.core.config import SamplingConfig
+from training.core.generation import Sample, _decode, sample, sample_distinct
 
 PROMPTS = ["Hi", "What is up?", "Tell me a story about a cat.", "2+2=?", "Why?"]
 

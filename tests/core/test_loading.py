@@ -1,7 +1,8 @@
 import pytest
 
 from training.core.checkpoints import atomic_folder
-from training.core.loading import ModelLoadError, check_reference, load_model
+from training.core.loading import load_model
+from training.core.references import ModelLoadError, check_reference
 
 
 def test_it_loads_a_local_folder_with_a_pad_that_is_not_eos(tiny_folder, tmp_path):

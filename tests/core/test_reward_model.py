@@ -13,8 +13,8 @@ from training.core.reward_model import (
     load_reward_model,
     new_reward_model,
     normalise,
-    raw_scores,
     save_reward_model,
+    score_pairs,
     train_reward_model,
 )
 
@@ -74,7 +74,7 @@ def test_the_k_way_batched_loss_equals_the_mean_of_per_pair_losses_from_separate
         for item in items:
             losses = []
             for w, loser, _ in ranked_pairs(item.order, "drop"):
-                w_score, l_score = raw_scores(
+                w_score, l_score = score_pairs(
                     model,
                     tokenizer,
                     [(item.prompt, item.completions[w]), (item.prompt, item.completions[loser])],
@@ -127,11 +127,9 @@ def test_after_normalisation_references_score_zero_on_average_and_it_survives_a_
     model, tokenizer = rm
     references = [(f"q{i}", f"reference answer {i}") for i in range(10)]
     offset = normalise(model, tokenizer, references, max_length=64)
-    scores = raw_scores(model, tokenizer, references, 64) + model.offset
+    scores = score_pairs(model, tokenizer, references, 64)
     assert float(scores.mean()) == pytest.approx(0.0, abs=1e-3)
     save_reward_model(model, tokenizer, tmp_path / "rm")
     loaded, _ = load_reward_model(tmp_path / "rm")
     assert float(loaded.offset) == pytest.approx(offset)
-    assert (raw_scores(loaded, tokenizer, references, 64) + loaded.offset).tolist() == pytest.approx(
-        scores.tolist(), abs=1e-5
-    )
+    assert score_pairs(loaded, tokenizer, references, 64).tolist() == pytest.approx(scores.tolist(), abs=1e-5)

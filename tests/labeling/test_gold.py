@@ -11,7 +11,7 @@ from labeling.models import ComparisonTask, Ranking
 from labeling.quality import labeler_quality
 from labeling.services import do_assign_next_task, do_set_gold_order, do_submit_ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
-from training.services import training_rankings
+from training.datasets import training_rankings
 
 pytestmark = pytest.mark.django_db
 

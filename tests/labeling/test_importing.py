@@ -16,6 +16,7 @@ from labeling.importing import (
     do_import_prompts,
     guess_format,
     parse_records,
+    prompt_texts_from_jsonl,
 )
 from tests.factories import ProjectFactory, PromptFactory, UserFactory
 
@@ -219,6 +220,25 @@ def test_it_guesses_the_format_from_the_extension_or_asks_for_one():
     assert [guess_format(n) for n in ("a.jsonl", "b.NDJSON", "c.csv", "d.txt")] == ["jsonl", "jsonl", "csv", "txt"]
     with pytest.raises(ImportFileError, match="Cannot tell the format of data.json"):
         guess_format("data.json")
+
+
+def test_it_reads_the_prompt_texts_of_a_jsonl_file_in_order(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "First?", "topic": "a"}\n\n{"prompt": "Café?"}\n', encoding="utf-8")
+    assert prompt_texts_from_jsonl(path) == ["First?", "Café?"]
+
+
+def test_reading_prompt_texts_names_the_file_and_the_first_bad_line(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text('{"prompt": "Fine"}\n{"text": "no prompt"}\noops\n')
+    with pytest.raises(ImportFileError, match=r'prompts\.jsonl, line 2: no "prompt" field'):
+        prompt_texts_from_jsonl(path)
+
+
+def test_reading_prompt_texts_from_a_missing_file_names_it(tmp_path):
+    path = tmp_path / "missing.jsonl"
+    with pytest.raises(ImportFileError, match=r"Cannot read .*missing\.jsonl"):
+        prompt_texts_from_jsonl(path)
 
 
 def test_the_command_prints_progress_and_the_report(tmp_path, capsys):

@@ -11,7 +11,7 @@ from labeling.models import Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory
 from tests.labeling.test_api import client_for
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.services import do_register_base_policy
+from training.versions import do_register_base_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,7 @@ def test_staff_launch_a_sampling_run(staff, project, admin_user):
     run = TrainingRun.objects.get()
     assert response.json()["id"] == run.pk
     assert (run.kind, run.status, run.launched_by) == ("generate", "queued", admin_user)
-    assert (run.config["prompts"], run.config["kind"]) == (5, "eval")
+    assert (run.prompts, run.task_kind) == (5, "eval")
 
 
 def test_staff_launch_reward_model_ppo_and_round_runs(staff, project, labeler):
@@ -132,7 +132,7 @@ def test_launching_or_cancelling_without_a_valid_token_is_a_401_and_changes_noth
 
 @pytest.mark.django_db(transaction=True)
 def test_an_unreachable_broker_is_a_503_and_the_run_is_marked_failed(project, admin_user):
-    with mock.patch("training.tasks.run_sampling.delay", side_effect=OperationalError("Connection refused")):
+    with mock.patch("webapp.celery.app.send_task", side_effect=OperationalError("Connection refused")):
         response = client_for(admin_user).post("/api/runs/", {"project": project.pk, "kind": "generate"})
     assert response.status_code == 503
     assert "task queue is unreachable" in response.json()["detail"]

@@ -14,19 +14,23 @@ from django.utils.html import escape
 from labeling.models import ComparisonTask, Ranking
 from labeling.services import do_add_prompts, do_assign_next_task, do_hold_out_prompts
 from tests.labeling.test_api import client_for
-from training.blind_eval import BlindEvaluationRefused, do_launch_blind_evaluation, execute_blind_evaluation_run
+from training.datasets import prompts_to_sample, training_rankings
+from training.executors.blind_eval import execute_blind_evaluation_run
+from training.launch import launch
 from training.metrics import project_metrics
 from training.models import EvalPair, PolicyVersion, TrainingRun
-from training.services import do_promote_policy, training_rankings
+from training.refusals import LaunchRefused
+from training.versions import do_promote_policy
 
 pytestmark = pytest.mark.django_db
 
-HELDOUT = [f"Held-out question {n}: name a colour?" for n in range(6)]
+HELDOUT = [f"Held-out question {n}: name a colour?" for n in range(16)]
 
 
 @pytest.fixture
 def project(tiny_project, tiny_folder):
-    """The tiny project with a second policy version (a copy of the base), active, and 6 held-out prompts."""
+    """The tiny project with a second policy version (a copy of the base), active, and 16 held-out prompts (enough that
+    a shuffled display order shows both versions first: 2 in 2^16 runs would not)."""
     base = PolicyVersion.objects.get(project=tiny_project, version=0)
     copy = PolicyVersion.objects.create(project=tiny_project, version=1, parent=base, checkpoint=str(tiny_folder))
     do_promote_policy(copy)
@@ -42,7 +46,7 @@ def words(text: str) -> int:
 
 
 def test_the_eval_flow_from_sampling_to_the_win_rate_on_the_dashboard(project, client, admin_user, labeler):
-    run = execute_blind_evaluation_run(do_launch_blind_evaluation(project, prompts=10, enqueue=False).pk)
+    run = execute_blind_evaluation_run(launch(project, "blind_eval", prompts=20, enqueue=False).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     base, new = PolicyVersion.objects.get(version=0), PolicyVersion.objects.get(version=1)
     pairs = EvalPair.objects.select_related("task__prompt")
@@ -111,13 +115,13 @@ def test_the_eval_flow_from_sampling_to_the_win_rate_on_the_dashboard(project, c
 
 def test_a_blind_evaluation_is_refused_with_a_reason_and_stores_nothing(project):
     base = PolicyVersion.objects.get(project=project, version=0)
-    with pytest.raises(BlindEvaluationRefused, match="Both sides are policy v0"):
-        do_launch_blind_evaluation(project, 5, a=base, b=base, enqueue=False)
-    with pytest.raises(BlindEvaluationRefused, match="1 to 500 prompts"):
-        do_launch_blind_evaluation(project, 0, enqueue=False)
+    with pytest.raises(LaunchRefused, match="Both sides are policy v0"):
+        launch(project, "blind_eval", prompts=5, a=base, b=base, enqueue=False)
+    with pytest.raises(LaunchRefused, match="1 to 500 prompts"):
+        launch(project, "blind_eval", prompts=0, enqueue=False)
     project.prompts.update(heldout=False)
-    with pytest.raises(BlindEvaluationRefused, match="no held-out prompts left"):
-        do_launch_blind_evaluation(project, 5, enqueue=False)
+    with pytest.raises(LaunchRefused, match="no held-out prompts left"):
+        launch(project, "blind_eval", prompts=5, enqueue=False)
     assert not TrainingRun.objects.exists()
 
 
@@ -132,7 +136,6 @@ def test_a_prompt_already_sampled_for_training_cannot_be_held_out(project):
 
 
 def test_held_out_prompts_are_never_sampled_for_training(project):
-    from training.services import prompts_to_sample
 
     policy = PolicyVersion.objects.get(project=project, version=1)
     assert not prompts_to_sample(project, policy).filter(heldout=True).exists()
@@ -159,13 +162,13 @@ def test_the_admin_starts_a_blind_evaluation_of_two_selected_versions(
     response = client.post(url, {"action": "blind_evaluation", "_selected_action": [versions[0].pk]}, follow=True)
     assert "Select exactly two policy versions" in response.content.decode()
     with (
-        mock.patch("training.tasks.run_blind_evaluation.delay") as delay,
+        mock.patch("webapp.celery.app.send_task") as send,
         django_capture_on_commit_callbacks(execute=True),
     ):
         response = client.post(
             url, {"action": "blind_evaluation", "_selected_action": [v.pk for v in versions]}, follow=True
         )
     run = TrainingRun.objects.get(kind="blind_eval")
-    delay.assert_called_once_with(run.pk)
-    assert (run.config["version_a"], run.config["version_b"], run.launched_by) == (0, 1, admin_user)
+    send.assert_called_once_with("training.execute_run", args=[run.pk], queue="generation")
+    assert (run.baseline.version, run.policy.version, run.launched_by) == (0, 1, admin_user)
     assert run.get_absolute_url() in response.content.decode()

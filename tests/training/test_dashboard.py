@@ -125,9 +125,7 @@ def test_ppo_runs_are_laid_end_to_end_and_labelled_by_policy_version(project):
     base = PolicyVersion.objects.create(project=project, version=0, checkpoint="x", status="active")
     for n, scores in enumerate([[0.1, 0.4], [0.5, 0.9, 1.2]], start=1):
         metrics = [{"step": s, "score": v, "kl": 0.1 * s} for s, v in enumerate(scores, start=1)]
-        run = TrainingRun.objects.create(
-            project=project, kind="ppo", status="succeeded", metrics=metrics, config={"policy_version": base.pk}
-        )
+        run = TrainingRun.objects.create(project=project, kind="ppo", status="succeeded", metrics=metrics, policy=base)
         base = PolicyVersion.objects.create(project=project, version=n, checkpoint="x", created_by_run=run)
     curves = project_metrics(project)["ppo_runs"]
     assert [c["label"] for c in curves] == ["v0 → v1", "v1 → v2"]

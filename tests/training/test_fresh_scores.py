@@ -14,12 +14,14 @@ from labeling.services import do_assign_next_task, do_submit_ranking
 from tests.factories import UserFactory
 from tests.training.test_reward_model_runs import FAST
 from training import tasks
-from training.core.ppo import reward_model_scorer
-from training.core.reward_model import load_reward_model
-from training.fresh_scores import execute_fresh_scoring, fresh_rankings
+from training.core.reward_model import load_reward_model, reward_model_scorer
+from training.datasets import fresh_rankings
+from training.executors.fresh_scores import execute_fresh_scoring
+from training.executors.reward_model import execute_reward_model_run
+from training.executors.sampling import execute_sampling_run
+from training.launch import launch
 from training.metrics import project_metrics
 from training.models import RankingScore, RewardModelVersion, TrainingRun
-from training.services import do_launch_reward_model, do_launch_sampling, execute_reward_model_run, execute_sampling_run
 
 pytestmark = pytest.mark.django_db
 
@@ -32,7 +34,7 @@ def project(ranked_project):
 
 
 def train_rm(project) -> RewardModelVersion:
-    run = execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     return RewardModelVersion.objects.get(created_by_run=run)
 
@@ -43,7 +45,7 @@ def rank_new_prompts(project, n: int, labelers: list) -> list[Ranking]:
         project.prompts.create(text=f"New question {i}: spell {i * 7}?")
     project.overlap = len(labelers)
     project.save(update_fields=["overlap"])
-    execute_sampling_run(do_launch_sampling(project, prompts=n, enqueue=False).pk)
+    execute_sampling_run(launch(project, "generate", prompts=n, enqueue=False).pk)
     made = []
     for labeler in labelers:
         project.labelers.add(labeler)

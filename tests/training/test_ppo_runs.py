@@ -2,16 +2,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import ComparisonTask
+from training.executors.ppo import execute_ppo_run
+from training.executors.reward_model import execute_reward_model_run
+from training.executors.sampling import execute_sampling_run
+from training.launch import launch
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.services import (
-    NothingToTrainOn,
-    do_launch_ppo,
-    do_launch_reward_model,
-    do_launch_sampling,
-    execute_ppo_run,
-    execute_reward_model_run,
-    execute_sampling_run,
-)
+from training.refusals import LaunchRefused
 
 pytestmark = pytest.mark.django_db
 
@@ -23,14 +19,14 @@ def project(ranked_project):
     ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64}
     ranked_project.ppo_config = FAST_PPO
     ranked_project.save()
-    execute_reward_model_run(do_launch_reward_model(ranked_project, enqueue=False).pk)
+    execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
     return ranked_project
 
 
 def test_a_ppo_round_makes_a_new_active_policy_and_retires_the_parent(project, settings):
     parent = PolicyVersion.objects.get(project=project, status="active")
     ComparisonTask.objects.filter(project=project).update(state="open")
-    run = execute_ppo_run(do_launch_ppo(project, enqueue=False).pk)
+    run = execute_ppo_run(launch(project, "ppo", enqueue=False).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     new = PolicyVersion.objects.get(created_by_run=run)
     parent.refresh_from_db()
@@ -42,7 +38,7 @@ def test_a_ppo_round_makes_a_new_active_policy_and_retires_the_parent(project, s
     assert len(steps) == 3 and {"kl", "beta", "clipfrac", "entropy", "explained_variance", "eos_rate"} <= set(steps[0])
     # The next comparisons come from the new policy.
     project.prompts.create(text="A fresh prompt?")
-    execute_sampling_run(do_launch_sampling(project, prompts=10, enqueue=False).pk)
+    execute_sampling_run(launch(project, "generate", prompts=10, enqueue=False).pk)
     newest = ComparisonTask.objects.filter(policy_version=new)
     assert newest.count() == project.prompts.count()
 
@@ -50,7 +46,7 @@ def test_a_ppo_round_makes_a_new_active_policy_and_retires_the_parent(project, s
 def test_with_manual_promotion_the_new_policy_waits_as_a_candidate(project):
     project.promotion = "manual"
     project.save(update_fields=["promotion"])
-    run = execute_ppo_run(do_launch_ppo(project, enqueue=False).pk)
+    run = execute_ppo_run(launch(project, "ppo", enqueue=False).pk)
     assert PolicyVersion.objects.get(created_by_run=run).status == "candidate"
     assert PolicyVersion.objects.get(project=project, status="active").version == 0
 
@@ -60,15 +56,15 @@ def test_a_failed_save_registers_no_policy(project, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", crash)
-    run = execute_ppo_run(do_launch_ppo(project, enqueue=False).pk)
+    run = execute_ppo_run(launch(project, "ppo", enqueue=False).pk)
     assert run.status == "failed" and "disk full" in run.error
     assert PolicyVersion.objects.filter(project=project).count() == 1
     assert PolicyVersion.objects.get(project=project).status == "active"
 
 
 def test_ppo_needs_a_reward_model(tiny_project):
-    with pytest.raises(NothingToTrainOn, match="no reward model yet"):
-        do_launch_ppo(tiny_project, enqueue=False)
+    with pytest.raises(LaunchRefused, match="no reward model yet"):
+        launch(tiny_project, "ppo", enqueue=False)
 
 
 def test_the_command_runs_a_round_with_a_progress_line(project, capsys):

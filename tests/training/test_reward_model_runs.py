@@ -1,15 +1,14 @@
 import pytest
 from django.core.management import CommandError, call_command
 
+from labeling.forms import ProjectAdminForm
 from labeling.models import Ranking
+from training.datasets import ranked_prompts
+from training.executors.reward_model import execute_reward_model_run
+from training.launch import launch
 from training.models import RewardModelVersion, TrainingRun
+from training.refusals import LaunchRefused
 from training.runs import supervise_in_child
-from training.services import (
-    NothingToTrainOn,
-    do_launch_reward_model,
-    execute_reward_model_run,
-    ranked_prompts,
-)
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +36,7 @@ def test_rankings_become_ranked_prompts_in_display_order_without_excluded_ones(p
 
 
 def test_a_run_stores_a_normalised_version_with_held_out_metrics(project, settings):
-    run = execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     version = RewardModelVersion.objects.get()
     assert (version.version, version.parent, version.created_by_run) == (1, None, run)
@@ -51,8 +50,8 @@ def test_a_run_stores_a_normalised_version_with_held_out_metrics(project, settin
 
 
 def test_the_next_run_warm_starts_from_the_latest_version(project):
-    execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
-    execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
     first, second = RewardModelVersion.objects.order_by("version")
     assert (second.version, second.parent) == (2, first)
 
@@ -62,8 +61,8 @@ def test_a_crash_while_saving_leaves_no_version_and_no_folder(project, settings,
         (folder / "config.json").write_text("{}")  # half-written
         raise OSError("disk full")
 
-    monkeypatch.setattr("training.core.reward_model.save_reward_model", crash)
-    run = execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+    monkeypatch.setattr("training.executors.reward_model.save_reward_model", crash)
+    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
     assert run.status == TrainingRun.Status.FAILED and "disk full" in run.error
     assert not RewardModelVersion.objects.exists()
     folder = settings.MODEL_STORE / "reward_models" / f"project-{project.pk}"
@@ -71,8 +70,8 @@ def test_a_crash_while_saving_leaves_no_version_and_no_folder(project, settings,
 
 
 def test_no_rankings_means_no_run(tiny_project):
-    with pytest.raises(NothingToTrainOn, match="has no rankings"):
-        do_launch_reward_model(tiny_project, enqueue=False)
+    with pytest.raises(LaunchRefused, match="has no rankings"):
+        launch(tiny_project, "rm", enqueue=False)
     assert not TrainingRun.objects.filter(kind="rm").exists()
 
 
@@ -89,17 +88,16 @@ def test_the_command_refuses_a_project_without_rankings(tiny_project):
 
 
 def test_a_bad_override_is_refused_by_the_project_form(tiny_project):
-    from django.core.exceptions import ValidationError
-
-    tiny_project.reward_model_config = {"learning_rate": 1}
-    with pytest.raises(ValidationError, match="learning_rate"):
-        tiny_project.full_clean()
+    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"learning_rate": 1}', "ppo_config": "{}"}
+    form = ProjectAdminForm(data, instance=tiny_project)
+    assert not form.is_valid()
+    assert "learning_rate" in " ".join(form.errors["reward_model_config"])
 
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_runs_training_in_a_child_process(project, child_env):
-    run = do_launch_reward_model(project, enqueue=False)
+    run = launch(project, "rm", enqueue=False)
     supervise_in_child(run.pk)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log_tail
@@ -109,8 +107,8 @@ def test_the_worker_runs_training_in_a_child_process(project, child_env):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_child_that_dies_marks_its_run_failed(project, child_env):
-    run = do_launch_reward_model(project, enqueue=False)
-    TrainingRun.objects.filter(pk=run.pk).update(kind=TrainingRun.Kind.SFT)  # no executor: the child crashes
+    run = launch(project, "rm", enqueue=False)
+    TrainingRun.objects.filter(pk=run.pk).update(kind="sft")  # no executor: the child crashes
     supervise_in_child(run.pk)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED

@@ -5,8 +5,10 @@ from django.db import IntegrityError, transaction
 from labeling.management.commands.simulate_labelers import plackett_luce_order
 from labeling.models import ComparisonTask, Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory
+from training.executors.round import execute_round
+from training.launch import launch, start_due_rounds
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.rounds import RoundInProgress, do_launch_round, execute_round, start_due_rounds
+from training.refusals import RoundInProgress
 from training.runs import do_cancel_run
 
 pytestmark = pytest.mark.django_db
@@ -27,30 +29,30 @@ def project(ranked_project):
 
 def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
     project.prompts.create(text="A new prompt for the new policy?")
-    round_ = execute_round(do_launch_round(project, enqueue=False).pk, in_child=False)
+    round_ = execute_round(launch(project, "round", enqueue=False).pk, in_child=False)
     assert round_.status == TrainingRun.Status.SUCCEEDED, round_.error
     new = PolicyVersion.objects.get(project=project, status="active")
     assert new.version == 1 and new.reward_model == RewardModelVersion.objects.get()
     assert ComparisonTask.objects.filter(policy_version=new).count() == project.prompts.count()
     assert not ComparisonTask.objects.filter(policy_version__version=0, state="open").exists()
-    steps = TrainingRun.objects.filter(config__round=round_.pk).order_by("id")
+    steps = round_.steps.order_by("id")
     assert [(s.kind, s.status) for s in steps] == [("rm", "succeeded"), ("ppo", "succeeded"), ("generate", "succeeded")]
     assert round_.progress == 1.0
 
 
 def test_a_second_round_while_one_is_live_is_refused_with_a_reason(project):
-    first = do_launch_round(project, enqueue=False)
+    first = launch(project, "round", enqueue=False)
     with pytest.raises(RoundInProgress, match=f"already queued \\(run {first.pk}\\)"):
-        do_launch_round(project, enqueue=False)
+        launch(project, "round", enqueue=False)
     with pytest.raises(IntegrityError), transaction.atomic():  # enforced by the database, not hoped
         TrainingRun.objects.create(project=project, kind="round", status="running")
     TrainingRun.objects.filter(pk=first.pk).update(status="failed")
-    assert do_launch_round(project, enqueue=False).pk != first.pk
+    assert launch(project, "round", enqueue=False).pk != first.pk
 
 
 def test_cancelling_a_round_cancels_its_current_step(project):
-    round_ = do_launch_round(project, enqueue=False)
-    step = TrainingRun.objects.create(project=project, kind="rm", status="running", config={"round": round_.pk})
+    round_ = launch(project, "round", enqueue=False)
+    step = TrainingRun.objects.create(project=project, kind="rm", status="running", parent=round_)
     assert do_cancel_run(round_, by="admin")
     step.refresh_from_db()
     assert step.status == "cancelled"
@@ -59,7 +61,7 @@ def test_cancelling_a_round_cancels_its_current_step(project):
 def test_a_failed_step_fails_the_round_and_leaves_the_active_policy(project):
     project.ppo_config = {"steps": 2, "max_new_tokens": 8, "no_such_setting": 1}
     project.save()
-    round_ = execute_round(do_launch_round(project, enqueue=False).pk, in_child=False)
+    round_ = execute_round(launch(project, "round", enqueue=False).pk, in_child=False)
     assert round_.status == "failed" and "no_such_setting" in round_.error
     assert PolicyVersion.objects.get(project=project, status="active").version == 0
 
@@ -114,17 +116,15 @@ def test_an_unknown_preference_is_named():
 def test_the_round_page_lists_its_steps(client, admin_user, project):
     from django.urls import reverse
 
-    round_ = do_launch_round(project, enqueue=False)
-    step = TrainingRun.objects.create(
-        project=project, kind="rm", status="running", progress=0.5, config={"round": round_.pk}
-    )
+    round_ = launch(project, "round", enqueue=False)
+    step = TrainingRun.objects.create(project=project, kind="rm", status="running", progress=0.5, parent=round_)
     client.force_login(admin_user)
     body = client.get(reverse("training:run", args=[round_.pk])).content.decode()
     assert f'href="{step.get_absolute_url()}"' in body and "Reward model · run" in body and "50%" in body
 
 
 def test_evaluate_policy_stores_the_win_rate_of_b_over_a(project, tmp_path, capsys):
-    execute_round(do_launch_round(project, enqueue=False).pk, in_child=False)
+    execute_round(launch(project, "round", enqueue=False).pk, in_child=False)
     prompts = tmp_path / "heldout.jsonl"
     prompts.write_text('{"prompt": "Held out one?"}\n{"prompt": "Held out two?"}\n')
     call_command(
@@ -133,7 +133,7 @@ def test_evaluate_policy_stores_the_win_rate_of_b_over_a(project, tmp_path, caps
     out = capsys.readouterr().out
     assert "v1 over v0 on 2 prompts: win rate" in out
     run = TrainingRun.objects.get(kind="eval")
-    assert run.config["a"] == 0 and run.config["b"] == 1
+    assert run.baseline.version == 0 and run.policy.version == 1
     assert 0.0 <= run.metrics[-1]["win_rate_b_over_a"] <= 1.0
 
 

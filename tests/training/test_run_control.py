@@ -10,25 +10,27 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from training.executors.reward_model import execute_reward_model_run
+from training.executors.sampling import execute_sampling_run
+from training.launch import launch
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.runs import BrokerUnavailable, do_cancel_run, fail_stale_runs, supervise_in_child
-from training.services import do_launch_ppo, do_launch_reward_model, do_launch_sampling, execute_reward_model_run
+from training.refusals import BrokerUnavailable
+from training.runs import do_cancel_run, fail_stale_runs, supervise_in_child
 
 pytestmark = pytest.mark.django_db
 
 
 def test_cancelling_a_queued_run_stops_it_before_it_starts(tiny_project):
-    run = do_launch_sampling(tiny_project, prompts=2, enqueue=False)
+    run = launch(tiny_project, "generate", prompts=2, enqueue=False)
     assert do_cancel_run(run, by="admin")
     run.refresh_from_db()
     assert (run.status, run.error) == ("cancelled", "Cancelled by admin.")
-    from training.services import execute_sampling_run
 
     assert execute_sampling_run(run.pk) is None  # a worker picking it up later does nothing
 
 
 def test_a_finished_run_cannot_be_cancelled(tiny_project):
-    run = do_launch_sampling(tiny_project, prompts=1, enqueue=False)
+    run = launch(tiny_project, "generate", prompts=1, enqueue=False)
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
     assert not do_cancel_run(run)
     run.refresh_from_db()
@@ -49,10 +51,10 @@ def test_a_run_without_a_heartbeat_is_marked_failed(tiny_project):
 
 
 def test_an_unreachable_broker_fails_the_launch_plainly(tiny_project, django_capture_on_commit_callbacks):
-    with mock.patch("training.tasks.run_sampling.delay", side_effect=OperationalError("Connection refused")):
+    with mock.patch("webapp.celery.app.send_task", side_effect=OperationalError("Connection refused")):
         with pytest.raises(BrokerUnavailable, match="task queue is unreachable"):
             with django_capture_on_commit_callbacks(execute=True):
-                do_launch_sampling(tiny_project, prompts=2)
+                launch(tiny_project, "generate", prompts=2)
     run = TrainingRun.objects.get()
     assert run.status == "failed" and "Connection refused" in run.error
 
@@ -61,7 +63,7 @@ def test_an_unreachable_broker_fails_the_launch_plainly(tiny_project, django_cap
 def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monkeypatch, cancel_at):
     ranked_project.reward_model_config = {"max_length": 64}
     ranked_project.save()
-    run = do_launch_reward_model(ranked_project, enqueue=False)
+    run = launch(ranked_project, "rm", enqueue=False)
 
     def train_then_cancel(model, tokenizer, data, config, log):
         do_cancel_run(run, by="admin")  # the admin presses Cancel while the model trains
@@ -69,7 +71,7 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monke
             log({"step": 1, "steps": 1, "loss": 0.5})
         return {}
 
-    monkeypatch.setattr("training.core.reward_model.train_reward_model", train_then_cancel)
+    monkeypatch.setattr("training.executors.reward_model.train_reward_model", train_then_cancel)
     execute_reward_model_run(run.pk)
     run.refresh_from_db()
     assert (run.status, run.error) == ("cancelled", "Cancelled by admin.")
@@ -88,9 +90,9 @@ def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_proj
         "max_new_tokens": 4,
     }
     ranked_project.save()
-    execute_reward_model_run(do_launch_reward_model(ranked_project, enqueue=False).pk)
+    execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
     active = PolicyVersion.objects.get(project=ranked_project, status="active")
-    run = do_launch_ppo(ranked_project, enqueue=False)
+    run = launch(ranked_project, "ppo", enqueue=False)
 
     def supervise() -> None:
         try:
@@ -164,14 +166,14 @@ def test_the_admin_launches_a_run_and_links_to_its_page(
     client, admin_user, tiny_project, django_capture_on_commit_callbacks
 ):
     client.force_login(admin_user)
-    with mock.patch("training.tasks.run_sampling.delay") as delay, django_capture_on_commit_callbacks(execute=True):
+    with mock.patch("webapp.celery.app.send_task") as send, django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             reverse("admin:labeling_project_changelist"),
             {"action": "sample_comparisons", "_selected_action": [tiny_project.pk]},
             follow=True,
         )
     run = TrainingRun.objects.get()
-    delay.assert_called_once_with(run.pk)
+    send.assert_called_once_with("training.execute_run", args=[run.pk], queue="generation")
     assert run.launched_by == admin_user
     assert run.get_absolute_url() in response.content.decode()
 

@@ -9,8 +9,9 @@ from django.core.management import CommandError, call_command
 
 from labeling.models import ComparisonTask
 from tests.factories import ProjectFactory
+from training.executors.sampling import execute_sampling_run
+from training.launch import launch
 from training.models import PolicyVersion, TrainingRun
-from training.services import do_launch_sampling, execute_sampling_run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
@@ -19,17 +20,17 @@ pytestmark = pytest.mark.django_db
 def test_launching_queues_a_run_and_sends_its_task_after_commit(tiny_project, django_capture_on_commit_callbacks):
     from unittest import mock
 
-    with mock.patch("training.tasks.run_sampling.delay") as delay:
+    with mock.patch("webapp.celery.app.send_task") as send:
         with django_capture_on_commit_callbacks(execute=True):
-            run = do_launch_sampling(tiny_project, prompts=3)
-            assert not delay.called  # not before the run row is committed
-    delay.assert_called_once_with(run.pk)
+            run = launch(tiny_project, "generate", prompts=3)
+            assert not send.called  # not before the run row is committed
+    send.assert_called_once_with("training.execute_run", args=[run.pk], queue="generation")
     assert (run.kind, run.status) == ("generate", "queued")
-    assert run.config["k"] == 3 and run.config["seed"] == run.pk
+    assert run.k == 3 and run.config["seed"] == run.pk
 
 
 def test_a_run_covers_each_prompt_once_with_k_distinct_completions(tiny_project):
-    run = execute_sampling_run(do_launch_sampling(tiny_project, prompts=4, enqueue=False).pk)
+    run = execute_sampling_run(launch(tiny_project, "generate", prompts=4, enqueue=False).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.progress == 1.0 and run.metrics[-1]["tasks"] == 4
     tasks = ComparisonTask.objects.filter(project=tiny_project)
@@ -46,15 +47,15 @@ def test_a_run_covers_each_prompt_once_with_k_distinct_completions(tiny_project)
 
 
 def test_the_next_run_samples_only_prompts_without_a_task(tiny_project):
-    execute_sampling_run(do_launch_sampling(tiny_project, prompts=3, enqueue=False).pk)
-    execute_sampling_run(do_launch_sampling(tiny_project, prompts=10, kind="eval", enqueue=False).pk)
+    execute_sampling_run(launch(tiny_project, "generate", prompts=3, enqueue=False).pk)
+    execute_sampling_run(launch(tiny_project, "generate", prompts=10, task_kind="eval", enqueue=False).pk)
     tasks = ComparisonTask.objects.filter(project=tiny_project)
     assert tasks.count() == 5
     assert sorted(tasks.values_list("kind", flat=True)) == ["eval", "eval", "train", "train", "train"]
 
 
 def test_a_run_twice_does_the_work_once(tiny_project):
-    run = do_launch_sampling(tiny_project, prompts=2, enqueue=False)
+    run = launch(tiny_project, "generate", prompts=2, enqueue=False)
     execute_sampling_run(run.pk)
     assert execute_sampling_run(run.pk) is None
     assert ComparisonTask.objects.count() == 2
@@ -62,7 +63,7 @@ def test_a_run_twice_does_the_work_once(tiny_project):
 
 def test_a_broken_model_fails_the_run_with_its_name_and_makes_no_tasks(tiny_project):
     PolicyVersion.objects.filter(project=tiny_project).update(checkpoint="/gone/model")
-    run = execute_sampling_run(do_launch_sampling(tiny_project, prompts=2, enqueue=False).pk)
+    run = execute_sampling_run(launch(tiny_project, "generate", prompts=2, enqueue=False).pk)
     assert run.status == TrainingRun.Status.FAILED
     assert "No model folder at '/gone/model'" in run.error
     assert ComparisonTask.objects.count() == 0
@@ -93,7 +94,7 @@ def test_a_real_worker_runs_a_queued_sampling_run(tiny_project, child_env):
         env=env,
     )  # fmt: skip
     try:
-        run = do_launch_sampling(tiny_project, prompts=3)
+        run = launch(tiny_project, "generate", prompts=3)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             run.refresh_from_db()

@@ -13,10 +13,10 @@ import pytest
 from django.core.management import call_command
 
 from labeling.models import ComparisonTask
+from training.executors.reward_model import execute_reward_model_run
+from training.launch import launch
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.rounds import do_launch_round
 from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
-from training.services import do_launch_ppo, do_launch_reward_model, do_launch_sampling, execute_reward_model_run
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -63,33 +63,33 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
     project.reward_model_config = {"lr": 1e-3, "max_length": 64}
     project.ppo_config = {"steps": 2, "batch_prompts": 4, "minibatch_size": 2, "ppo_epochs": 1, "max_new_tokens": 8}
     project.save()
-    sampling = do_launch_sampling(project, prompts=5)  # comparisons sampled by the worker
+    sampling = launch(project, "generate", prompts=5)  # comparisons sampled by the worker
     sampling = wait_for(lambda: TrainingRun.objects.filter(pk=sampling.pk, status__in=TrainingRun.FINISHED).first())
     assert sampling.status == "succeeded", sampling.error
     call_command(
         "simulate_labelers", project=str(project.pk), preference="labeling.demo.preferences:shorter", rankings=5
     )
-    round_ = do_launch_round(project)
+    round_ = launch(project, "round")
     round_ = wait_for(lambda: TrainingRun.objects.filter(pk=round_.pk, status__in=TrainingRun.FINISHED).first())
     assert round_.status == "succeeded", round_.error
     new = PolicyVersion.objects.get(project=project, status="active")
     assert new.version == 1 and RewardModelVersion.objects.filter(project=project).count() == 1
     assert ComparisonTask.objects.filter(policy_version=new).exists()
-    for step in TrainingRun.objects.filter(config__round=round_.pk):
+    for step in round_.steps.all():
         assert step.status == "succeeded" and step.progress == 1.0 and step.metrics
 
 
 @pytest.mark.parametrize("kind", ["rm", "ppo"])
 def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(project, worker, kind):
     if kind == "ppo":
-        execute_reward_model_run(do_launch_reward_model(project, enqueue=False).pk)
+        execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
         project.ppo_config = {**project.ppo_config, "steps": 5000}  # long enough to kill
         project.save()
-        run = do_launch_ppo(project)
+        run = launch(project, "ppo")
     else:
         project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 5000}
         project.save()
-        run = do_launch_reward_model(project)
+        run = launch(project, "rm")
     models_before = RewardModelVersion.objects.count()
     run = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status="running").exclude(metrics=[]).first())
     child = run.child_pid

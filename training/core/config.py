@@ -91,3 +91,19 @@ class PPOConfig:
     """0 trains every weight; > 0 trains LoRA adapters and uses the base with them off as reference."""
     seed: int = 0
     """Seeds sampling, prompt order and minibatch order."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    temperature: float = 0.7
+    """Softmax temperature (> 0); PPO recomputes log-probs with logits divided by it."""
+    top_p: float = 1.0
+    """Nucleus sampling mass; 1.0 keeps the whole distribution."""
+    top_k: int = 0
+    """Keep only the k likeliest tokens; 0 turns it off."""
+    max_new_tokens: int = 128
+    """A completion that reaches this length without EOS is cut and marked finish_reason 'length'."""
+    seed: int = 0
+    """The same seed, prompts and settings give the same completions."""
+    max_batch_tokens: int = 16_384
+    """Memory budget of one generate call: sequences × (longest prompt + max_new_tokens)."""

@@ -49,7 +49,9 @@ def encode(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, max
     return [*prompt_ids, *completion_ids][-max_length:]
 
 
-def _padded(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_rows(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows padded to the longest, on the left or the right, and their attention mask.
+    R rows -> (R, L) ids, (R, L) mask"""
     longest = max(len(r) for r in rows)
     ids = torch.full((len(rows), longest), pad, dtype=torch.long)  # (R, L)
     mask = torch.zeros((len(rows), longest), dtype=torch.long)  # (R, L)
@@ -82,8 +84,8 @@ def collate(
             weights.append(1.0 / total)
             mu.append(target)
             pair_prompt.append(p)
-    prompt_ids, prompt_mask = _padded(prompts, tokenizer.pad_token_id, left=True)
-    completion_ids, completion_mask = _padded(completions, tokenizer.pad_token_id, left=False)
+    prompt_ids, prompt_mask = pad_rows(prompts, tokenizer.pad_token_id, left=True)
+    completion_ids, completion_mask = pad_rows(completions, tokenizer.pad_token_id, left=False)
     return RewardBatch(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,

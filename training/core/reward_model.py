@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.config import RewardModelConfig
-from training.core.data import RankedPrompt, RewardBatch, collate, count_pairs, encode
+from training.core.data import RankedPrompt, RewardBatch, collate, count_pairs, encode, pad_rows
 from training.core.loading import prepare_tokenizer, resolve
 from training.core.losses import bradley_terry_loss
 from training.core.prefix import shared_prefix_inputs
@@ -132,14 +132,15 @@ def train_reward_model(
     tokenizer: PreTrainedTokenizerBase,
     data: list[RankedPrompt],
     config: RewardModelConfig,
-    device: str = "cpu",
     log: Log | None = None,
 ) -> dict:
-    """Trains in place; logs loss, accuracy and tie rate every step. Returns the last step's figures.
+    """Trains in place, where the model is; logs loss, accuracy and tie rate every step. Returns the
+    last step's figures.
 
     Dropout stays off (eval mode) so the scores trained on are the scores used.
     """
-    model.to(device).eval()
+    device = model.head.weight.device
+    model.eval()
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
     order = list(range(len(data)))
     steps_per_epoch = math.ceil(len(data) / config.batch_prompts)
@@ -181,10 +182,10 @@ def evaluate(
     tokenizer: PreTrainedTokenizerBase,
     data: list[RankedPrompt],
     config: RewardModelConfig,
-    device: str = "cpu",
 ) -> dict:
     """Strict accuracy (ties in the labels not counted), loss and tie rate; accuracy per labeler."""
-    model.to(device).eval()
+    device = model.head.weight.device
+    model.eval()
     correct = counted = pairs = tied = 0
     loss_sum = 0.0
     per_labeler: dict[str, list[int]] = {}
@@ -214,37 +215,55 @@ def evaluate(
 
 
 @torch.no_grad()
-def raw_scores(
+def score_pairs(
     model: RewardModel,
     tokenizer: PreTrainedTokenizerBase,
     pairs: list[tuple[str, str]],
     max_length: int,
-    device: str = "cpu",
+    normalised: bool = True,
     batch_size: int = 16,
 ) -> torch.Tensor:
-    """Raw scores of (prompt, completion) pairs. -> (len(pairs),)"""
-    model.to(device).eval()
+    """Scores of (prompt, completion) pairs, encoded exactly as in training; `normalised` adds the
+    offset (reference completions average 0). -> (len(pairs),)"""
+    device = model.head.weight.device
+    model.eval()
     out = []
     for start in range(0, len(pairs), batch_size):
         rows = [encode(tokenizer, p, c, max_length) for p, c in pairs[start : start + batch_size]]
-        longest = max(len(r) for r in rows)
-        ids = torch.full((len(rows), longest), tokenizer.pad_token_id, dtype=torch.long)  # (B, T)
-        mask = torch.zeros_like(ids)  # (B, T)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = torch.tensor(row)
-            mask[i, : len(row)] = 1
-        out.append(model(ids.to(device), mask.to(device)).float().cpu())
+        ids, mask = pad_rows(rows, tokenizer.pad_token_id, left=False)  # (B, L) each
+        scores = model.score if normalised else model
+        out.append(scores(ids.to(device), mask.to(device)).float().cpu())
     return torch.cat(out)
 
 
+def reward_model_scorer(
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, max_length: int
+) -> Callable[[list[str], list[str]], torch.Tensor]:
+    """(prompts, completions) -> their normalised scores (B,): how PPO calls the reward model."""
+    return lambda prompts, completions: score_pairs(
+        model, tokenizer, list(zip(prompts, completions, strict=True)), max_length
+    )
+
+
+def score_groups(
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, groups: list[tuple[str, list[str]]], max_length: int
+) -> list[list[float]]:
+    """The normalised scores of each prompt's completions, in the order given; completions of
+    several prompts share a batch."""
+    flat = [(prompt, completion) for prompt, completions in groups for completion in completions]
+    scores = score_pairs(model, tokenizer, flat, max_length).tolist() if flat else []
+    out, start = [], 0
+    for _, completions in groups:
+        out.append(scores[start : start + len(completions)])
+        start += len(completions)
+    return out
+
+
 def normalise(
-    model: RewardModel,
-    tokenizer: PreTrainedTokenizerBase,
-    references: list[tuple[str, str]],
-    max_length: int,
-    device: str = "cpu",
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, references: list[tuple[str, str]], max_length: int
 ) -> float:
     """Sets the offset so that the reference completions score 0 on average; returns it."""
-    offset = -float(raw_scores(model, tokenizer, references, max_length, device).mean()) if references else 0.0
+    raw = score_pairs(model, tokenizer, references, max_length, normalised=False) if references else None
+    offset = -float(raw.mean()) if raw is not None else 0.0
     model.offset.fill_(offset)
     return offset

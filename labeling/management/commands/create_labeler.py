@@ -13,6 +13,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from rest_framework.authtoken.models import Token
 
+from labeling.management.commands._common import get_project
+
 
 class Command(BaseCommand):
     help = "Create (or update) a labeler: add it to projects, optionally make it staff, print its API token."
@@ -38,8 +40,6 @@ class Command(BaseCommand):
     def handle(
         self, *args, username: str, projects: list[str], staff: bool, print_token: bool, password_stdin: bool, **opts
     ) -> None:
-        from training.management.commands._common import get_project
-
         targets = [get_project(reference) for reference in projects]
         password = sys.stdin.readline().rstrip("\n") if password_stdin else None
         with transaction.atomic():

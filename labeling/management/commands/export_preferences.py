@@ -10,7 +10,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.exporting import FORMATS, TIE_MODES, export_rows, jsonl_blocks
-from training.management.commands._common import get_project
+from labeling.management.commands._common import get_project
 
 
 class Command(BaseCommand):

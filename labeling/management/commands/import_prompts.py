@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.importing import FORMATS, ImportFileError, ImportReport, do_import_prompt_file
-from training.management.commands._common import get_project
+from labeling.management.commands._common import get_project
 
 
 def progress_line(report: ImportReport) -> None:

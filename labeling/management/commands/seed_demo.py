@@ -1,15 +1,15 @@
 """Creates the demo project, its prompts, a demo admin and a demo labeler. Safe to run again."""
 
-import json
 from pathlib import Path
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from labeling.importing import prompt_texts_from_jsonl
 from labeling.models import Project
 from labeling.services import do_add_prompts
-from training.services import do_register_base_policy
+from training.versions import do_create_project
 
 PROMPTS_FILE = Path(__file__).resolve().parents[2] / "demo" / "prompts.jsonl"
 PROJECT_NAME = "Demo: helpful answers"
@@ -40,11 +40,11 @@ class Command(BaseCommand):
     help = "Seed the demo: a project with about 50 prompts, a demo admin and a demo labeler."
 
     def handle(self, *args, **options) -> None:
-        texts = [json.loads(line)["prompt"] for line in PROMPTS_FILE.read_text().splitlines() if line.strip()]
+        texts = prompt_texts_from_jsonl(PROMPTS_FILE)
         with transaction.atomic():
-            project, _ = Project.objects.get_or_create(name=PROJECT_NAME, defaults=DEMO_SETTINGS)
+            project = Project.objects.filter(name=PROJECT_NAME).first()
+            project = project or do_create_project(Project(name=PROJECT_NAME, **DEMO_SETTINGS))
             added = do_add_prompts(project, texts, source="demo")
-            do_register_base_policy(project)
             users = [self._user(name, password, staff) for name, password, staff in DEMO_USERS]
             project.labelers.add(*users)
         self.stdout.write(

@@ -11,8 +11,11 @@ from dataclasses import dataclass
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
+from labeling.management.commands._common import get_project
 from labeling.models import ComparisonTask, Completion, Prompt, TaskCompletion, text_digest
 from labeling.services import do_add_prompts, do_create_comparison_tasks
+from training.refusals import LaunchRefused
+from training.versions import active_policy
 
 WORDS = "the a model answer clear short long helpful honest careful step first then because so".split()
 
@@ -45,16 +48,13 @@ class Command(BaseCommand):
         parser.add_argument("--batch", type=int, default=1000, help="Tasks per transaction.")
 
     def handle(self, *args, project: str, tasks: int, k: int | None, kind: str, batch: int, **options) -> None:
-        from training.management.commands._common import get_project
-        from training.services import NoActivePolicy, active_policy
-
         target = get_project(project)
         k = k or target.k
         if tasks < 1 or batch < 1 or not 2 <= k <= 9:
             raise CommandError("--tasks and --batch must be at least 1, and --k between 2 and 9.")
         try:
             policy = active_policy(target)
-        except NoActivePolicy as exc:
+        except LaunchRefused as exc:
             raise CommandError(str(exc)) from None
         tag = secrets.token_hex(4)  # a fresh prefix each run keeps the prompts unique in the project
         started = time.monotonic()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.management.commands._common import get_project
 from labeling.models import Project
 from labeling.services import do_assign_next_task, do_submit_ranking
 
@@ -57,8 +58,6 @@ class Command(BaseCommand):
     def handle(
         self, *args, project: str, preference: str, rankings: int, noise: float, labelers: int, seed: int, **options
     ):
-        from training.management.commands._common import get_project
-
         if rankings < 1 or labelers < 1 or noise < 0:
             raise CommandError("--rankings and --labelers must be at least 1, and --noise at least 0.")
         target: Project = get_project(project)

@@ -1,21 +1,14 @@
-"""Helpers the training commands share: finding a project, and a progress line."""
+"""Helpers the training commands share: a policy version by number, launching a run the way the
+admin does (or carrying it out here with `--sync`), and a progress line."""
 
 import sys
 
-from django.core.management.base import CommandError
+from django.core.management.base import BaseCommand, CommandError
 
 from labeling.models import Project
+from training.launch import KINDS, executor_of, launch
 from training.models import PolicyVersion, TrainingRun
-
-
-def get_project(reference: str) -> Project:
-    """A project by id or by exact name."""
-    project = Project.objects.filter(pk=int(reference)).first() if reference.isdigit() else None
-    project = project or Project.objects.filter(name=reference).first()
-    if project is None:
-        names = ", ".join(repr(name) for name in Project.objects.values_list("name", flat=True)[:10])
-        raise CommandError(f"No project {reference!r}. Projects: {names or 'none yet'}.")
-    return project
+from training.refusals import LaunchRefused
 
 
 def get_policy_version(project: Project, number: int | None) -> PolicyVersion | None:
@@ -26,6 +19,27 @@ def get_policy_version(project: Project, number: int | None) -> PolicyVersion | 
     if version is None:
         raise CommandError(f"Project {project.name!r} has no policy version {number}.")
     return version
+
+
+def launch_or_run(command: BaseCommand, project: Project, kind: str, sync: bool, **inputs) -> TrainingRun | None:
+    """Launches a run as the admin would. Without `sync` it says where the run was queued and
+    returns None; with it, carries the run out here behind a progress line and returns it once it
+    succeeded. A refusal or a failure is a CommandError with the reason."""
+    try:
+        run = launch(project, kind, enqueue=not sync, **inputs)
+    except LaunchRefused as exc:
+        raise CommandError(str(exc)) from None
+    if not sync:
+        command.stdout.write(
+            f"Queued {run.get_kind_display().lower()} run {run.pk} on the '{KINDS[kind].queue}' queue; "
+            "follow it in the admin."
+        )
+        return None
+    run = executor_of(kind)(run.pk, on_progress=progress_line)
+    command.stdout.write("")
+    if run.status != TrainingRun.Status.SUCCEEDED:
+        raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
+    return run
 
 
 def progress_line(run: TrainingRun) -> None:

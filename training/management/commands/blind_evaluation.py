@@ -1,16 +1,15 @@
 """Starts a blind human evaluation of two policy versions on held-out prompts."""
 
-import json
 from pathlib import Path
 
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.importing import ImportFileError, prompt_texts_from_jsonl
+from labeling.management.commands._common import get_project
 from labeling.services import do_add_prompts, do_hold_out_prompts
-from training.blind_eval import BlindEvaluationRefused, do_launch_blind_evaluation, execute_blind_evaluation_run
-from training.management.commands._common import get_policy_version, get_project, progress_line
+from training.management.commands._common import get_policy_version, launch_or_run
 from training.models import TrainingRun
-from training.runs import BrokerUnavailable
 
 
 class Command(BaseCommand):
@@ -33,33 +32,22 @@ class Command(BaseCommand):
         target = get_project(project)
         if hold_out is not None:
             self._hold_out(target, hold_out)
-        try:
-            run = do_launch_blind_evaluation(
-                target, prompts, a=get_policy_version(target, a), b=get_policy_version(target, b), enqueue=not sync
+        versions = {"a": get_policy_version(target, a), "b": get_policy_version(target, b)}
+        run = launch_or_run(self, target, TrainingRun.Kind.BLIND_EVAL, sync, prompts=prompts, **versions)
+        if run is not None:
+            self.stdout.write(
+                f"Run {run.pk}: {run.metrics[-1]['tasks']} blind comparison tasks of v{run.policy.version} vs "
+                f"v{run.baseline.version} are in the labelers' queues (at the project's eval ratio). "
+                f"{run.log_tail}".rstrip()
             )
-        except (BlindEvaluationRefused, BrokerUnavailable) as exc:
-            raise CommandError(str(exc)) from None
-        if not sync:
-            self.stdout.write(f"Queued run {run.pk} on the 'generation' queue; follow it in the admin.")
-            return
-        run = execute_blind_evaluation_run(run.pk, on_progress=progress_line)
-        self.stdout.write("")
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} failed: {run.error}")
-        made = run.metrics[-1]["tasks"]
-        self.stdout.write(
-            f"Run {run.pk}: {made} blind comparison tasks of v{run.config['version_b']} vs v{run.config['version_a']} "
-            f"are in the labelers' queues (at the project's eval ratio). {run.log_tail}".rstrip()
-        )
 
     def _hold_out(self, project, path: Path) -> None:
         try:
-            texts = [json.loads(line)["prompt"] for line in path.read_text().splitlines() if line.strip()]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CommandError(f"Cannot read prompts from {path}: {exc}") from None
-        try:
+            texts = prompt_texts_from_jsonl(path)
             added = do_add_prompts(project, texts, source=path.name)
             held = do_hold_out_prompts(project.prompts.filter(text__in=texts), hold_out=True)
+        except ImportFileError as exc:
+            raise CommandError(str(exc)) from None
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from None
         self.stdout.write(f"{held} prompts held out for evaluation ({added.created} new).")

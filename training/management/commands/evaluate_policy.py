@@ -1,13 +1,16 @@
 """Win rate of policy version b over a on prompts, judged by a scoring function."""
 
-import json
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.importing import ImportFileError, prompt_texts_from_jsonl
+from labeling.management.commands._common import get_project
 from labeling.management.commands.simulate_labelers import load_preference
-from training.evaluation import default_pair, evaluate_policies
-from training.management.commands._common import get_policy_version, get_project
+from training.executors.evaluation import evaluate_policies
+from training.management.commands._common import get_policy_version
+from training.refusals import LaunchRefused
+from training.versions import default_pair
 
 
 class Command(BaseCommand):
@@ -24,7 +27,10 @@ class Command(BaseCommand):
     def handle(self, *args, project, preference, a, b, prompts, limit, **options) -> None:
         target = get_project(project)
         score = load_preference(preference)
-        default_a, default_b = default_pair(target)
+        try:
+            default_a, default_b = default_pair(target)
+        except LaunchRefused as exc:
+            raise CommandError(str(exc)) from None
         version_a = get_policy_version(target, a) or default_a
         version_b = get_policy_version(target, b) or default_b
         if version_a == version_b:
@@ -44,6 +50,6 @@ class Command(BaseCommand):
         if path is None:
             return list(project.prompts.order_by("id").values_list("text", flat=True))
         try:
-            return [json.loads(line)["prompt"] for line in path.read_text().splitlines() if line.strip()]
-        except (OSError, ValueError, KeyError) as exc:
-            raise CommandError(f"Cannot read prompts from {path}: {exc}") from None
+            return prompt_texts_from_jsonl(path)
+        except ImportFileError as exc:
+            raise CommandError(str(exc)) from None

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from training.launch import executor_of
 from training.models import TrainingRun
-from training.rounds import EXECUTORS
 
 
 class Command(BaseCommand):
@@ -16,6 +16,6 @@ class Command(BaseCommand):
         run = TrainingRun.objects.filter(pk=run_id).first()
         if run is None:
             raise CommandError(f"No training run {run_id}.")
-        finished = EXECUTORS[run.kind](run_id)
+        finished = executor_of(run.kind)(run_id)
         if finished is not None and finished.status == TrainingRun.Status.FAILED:
             raise CommandError(f"Run {run_id} failed: {finished.error}")

@@ -2,9 +2,9 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training.management.commands._common import get_project, progress_line
+from labeling.management.commands._common import get_project
+from training.management.commands._common import launch_or_run
 from training.models import PolicyVersion, TrainingRun
-from training.services import NoActivePolicy, NothingToTrainOn, do_launch_ppo, execute_ppo_run
 
 
 class Command(BaseCommand):
@@ -18,18 +18,9 @@ class Command(BaseCommand):
     def handle(self, *args, project: str, steps: int | None, sync: bool, **options) -> None:
         if steps is not None and steps < 1:
             raise CommandError("--steps must be at least 1.")
-        target = get_project(project)
-        try:
-            run = do_launch_ppo(target, steps=steps, enqueue=not sync)
-        except (NothingToTrainOn, NoActivePolicy) as exc:
-            raise CommandError(str(exc)) from None
-        if not sync:
-            self.stdout.write(f"Queued run {run.pk} on the 'training' queue; follow it in the admin.")
+        run = launch_or_run(self, get_project(project), TrainingRun.Kind.PPO, sync, steps=steps)
+        if run is None:
             return
-        run = execute_ppo_run(run.pk, on_progress=progress_line)
-        self.stdout.write("")
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} failed: {run.error}")
         version = PolicyVersion.objects.get(created_by_run=run)
         steps_logged = [m for m in run.metrics if "score" in m]
         first, last = steps_logged[0], steps_logged[-1]

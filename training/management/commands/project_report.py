@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand
 
-from training.management.commands._common import get_project
+from labeling.management.commands._common import get_project
 from training.metrics import project_metrics
 
 

@@ -2,10 +2,10 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.management.commands._common import get_project
 from labeling.models import ComparisonTask
-from training.management.commands._common import get_project, progress_line
+from training.management.commands._common import launch_or_run
 from training.models import TrainingRun
-from training.services import NoActivePolicy, do_launch_sampling, execute_sampling_run
 
 
 class Command(BaseCommand):
@@ -20,17 +20,9 @@ class Command(BaseCommand):
     def handle(self, *args, project: str, prompts: int, kind: str, sync: bool, **options) -> None:
         if prompts < 1:
             raise CommandError("--prompts must be at least 1.")
-        target = get_project(project)
-        try:
-            run = do_launch_sampling(target, prompts, kind, enqueue=not sync)
-        except NoActivePolicy as exc:
-            raise CommandError(str(exc)) from None
-        if not sync:
-            self.stdout.write(f"Queued run {run.pk} on the 'generation' queue; follow it in the admin.")
-            return
-        run = execute_sampling_run(run.pk, on_progress=progress_line)
-        self.stdout.write("")
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} failed: {run.error}")
-        latest = run.metrics[-1] if run.metrics else {"tasks": 0}
-        self.stdout.write(f"Run {run.pk}: {latest['tasks']} comparison tasks created. {run.log_tail}".rstrip())
+        run = launch_or_run(
+            self, get_project(project), TrainingRun.Kind.GENERATE, sync, prompts=prompts, task_kind=kind
+        )
+        if run is not None:
+            latest = run.metrics[-1] if run.metrics else {"tasks": 0}
+            self.stdout.write(f"Run {run.pk}: {latest['tasks']} comparison tasks created. {run.log_tail}".rstrip())

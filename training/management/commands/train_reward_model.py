@@ -1,10 +1,10 @@
 """Trains a new reward-model version on every usable ranking of a project."""
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from training.management.commands._common import get_project, progress_line
+from labeling.management.commands._common import get_project
+from training.management.commands._common import launch_or_run
 from training.models import RewardModelVersion, TrainingRun
-from training.services import NoActivePolicy, NothingToTrainOn, do_launch_reward_model, execute_reward_model_run
 
 
 class Command(BaseCommand):
@@ -15,18 +15,9 @@ class Command(BaseCommand):
         parser.add_argument("--sync", action="store_true", help="Run here and wait, instead of on a worker.")
 
     def handle(self, *args, project: str, sync: bool, **options) -> None:
-        target = get_project(project)
-        try:
-            run = do_launch_reward_model(target, enqueue=not sync)
-        except (NothingToTrainOn, NoActivePolicy) as exc:
-            raise CommandError(str(exc)) from None
-        if not sync:
-            self.stdout.write(f"Queued run {run.pk} on the 'training' queue; follow it in the admin.")
+        run = launch_or_run(self, get_project(project), TrainingRun.Kind.RM, sync)
+        if run is None:
             return
-        run = execute_reward_model_run(run.pk, on_progress=progress_line)
-        self.stdout.write("")
-        if run.status != TrainingRun.Status.SUCCEEDED:
-            raise CommandError(f"Run {run.pk} failed: {run.error}")
         version = RewardModelVersion.objects.get(created_by_run=run)
         heldout = (
             f"{version.heldout_accuracy:.1%}" if version.heldout_accuracy is not None else "n/a (no held-out prompts)"

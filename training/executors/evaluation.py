@@ -1,4 +1,5 @@
-"""Automatic evaluation of two policy versions with a scoring function (win rate of b over a)."""
+"""Sampling policy versions side by side, and judging them with a scoring function (win rate of b
+over a), stored as a finished eval run."""
 
 from collections.abc import Callable
 
@@ -6,29 +7,23 @@ from django.conf import settings
 from django.utils import timezone
 
 from labeling.models import Project
+from training.configs import sampling_config
+from training.core.generation import Sample, sample
+from training.core.loading import load_model
 from training.models import PolicyVersion, TrainingRun
 
 Preference = Callable[[str, list[str]], list[float]]
 
 
-def default_pair(project: Project) -> tuple[PolicyVersion, PolicyVersion]:
-    """(a, b): the active policy's parent (or the base) against the active policy."""
-    b = PolicyVersion.objects.get(project=project, status=PolicyVersion.Status.ACTIVE)
-    a = b.parent or PolicyVersion.objects.get(project=project, version=0)
-    return a, b
-
-
-def sample_one_each(project: Project, versions: list[PolicyVersion], prompts: list[str], seeds: list[int]) -> list:
-    """One completion (a core `Sample`) per prompt from each version, with the project's sampling
-    settings; version i samples with seeds[i]. One model is loaded at a time."""
-    from training.core.generation import SamplingConfig, sample
-    from training.core.loading import load_model
-
+def sample_one_each(
+    project: Project, versions: list[PolicyVersion], prompts: list[str], seeds: list[int]
+) -> list[list[Sample]]:
+    """One completion per prompt from each version, with the project's sampling settings; version
+    i samples with seeds[i]. One model is loaded at a time."""
     out = []
     for version, seed in zip(versions, seeds, strict=True):
-        config = SamplingConfig(**{**project.sampling_settings(), "seed": seed})
         model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
-        out.append([group[0] for group in sample(model, tokenizer, prompts, 1, config)])
+        out.append([group[0] for group in sample(model, tokenizer, prompts, 1, sampling_config(project, seed))])
         del model
     return out
 
@@ -58,7 +53,11 @@ def evaluate_policies(
         kind=TrainingRun.Kind.EVAL,
         status=TrainingRun.Status.SUCCEEDED,
         progress=1.0,
-        config={"a": a.version, "b": b.version, "preference": label, "prompts": n, "seed": seed},
+        policy=b,
+        baseline=a,
+        prompts=n,
+        preference=label,
+        config=vars(sampling_config(project, seed)),
         metrics=[{"time": now.isoformat(), **figures}],
         started_at=now,
         finished_at=now,

@@ -7,42 +7,30 @@ and at the start of every reward-model run for the rankings it is about to train
 """
 
 from django.conf import settings
-from django.db.models import Exists, OuterRef, QuerySet
 
 from labeling.agreement import order_from_scores, pairwise_agreement
-from labeling.models import ComparisonTask, Project, Ranking
+from labeling.models import Ranking
+from training.configs import reward_model_config
+from training.core.reward_model import RewardModel, load_reward_model, score_groups
+from training.datasets import as_ranked_prompts, fresh_rankings
 from training.models import RankingScore, RewardModelVersion
+from training.versions import latest_reward_model
 
 RANKINGS_PER_BATCH = 32  # scored and stored together; a crash keeps the batches before it
 MAX_PER_TASK = 2000  # one beat task's share; the next beat takes the rest
 
 
-def scorable_rankings(project: Project) -> QuerySet[Ranking]:
-    """Rankings a reward model is checked against: of training and eval comparisons, not excluded
-    by staff. Gold rankings are left out: every labeler ranks the same gold task."""
-    kinds = [ComparisonTask.Kind.TRAIN, ComparisonTask.Kind.EVAL]
-    return Ranking.objects.filter(task__project=project, task__kind__in=kinds, excluded=False).exclude(
-        task__state=ComparisonTask.State.GOLD
-    )
-
-
-def fresh_rankings(reward_model: RewardModelVersion) -> QuerySet[Ranking]:
-    """Rankings newer than the version's training data that it has not scored yet, oldest first."""
-    scored = RankingScore.objects.filter(ranking=OuterRef("pk"), reward_model=reward_model)
-    newer = scorable_rankings(reward_model.project).filter(pk__gt=reward_model.trained_through_ranking_id)
-    return newer.exclude(Exists(scored)).order_by("id")
-
-
 def score_fresh_rankings(
-    reward_model: RewardModelVersion, model, tokenizer, through: int | None = None, limit: int | None = None
+    reward_model: RewardModelVersion,
+    model: RewardModel,
+    tokenizer,
+    through: int | None = None,
+    limit: int | None = None,
 ) -> int:
     """Scores the version's fresh rankings (up to id `through`, at most `limit`) with its loaded
     model, in batches each stored on its own; returns how many were stored. A ranking scored
     meanwhile by a concurrent call keeps its row, so running this twice is harmless."""
-    from training.core.ppo import reward_model_scorer, score_groups
-    from training.services import as_ranked_prompts
-
-    scorer = reward_model_scorer(model, tokenizer, max_length=reward_model.project.reward_config().max_length)
+    max_length = reward_model_config(reward_model.project).max_length
     pending = fresh_rankings(reward_model)
     if through is not None:
         pending = pending.filter(pk__lte=through)
@@ -53,7 +41,7 @@ def score_fresh_rankings(
         if not ids:
             break
         data = as_ranked_prompts(Ranking.objects.filter(pk__in=ids))  # ordered by id, as `ids`
-        scores = score_groups(scorer, [(item.prompt, item.completions) for _, item in data])
+        scores = score_groups(model, tokenizer, [(item.prompt, item.completions) for _, item in data], max_length)
         rows = []
         for ranking_id, (_, item), group in zip(ids, data, scores, strict=True):
             counts = pairwise_agreement(item.order, order_from_scores(group))
@@ -74,14 +62,8 @@ def score_fresh_rankings(
 def execute_fresh_scoring(project_id: int, limit: int = MAX_PER_TASK) -> int:
     """Scores a project's fresh rankings with its latest reward model; 0 if the project is gone,
     has no reward model, or nothing is left to score (the model is then not loaded)."""
-    from training.core.reward_model import load_reward_model
-
-    latest = RewardModelVersion.objects.filter(project_id=project_id).order_by("-version").first()
+    latest = latest_reward_model(project_id)
     if latest is None or not fresh_rankings(latest).exists():
         return 0
     model, tokenizer = load_reward_model(settings.MODEL_STORE / latest.checkpoint)
     return score_fresh_rankings(latest, model, tokenizer, limit=limit)
-
-
-def projects_with_reward_models() -> list[int]:
-    return list(Project.objects.filter(reward_models__isnull=False).distinct().values_list("pk", flat=True))

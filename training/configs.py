@@ -1,0 +1,54 @@
+"""A project's settings as the training core's config dataclasses, and their validation.
+
+The web process imports this module (the project form validates with it), so it stays free of
+torch: `training.core.config` and `training.core.references` are plain Python.
+"""
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+from labeling.models import Project
+from training.core.config import PPOConfig, RewardModelConfig, SamplingConfig
+from training.core.references import ModelLoadError, check_reference
+
+
+def reward_model_config(project: Project) -> RewardModelConfig:
+    """The defaults with the project's overrides; TypeError names a bad key."""
+    return RewardModelConfig(**_overrides(project.reward_model_config))
+
+
+def ppo_config(project: Project, **extra) -> PPOConfig:
+    """The defaults, the project's sampling settings, its overrides, then `extra`."""
+    sampling = {"temperature": project.temperature, "top_p": project.top_p}
+    return PPOConfig(**{**sampling, **_overrides(project.ppo_config), **extra})
+
+
+def sampling_config(project: Project, seed: int) -> SamplingConfig:
+    """How the project samples comparisons: its temperature, top-p, top-k and length, and a seed."""
+    return SamplingConfig(
+        temperature=project.temperature,
+        top_p=project.top_p,
+        top_k=project.top_k,
+        max_new_tokens=project.max_new_tokens,
+        seed=seed,
+    )
+
+
+def check_project_settings(project: Project) -> None:
+    """Raises ValidationError naming the field when the base model cannot name a model or a config
+    override is not one the algorithm has."""
+    try:
+        check_reference(project.base_model, settings.MODEL_STORE)
+    except ModelLoadError as exc:
+        raise ValidationError({"base_model": str(exc)}) from None
+    for field, build in (("reward_model_config", reward_model_config), ("ppo_config", ppo_config)):
+        try:
+            build(project)
+        except (TypeError, ValueError) as exc:
+            raise ValidationError({field: str(exc)}) from None
+
+
+def _overrides(value: object) -> dict:
+    if not isinstance(value, dict):
+        raise ValueError('Overrides must be a JSON object, like {"lr": 1e-5}.')
+    return value

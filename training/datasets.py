@@ -1,0 +1,108 @@
+"""What training reads from the database, as querysets and plain values for the core.
+
+No torch here: launch checks, the dashboard's metrics and the executors share these queries.
+"""
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from labeling.models import ComparisonTask, Completion, Demonstration, Project, Prompt, Ranking, TaskCompletion
+from training.core.rankings import RankedPrompt
+from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion
+
+
+def training_rankings(project: Project) -> QuerySet[Ranking]:
+    """The rankings a reward model trains on: those of training comparisons that staff have not
+    excluded. Eval rankings (blind evaluations included) and gold rankings never train it: gold
+    tasks are ranked by every labeler, and their many copies would over-weight them."""
+    return Ranking.objects.filter(task__project=project, task__kind=ComparisonTask.Kind.TRAIN, excluded=False).exclude(
+        task__state=ComparisonTask.State.GOLD
+    )
+
+
+def is_heldout(prompt_id: int, fraction: float) -> bool:
+    """A fixed split by prompt (never by pair): the same prompt is always on the same side."""
+    return (prompt_id * 2654435761) % 1000 < fraction * 1000
+
+
+def ranked_prompts(project: Project, through_ranking_id: int) -> list[tuple[int, RankedPrompt]]:
+    """The project's training rankings up to an id, as (prompt id, RankedPrompt) with texts, in 2 queries."""
+    return as_ranked_prompts(training_rankings(project).filter(pk__lte=through_ranking_id))
+
+
+def as_ranked_prompts(rankings: QuerySet[Ranking]) -> list[tuple[int, RankedPrompt]]:
+    """Rankings as (prompt id, RankedPrompt): texts in display order, the order as indices into them."""
+    rankings = list(rankings.select_related("task__prompt", "labeler").order_by("id"))
+    items = TaskCompletion.objects.filter(task__in={r.task_id for r in rankings}).select_related("completion")
+    by_task: dict[int, list[TaskCompletion]] = {}
+    for item in items.order_by("task", "position"):
+        by_task.setdefault(item.task_id, []).append(item)
+    out = []
+    for ranking in rankings:
+        shown = by_task[ranking.task_id]
+        index = {item.completion_id: i for i, item in enumerate(shown)}
+        out.append(
+            (
+                ranking.task.prompt_id,
+                RankedPrompt(
+                    prompt=ranking.task.prompt.text,
+                    completions=[item.completion.text for item in shown],
+                    order=[[index[cid] for cid in group] for group in ranking.order],
+                    labeler=ranking.labeler.get_username(),
+                ),
+            )
+        )
+    return out
+
+
+def reference_completions(project: Project, limit: int = 256) -> list[tuple[str, str]]:
+    """What the RM's scores are centred on: demonstrations if any, else the base policy's samples."""
+    demos = Demonstration.objects.filter(prompt__project=project).select_related("prompt").order_by("id")[:limit]
+    if demos:
+        return [(d.prompt.text, d.text) for d in demos]
+    base = Completion.objects.filter(policy_version__project=project, policy_version__version=0)
+    return [(c.prompt.text, c.text) for c in base.select_related("prompt").order_by("id")[:limit]]
+
+
+def training_prompts(project: Project) -> list[str]:
+    """The prompts an RL step trains on: all but the held-out ones."""
+    return list(project.prompts.filter(heldout=False).order_by("id").values_list("text", flat=True))
+
+
+def prompts_to_sample(project: Project, policy: PolicyVersion) -> QuerySet[Prompt]:
+    """The project's prompts that have no comparison task from this policy yet, oldest first; held-out
+    prompts are kept for blind evaluations."""
+    sampled = ComparisonTask.objects.filter(prompt=OuterRef("pk"), policy_version=policy)
+    return project.prompts.filter(heldout=False).exclude(Exists(sampled)).order_by("id")
+
+
+def heldout_prompts_for(a: PolicyVersion, b: PolicyVersion) -> QuerySet[Prompt]:
+    """The project's held-out prompts on which these two versions have not been compared yet."""
+    same_pair = Q(version_a=a, version_b=b) | Q(version_a=b, version_b=a)
+    compared = EvalPair.objects.filter(same_pair, task__prompt=OuterRef("pk"))
+    return Prompt.objects.filter(project_id=a.project_id, heldout=True).exclude(Exists(compared)).order_by("id")
+
+
+def scorable_rankings(project: Project) -> QuerySet[Ranking]:
+    """Rankings a reward model is checked against: of training and eval comparisons, not excluded
+    by staff. Gold rankings are left out: every labeler ranks the same gold task."""
+    kinds = [ComparisonTask.Kind.TRAIN, ComparisonTask.Kind.EVAL]
+    return Ranking.objects.filter(task__project=project, task__kind__in=kinds, excluded=False).exclude(
+        task__state=ComparisonTask.State.GOLD
+    )
+
+
+def fresh_rankings(reward_model: RewardModelVersion) -> QuerySet[Ranking]:
+    """Rankings newer than the version's training data that it has not scored yet, oldest first."""
+    scored = RankingScore.objects.filter(ranking=OuterRef("pk"), reward_model=reward_model)
+    newer = scorable_rankings(reward_model.project).filter(pk__gt=reward_model.trained_through_ranking_id)
+    return newer.exclude(Exists(scored)).order_by("id")
+
+
+def projects_with_reward_models() -> list[int]:
+    return list(Project.objects.filter(reward_models__isnull=False).distinct().values_list("pk", flat=True))
+
+
+def new_rankings_since_last_reward_model(project: Project) -> int:
+    latest = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
+    rankings = training_rankings(project)
+    return rankings.filter(pk__gt=latest.trained_through_ranking_id).count() if latest else rankings.count()

@@ -1,0 +1,90 @@
+"""Training a Bradley–Terry reward model on a project's rankings into a new RewardModelVersion."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from labeling.models import Project
+from training.core.checkpoints import write_once
+from training.core.config import RewardModelConfig
+from training.core.reward_model import (
+    evaluate,
+    load_reward_model,
+    new_reward_model,
+    normalise,
+    save_reward_model,
+    train_reward_model,
+)
+from training.datasets import is_heldout, ranked_prompts, reference_completions
+from training.executors.fresh_scores import score_fresh_rankings
+from training.models import RewardModelVersion, TrainingRun
+from training.runs import ProgressLine, carried_out, check_still_running, checkpoint_name, record_progress, start_run
+from training.versions import latest_reward_model
+
+
+def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+    """Trains, evaluates on held-out prompts, normalises and stores a new RewardModelVersion.
+
+    Warm-starts from the project's latest RM version when there is one, else from the policy's
+    trunk. The row is created only after the checkpoint folder is complete.
+    """
+    run = start_run(run_id)
+    if run is None:
+        return None
+    with carried_out(run):
+        project, config = run.project, RewardModelConfig(**run.config)
+        data = ranked_prompts(project, run.through_ranking_id)
+        train = [item for prompt_id, item in data if not is_heldout(prompt_id, config.heldout_fraction)]
+        heldout = [item for prompt_id, item in data if is_heldout(prompt_id, config.heldout_fraction)]
+        if not train:
+            raise ValueError("Every ranking fell in the held-out split; collect more rankings.")
+        parent = latest_reward_model(project)
+        if parent is not None:
+            model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, config.dtype)
+            # No ranking enters training unscored: the parent scores the fresh ones first.
+            score_fresh_rankings(parent, model, tokenizer, through=run.through_ranking_id)
+        else:
+            model, tokenizer = new_reward_model(run.policy.checkpoint, settings.MODEL_STORE, config)
+
+        def log_step(figures: dict) -> None:
+            record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures, on_progress=on_progress)
+
+        train_reward_model(model, tokenizer, train, config, log=log_step)
+        on_train = evaluate(model, tokenizer, train, config)
+        on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
+        offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
+        checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
+        write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
+        version = _register(run, parent, checkpoint, len(data), on_train, on_heldout, offset)
+        record_progress(
+            run,
+            1.0,
+            reward_model_version=version.version,
+            heldout_accuracy=on_heldout.get("accuracy"),
+            on_progress=on_progress,
+        )
+    return run
+
+
+def _register(run, parent, checkpoint, rankings, on_train, on_heldout, offset) -> RewardModelVersion:
+    with transaction.atomic():
+        check_still_running(run)
+        Project.objects.select_for_update().get(pk=run.project_id)
+        latest = latest_reward_model(run.project_id)
+        through = run.through_ranking
+        return RewardModelVersion.objects.create(
+            project_id=run.project_id,
+            version=(latest.version + 1) if latest else 1,
+            parent=parent,
+            checkpoint=str(checkpoint),
+            created_by_run=run,
+            accuracy=on_train.get("accuracy"),
+            heldout_accuracy=on_heldout.get("accuracy"),
+            tie_rate=on_train.get("tie_rate"),
+            metrics={"train": on_train, "heldout": on_heldout, "rankings": rankings},
+            trained_through_ranking_id=through.pk,
+            trained_through_time=through.created_at,
+            rankings_count=rankings,
+            normalisation={"offset": offset},
+        )

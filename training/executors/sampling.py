@@ -1,0 +1,55 @@
+"""Sampling K completions per prompt from a policy into comparison tasks."""
+
+import time
+
+from django.conf import settings
+
+from labeling.services import do_create_comparison_tasks
+from training.core.config import SamplingConfig
+from training.core.generation import sample_distinct
+from training.core.loading import load_model
+from training.datasets import prompts_to_sample
+from training.models import TrainingRun
+from training.runs import ProgressLine, carried_out, record_progress, start_run
+
+PROMPTS_PER_STEP = 8  # tasks appear (and progress moves) after each step of this many prompts
+
+
+def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+    """Samples and stores comparison tasks for a queued `generate` run, step by step.
+
+    Tasks of finished steps stay if a later step fails. Returns the run, or None if it was not
+    queued (already taken, or gone).
+    """
+    run = start_run(run_id)
+    if run is None:
+        return None
+    with carried_out(run):
+        prompts = list(prompts_to_sample(run.project, run.policy)[: run.prompts])
+        sampling = SamplingConfig(**run.config)
+        model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
+        created = flagged = tokens = 0
+        started = time.monotonic()
+        for step in range(0, len(prompts), PROMPTS_PER_STEP):
+            batch = prompts[step : step + PROMPTS_PER_STEP]
+            step_config = SamplingConfig(**{**run.config, "seed": sampling.seed + step})
+            samples = sample_distinct(model, tokenizer, [p.text for p in batch], run.k, step_config)
+            usable = [(p, s) for p, s in zip(batch, samples, strict=True) if s is not None]
+            do_create_comparison_tasks(run.project, run.policy_id, usable, run.task_kind, vars(step_config))
+            created += len(usable)
+            flagged += len(batch) - len(usable)
+            tokens += sum(s.token_count for _, group in usable for s in group)
+            done = step + len(batch)
+            record_progress(
+                run,
+                done / len(prompts),
+                step=done,
+                tasks=created,
+                flagged=flagged,
+                tokens_per_s=tokens / (time.monotonic() - started),
+                on_progress=on_progress,
+            )
+        if flagged:
+            note = f"{flagged} prompts gave fewer than {run.k} distinct completions; no task was made."
+            TrainingRun.objects.filter(pk=run.pk).update(log_tail=note)
+    return run

@@ -1,0 +1,235 @@
+"""Launching runs: one table of run kinds, one `launch` function, one refusal exception.
+
+Everything here runs in the web process too (admin, API, commands, beat), so nothing imports
+torch: a kind names its executor by path, and only the worker side (training.tasks, the
+`execute_run` command, `--sync` commands) resolves it with `executor_of`.
+
+A new kind of run is one entry in KINDS, its check function here, and its executor module.
+"""
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from functools import partial
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+from django.utils.module_loading import import_string
+from kombu.exceptions import OperationalError as BrokerError
+
+from labeling.models import ComparisonTask, Project
+from training.configs import ppo_config, reward_model_config, sampling_config
+from training.datasets import heldout_prompts_for, new_rankings_since_last_reward_model, training_rankings
+from training.models import PolicyVersion, TrainingRun
+from training.refusals import BrokerUnavailable, LaunchRefused, RoundInProgress
+from training.versions import active_policy, default_pair, latest_reward_model
+from webapp.celery import app
+
+Kind = TrainingRun.Kind
+MAX_BLIND_EVAL_PROMPTS = 500
+
+
+@dataclass(frozen=True)
+class Chart:
+    title: str
+    unit: str
+    keys: tuple[str, ...]
+    """The metric keys it draws, one line each."""
+
+
+@dataclass(frozen=True)
+class RunKind:
+    check: Callable[..., dict]
+    """(project, **inputs) -> the new run's fields; raises LaunchRefused. A `config` field is the
+    algorithm's config dataclass, or a function of the run's id for a config seeded by it."""
+    task: str
+    """The Celery task that carries it out: training.execute_run (in the worker's process),
+    training.run_in_child (in a supervised child process, whose exit frees GPU memory) or
+    training.run_round (a round, whose steps each run in a child)."""
+    queue: str
+    """'generation' (sampling) or 'training' (one run at a time per GPU)."""
+    executor: str
+    """Dotted path of the function (run id, on_progress=None) that carries out a queued run."""
+    charts: tuple[Chart, ...] = field(default=())
+    """What its live page charts."""
+
+
+def check_sampling(project: Project, prompts: int = 50, task_kind: str = ComparisonTask.Kind.TRAIN) -> dict:
+    """K completions for up to `prompts` prompts of the active policy that it has not sampled yet."""
+    if prompts < 1:
+        raise LaunchRefused(f"Ask for at least 1 prompt, not {prompts}.")
+    return {
+        "policy": active_policy(project),
+        "prompts": prompts,
+        "task_kind": task_kind,
+        "k": project.k,
+        "config": partial(sampling_config, project),
+    }
+
+
+def check_reward_model(project: Project) -> dict:
+    """A reward model on every usable ranking so far, warm-started from the latest one."""
+    through = training_rankings(project).order_by("-id").first()
+    if through is None:
+        raise LaunchRefused(f"Project {project.name!r} has no rankings to train a reward model on.")
+    return {"policy": active_policy(project), "through_ranking": through, "config": reward_model_config(project)}
+
+
+def check_ppo(project: Project, steps: int | None = None) -> dict:
+    """PPO on the active policy against the latest reward model; `steps` overrides the project's."""
+    reward_model = latest_reward_model(project)
+    if reward_model is None:
+        raise LaunchRefused(f"Project {project.name!r} has no reward model yet: train one first.")
+    if steps is not None and steps < 1:
+        raise LaunchRefused(f"A PPO run needs at least 1 step, not {steps}.")
+    config = ppo_config(project, **({"steps": steps} if steps else {}))
+    return {"policy": active_policy(project), "reward_model": reward_model, "config": config}
+
+
+def check_round(project: Project) -> dict:
+    """RM → PPO → promotion (per the project's rule) → new comparisons; one live round at a time."""
+    if not training_rankings(project).exists():
+        raise LaunchRefused(f"Project {project.name!r} has no rankings to train a reward model on.")
+    _refuse_a_second_round(project)
+    return {}
+
+
+def check_blind_evaluation(
+    project: Project, prompts: int = 50, a: PolicyVersion | None = None, b: PolicyVersion | None = None
+) -> dict:
+    """Versions b over a (default: the active policy over its parent, or the base) on up to
+    `prompts` held-out prompts they were not compared on."""
+    if not 1 <= prompts <= MAX_BLIND_EVAL_PROMPTS:
+        raise LaunchRefused(f"Ask for 1 to {MAX_BLIND_EVAL_PROMPTS} prompts, not {prompts}.")
+    if a is None or b is None:
+        default_a, default_b = default_pair(project)
+        a, b = a or default_a, b or default_b
+    if {a.project_id, b.project_id} != {project.pk}:
+        raise LaunchRefused(f"Both versions must belong to project {project.name!r}.")
+    if a.pk == b.pk:
+        raise LaunchRefused(f"Both sides are policy v{a.version}: choose two different versions.")
+    if not heldout_prompts_for(a, b).exists():
+        raise LaunchRefused(
+            f"Project {project.name!r} has no held-out prompts left on which v{b.version} and v{a.version} have "
+            "not been compared: hold prompts out in the admin (Prompts, action 'Hold out for evaluation') or "
+            "with `manage.py blind_evaluation --hold-out FILE`."
+        )
+    return {"policy": b, "baseline": a, "prompts": prompts, "config": partial(sampling_config, project)}
+
+
+RM_CHARTS = (
+    Chart("Reward-model loss", "loss", ("loss",)),
+    Chart("Accuracy on the batch, and tie rate", "fraction", ("accuracy", "tie_rate")),
+)
+PPO_CHARTS = (
+    Chart("Reward-model score", "score", ("score",)),
+    Chart("KL to the reference, and β", "nats / β", ("kl", "beta")),
+    Chart("Clip fraction and approx. KL", "fraction", ("clipfrac", "approx_kl")),
+    Chart("Completion length", "tokens", ("mean_length",)),
+    Chart("Share of completions ending with EOS", "fraction", ("eos_rate",)),
+)
+SAMPLING_CHARTS = (
+    Chart("Comparison tasks created", "tasks", ("tasks",)),
+    Chart("Sampling speed", "tokens/s", ("tokens_per_s",)),
+)
+
+# Evaluations by a function (`evaluate_policy`) are stored finished, in the caller's process: no entry.
+KINDS: dict[str, RunKind] = {
+    Kind.GENERATE: RunKind(
+        check_sampling, "training.execute_run", "generation", "training.executors.sampling.execute_sampling_run",
+        SAMPLING_CHARTS,
+    ),
+    Kind.RM: RunKind(
+        check_reward_model, "training.run_in_child", "training",
+        "training.executors.reward_model.execute_reward_model_run", RM_CHARTS,
+    ),
+    Kind.PPO: RunKind(
+        check_ppo, "training.run_in_child", "training", "training.executors.ppo.execute_ppo_run", PPO_CHARTS
+    ),
+    Kind.ROUND: RunKind(check_round, "training.run_round", "training", "training.executors.round.execute_round"),
+    Kind.BLIND_EVAL: RunKind(
+        check_blind_evaluation, "training.execute_run", "generation",
+        "training.executors.blind_eval.execute_blind_evaluation_run",
+        (Chart("Blind comparison tasks created", "tasks", ("tasks",)),),
+    ),
+}  # fmt: skip
+
+
+def launch(
+    project: Project,
+    kind: str,
+    *,
+    launched_by=None,
+    parent: TrainingRun | None = None,
+    enqueue: bool = True,
+    **inputs,
+) -> TrainingRun:
+    """Checks and queues a run of `kind` (a row, then its Celery task once the row is committed).
+
+    Raises LaunchRefused (BrokerUnavailable once the row is committed and the queue cannot be
+    reached, the run then marked failed). With enqueue=False no task is sent: the caller carries
+    the run out (`executor_of(kind)(run.pk)`), as `--sync` commands and a round's steps do.
+    """
+    spec = KINDS[kind]
+    fields = spec.check(project, **inputs)
+    config = fields.pop("config", None)
+    try:
+        with transaction.atomic():
+            run = TrainingRun.objects.create(
+                project=project, kind=kind, launched_by=launched_by, parent=parent, **fields
+            )
+            if config is not None:
+                run.config = asdict(config(run.pk) if callable(config) else config)
+                run.save(update_fields=["config"])
+            if enqueue:
+                _send_on_commit(run, spec)
+    except IntegrityError:
+        if kind != Kind.ROUND:
+            raise
+        _refuse_a_second_round(project)  # the unique index caught a concurrent launch
+        raise
+    return run
+
+
+def executor_of(kind: str) -> Callable[..., TrainingRun | None]:
+    """The function that carries out a queued run of `kind`. Importing it loads torch: call this on
+    the worker side only."""
+    return import_string(KINDS[kind].executor)
+
+
+def _send_on_commit(run: TrainingRun, spec: RunKind) -> None:
+    """Sends the task once the surrounding transaction commits; if the broker cannot be reached,
+    the run is marked failed and BrokerUnavailable says so (labeling goes on regardless)."""
+
+    def send() -> None:
+        try:
+            app.send_task(spec.task, args=[run.pk], queue=spec.queue)
+        except (BrokerError, OSError) as exc:
+            message = f"The task queue is unreachable (CELERY_BROKER_URL): {exc}. Start Redis and the workers."
+            TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(
+                status=TrainingRun.Status.FAILED, error=message, finished_at=timezone.now()
+            )
+            raise BrokerUnavailable(message) from exc
+
+    transaction.on_commit(send)
+
+
+def _refuse_a_second_round(project: Project) -> None:
+    live = TrainingRun.objects.filter(project=project, kind=Kind.ROUND).exclude(status__in=TrainingRun.FINISHED)
+    current = live.first()
+    if current is not None:
+        raise RoundInProgress(
+            f"A round of {project.name!r} is already {current.status} (run {current.pk}); wait for it or cancel it."
+        )
+
+
+def start_due_rounds() -> list[TrainingRun]:
+    """The periodic check: a round for every project with enough new rankings and no live round."""
+    started = []
+    for project in Project.objects.all():
+        if new_rankings_since_last_reward_model(project) < project.retrain_threshold:
+            continue
+        try:
+            started.append(launch(project, Kind.ROUND))
+        except RoundInProgress:
+            continue
+    return started

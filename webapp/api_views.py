@@ -1,0 +1,29 @@
+"""The API's shared view base classes.
+
+They live apart from webapp.api, which settings name and DRF imports while it builds its view
+classes, so that module must not import rest_framework.views (as viewsets does).
+"""
+
+from django.db.models import QuerySet
+from rest_framework import serializers, viewsets
+from rest_framework.permissions import IsAdminUser
+
+from webapp.api import NewestFirst
+
+
+class StaffReadViewSet(viewsets.GenericViewSet):
+    """Staff-only reads (labelers get 403), newest first, filtered by the query parameters that
+    `filters` declares; `lookups` maps each to its ORM lookup. A bad parameter is a 400."""
+
+    permission_classes = [IsAdminUser]
+    pagination_class = NewestFirst
+    filters: type[serializers.Serializer] | None = None
+    lookups: dict[str, str] = {}
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        if self.filters is None or self.action != "list":
+            return queryset
+        params = self.filters(data=self.request.query_params)
+        params.is_valid(raise_exception=True)
+        return queryset.filter(**{self.lookups[name]: value for name, value in params.validated_data.items()})
