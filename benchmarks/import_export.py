@@ -45,7 +45,7 @@ from labeling.models import (  # noqa: E402
     text_digest,
 )
 from training.models import PolicyVersion  # noqa: E402
-from training.versions import do_create_project  # noqa: E402
+from training.services import do_create_project  # noqa: E402
 
 K = 4
 SEED_BATCH = 2000

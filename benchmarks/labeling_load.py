@@ -251,7 +251,7 @@ def new_project(label: str, tasks: int, k: int, overlap: int):
     from django.core.management import call_command
 
     from labeling.models import Project
-    from training.versions import do_create_project
+    from training.services import do_create_project
 
     project = do_create_project(
         Project(name=f"load {label} {secrets.token_hex(3)}", k=k, overlap=overlap, lease_seconds=600)

@@ -1,4 +1,5 @@
 from collections.abc import Callable
+from functools import partial
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -23,10 +24,7 @@ from labeling.models import (
 )
 from labeling.quality import flagged_labelers
 from labeling.services import do_ask_for_demonstrations, do_exclude_rankings, do_hold_out_prompts, do_set_gold_order
-from training.launch import launch
-from training.models import TrainingRun
-from training.refusals import LaunchRefused
-from training.versions import do_create_project
+from training.services import KINDS, LaunchRefused, do_create_project, launch
 
 
 @admin.register(Project)
@@ -48,7 +46,6 @@ class ProjectAdmin(admin.ModelAdmin):
     ]
     readonly_fields = ["dashboard", "flagged_labelers"]
 
-    actions = ["sample_comparisons", "train_reward_model", "run_ppo_round", "run_full_round", "blind_evaluation"]
     change_form_template = "admin/labeling/project/change_form.html"  # links to import prompts and export
 
     @admin.display(description="dashboard")
@@ -67,30 +64,19 @@ class ProjectAdmin(admin.ModelAdmin):
         )
         return format_html("<ul>{}</ul>", items)
 
-    @admin.action(description="Sample comparisons (up to 50 prompts)")
-    def sample_comparisons(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, TrainingRun.Kind.GENERATE, prompts=50)
+    def get_actions(self, request: HttpRequest) -> dict:
+        """Django's actions, and one per kind of run that has an admin action (training.services.KINDS)."""
+        actions = super().get_actions(request)
+        for kind, spec in KINDS.items():
+            if spec.action is not None:
+                name, label = spec.action
+                actions[name] = (partial(ProjectAdmin._launch, kind=kind), name, label)
+        return actions
 
-    @admin.action(description="Train reward model")
-    def train_reward_model(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, TrainingRun.Kind.RM)
-
-    @admin.action(description="Run PPO round")
-    def run_ppo_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, TrainingRun.Kind.PPO)
-
-    @admin.action(description="Run full round (RM → PPO → promote → sample)")
-    def run_full_round(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, TrainingRun.Kind.ROUND)
-
-    @admin.action(description="Blind human evaluation: active policy vs its parent (up to 50 held-out prompts)")
-    def blind_evaluation(self, request: HttpRequest, queryset: QuerySet[Project]) -> None:
-        self._launch(request, queryset, TrainingRun.Kind.BLIND_EVAL, prompts=50)
-
-    def _launch(self, request: HttpRequest, queryset: QuerySet[Project], kind: str, **inputs) -> None:
+    def _launch(self, request: HttpRequest, queryset: QuerySet[Project], kind: str) -> None:
         for project in queryset:
             try:
-                run = launch(project, kind, launched_by=request.user, **inputs)
+                run = launch(project, kind, launched_by=request.user)
             except LaunchRefused as exc:
                 self.message_user(request, f"{project}: {exc}", messages.ERROR)
             else:

@@ -16,8 +16,7 @@ from django.db import connection
 from tests.factories import ProjectFactory, UserFactory
 from tests.tiny_model import build_tiny_model
 from training.executors.sampling import execute_sampling_run
-from training.launch import launch
-from training.versions import do_register_base_policy
+from training.services import do_register_base_policy, launch
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")

@@ -3,11 +3,9 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from training.launch import launch
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
-from training.refusals import LaunchRefused
 from training.runs import do_cancel_run
-from training.versions import do_promote_policy
+from training.services import LaunchRefused, do_promote_policy, launch
 
 
 @admin.register(PolicyVersion)

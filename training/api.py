@@ -12,10 +12,8 @@ from rest_framework.response import Response
 
 from labeling.models import Project
 from labeling.serializers import ProjectFilter, ProjectQuery
-from training.launch import launch
 from training.metrics import project_metrics
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.refusals import LaunchRefused
 from training.runs import do_cancel_run
 from training.serializers import (
     LaunchRun,
@@ -24,6 +22,7 @@ from training.serializers import (
     TrainingRunDetailSerializer,
     TrainingRunSerializer,
 )
+from training.services import LaunchRefused, launch
 from webapp.api_views import StaffReadViewSet
 
 

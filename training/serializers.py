@@ -5,8 +5,8 @@ import inspect
 from rest_framework import serializers
 
 from labeling.models import ComparisonTask, Project
-from training.launch import KINDS
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.services import KINDS
 
 
 class PolicyVersionSerializer(serializers.ModelSerializer):

@@ -1,15 +1,15 @@
 """Celery tasks: take ids, re-fetch rows, return if the work is gone or done, call a service.
 
-A kind of run names its task and queue in `training.launch.KINDS`; the web process sends tasks by
+A kind of run names its task and queue in `training.services.KINDS`; the web process sends tasks by
 name and never imports this module's executors (they load torch).
 """
 
 from celery import shared_task
 
 from training.datasets import projects_with_reward_models
-from training.launch import executor_of, start_due_rounds
 from training.models import TrainingRun
 from training.runs import fail_stale_runs, supervise_in_child
+from training.services import executor_of, start_due_rounds
 
 
 def _queued(run_id: int) -> TrainingRun | None:

@@ -9,10 +9,10 @@ from django.views.decorators.http import require_POST
 
 from labeling.models import Project
 from training.dashboard import dashboard_charts
-from training.launch import KINDS
 from training.metrics import project_metrics
 from training.models import TrainingRun
 from training.runs import do_cancel_run
+from training.services import KINDS
 
 
 def chart_data(run: TrainingRun) -> list[dict]:

@@ -173,7 +173,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "generation"
-# Runs are sent with their kind's queue (training.launch.KINDS); these are the periodic tasks'.
+# Runs are sent with their kind's queue (training.services.KINDS); these are the periodic tasks'.
 CELERY_TASK_ROUTES = {
     "training.fail_stale_runs": {"queue": "generation"},
     "training.start_due_rounds": {"queue": "generation"},

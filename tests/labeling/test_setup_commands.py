@@ -10,7 +10,7 @@ from rest_framework.authtoken.models import Token
 from labeling.models import ComparisonTask, Completion, Prompt, TaskCompletion
 from labeling.services import do_assign_next_task
 from tests.factories import ProjectFactory
-from training.versions import do_register_base_policy
+from training.services import do_register_base_policy
 
 pytestmark = pytest.mark.django_db
 User = get_user_model()

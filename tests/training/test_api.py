@@ -11,7 +11,7 @@ from labeling.models import Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory
 from tests.labeling.test_api import client_for
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.versions import do_register_base_policy
+from training.services import do_register_base_policy
 
 pytestmark = pytest.mark.django_db
 

@@ -16,11 +16,9 @@ from labeling.services import do_add_prompts, do_assign_next_task, do_hold_out_p
 from tests.labeling.test_api import client_for
 from training.datasets import prompts_to_sample, training_rankings
 from training.executors.blind_eval import execute_blind_evaluation_run
-from training.launch import launch
 from training.metrics import project_metrics
 from training.models import EvalPair, PolicyVersion, TrainingRun
-from training.refusals import LaunchRefused
-from training.versions import do_promote_policy
+from training.services import LaunchRefused, do_promote_policy, launch
 
 pytestmark = pytest.mark.django_db
 

@@ -19,9 +19,9 @@ from training.datasets import fresh_rankings
 from training.executors.fresh_scores import execute_fresh_scoring
 from training.executors.reward_model import execute_reward_model_run
 from training.executors.sampling import execute_sampling_run
-from training.launch import launch
 from training.metrics import project_metrics
 from training.models import RankingScore, RewardModelVersion, TrainingRun
+from training.services import launch
 
 pytestmark = pytest.mark.django_db
 

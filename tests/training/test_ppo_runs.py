@@ -5,9 +5,8 @@ from labeling.models import ComparisonTask
 from training.executors.ppo import execute_ppo_run
 from training.executors.reward_model import execute_reward_model_run
 from training.executors.sampling import execute_sampling_run
-from training.launch import launch
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.refusals import LaunchRefused
+from training.services import LaunchRefused, launch
 
 pytestmark = pytest.mark.django_db
 

@@ -5,10 +5,9 @@ from labeling.forms import ProjectAdminForm
 from labeling.models import Ranking
 from training.datasets import ranked_prompts
 from training.executors.reward_model import execute_reward_model_run
-from training.launch import launch
 from training.models import RewardModelVersion, TrainingRun
-from training.refusals import LaunchRefused
 from training.runs import supervise_in_child
+from training.services import LaunchRefused, launch
 
 pytestmark = pytest.mark.django_db
 

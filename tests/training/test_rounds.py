@@ -6,10 +6,9 @@ from labeling.management.commands.simulate_labelers import plackett_luce_order
 from labeling.models import ComparisonTask, Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory
 from training.executors.round import execute_round
-from training.launch import launch, start_due_rounds
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.refusals import RoundInProgress
 from training.runs import do_cancel_run
+from training.services import RoundInProgress, launch, start_due_rounds
 
 pytestmark = pytest.mark.django_db
 

@@ -12,10 +12,9 @@ from kombu.exceptions import OperationalError
 
 from training.executors.reward_model import execute_reward_model_run
 from training.executors.sampling import execute_sampling_run
-from training.launch import launch
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.refusals import BrokerUnavailable
 from training.runs import do_cancel_run, fail_stale_runs, supervise_in_child
+from training.services import BrokerUnavailable, launch
 
 pytestmark = pytest.mark.django_db
 

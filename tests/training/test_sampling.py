@@ -10,8 +10,8 @@ from django.core.management import CommandError, call_command
 from labeling.models import ComparisonTask
 from tests.factories import ProjectFactory
 from training.executors.sampling import execute_sampling_run
-from training.launch import launch
 from training.models import PolicyVersion, TrainingRun
+from training.services import launch
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db

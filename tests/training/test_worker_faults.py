@@ -14,9 +14,9 @@ from django.core.management import call_command
 
 from labeling.models import ComparisonTask
 from training.executors.reward_model import execute_reward_model_run
-from training.launch import launch
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
+from training.services import launch
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]

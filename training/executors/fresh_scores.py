@@ -14,7 +14,7 @@ from training.configs import reward_model_config
 from training.core.reward_model import RewardModel, load_reward_model, score_groups
 from training.datasets import as_ranked_prompts, fresh_rankings
 from training.models import RankingScore, RewardModelVersion
-from training.versions import latest_reward_model
+from training.services import latest_reward_model
 
 RANKINGS_PER_BATCH = 32  # scored and stored together; a crash keeps the batches before it
 MAX_PER_TASK = 2000  # one beat task's share; the next beat takes the rest

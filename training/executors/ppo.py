@@ -14,7 +14,7 @@ from training.core.reward_model import load_reward_model, reward_model_scorer
 from training.datasets import training_prompts
 from training.models import PolicyVersion, TrainingRun
 from training.runs import ProgressLine, carried_out, check_still_running, checkpoint_name, record_progress, start_run
-from training.versions import do_promote_policy
+from training.services import do_promote_policy
 
 RM_MAX_LENGTH = 512  # tokens of prompt + completion the reward model reads when scoring rollouts
 

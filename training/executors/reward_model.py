@@ -20,7 +20,7 @@ from training.datasets import is_heldout, ranked_prompts, reference_completions
 from training.executors.fresh_scores import score_fresh_rankings
 from training.models import RewardModelVersion, TrainingRun
 from training.runs import ProgressLine, carried_out, check_still_running, checkpoint_name, record_progress, start_run
-from training.versions import latest_reward_model
+from training.services import latest_reward_model
 
 
 def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:

@@ -1,9 +1,9 @@
 """A full round: reward model → PPO → promotion → new comparisons, each step its own run."""
 
 from labeling.models import Project
-from training.launch import executor_of, launch
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run, supervise_in_child
+from training.services import executor_of, launch
 
 Kind = TrainingRun.Kind
 ROUND_SAMPLE_PROMPTS = 50  # comparisons sampled from the new policy at the end of a round

@@ -40,14 +40,18 @@ def carry_inputs_over(apps, schema_editor):
 
 def put_inputs_back(apps, schema_editor):
     TrainingRun = apps.get_model("training", "TrainingRun")
+    PolicyVersion = apps.get_model("training", "PolicyVersion")
     for run in TrainingRun.objects.all().iterator():
         inputs = {
             "round": run.parent_id, "policy_version": run.policy_id, "reward_model": run.reward_model_id,
             "through_ranking_id": run.through_ranking_id, "prompts": run.prompts, "k": run.k,
             "kind": run.task_kind or None, "preference": run.preference or None,
         }  # fmt: skip
-        if run.kind in ("blind_eval", "eval"):
-            inputs.update(a=run.baseline_id, b=run.policy_id)
+        if run.kind == "blind_eval":  # a and b held policy ids
+            inputs.update(a=run.baseline_id, b=run.policy_id, policy_version=None)
+        elif run.kind == "eval":  # a and b held version numbers
+            versions = dict(PolicyVersion.objects.filter(project_id=run.project_id).values_list("pk", "version"))
+            inputs.update(a=versions.get(run.baseline_id), b=versions.get(run.policy_id), policy_version=None)
         run.config = {**run.config, **{key: value for key, value in inputs.items() if value is not None}}
         run.save()
 

@@ -9,7 +9,7 @@ from django.db import transaction
 from labeling.importing import prompt_texts_from_jsonl
 from labeling.models import Project
 from labeling.services import do_add_prompts
-from training.versions import do_create_project
+from training.services import do_create_project
 
 PROMPTS_FILE = Path(__file__).resolve().parents[2] / "demo" / "prompts.jsonl"
 PROJECT_NAME = "Demo: helpful answers"

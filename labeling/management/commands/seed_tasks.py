@@ -14,8 +14,7 @@ from django.db import connection
 from labeling.management.commands._common import get_project
 from labeling.models import ComparisonTask, Completion, Prompt, TaskCompletion, text_digest
 from labeling.services import do_add_prompts, do_create_comparison_tasks
-from training.refusals import LaunchRefused
-from training.versions import active_policy
+from training.services import LaunchRefused, active_policy
 
 WORDS = "the a model answer clear short long helpful honest careful step first then because so".split()
 

@@ -6,9 +6,8 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from labeling.models import Project
-from training.launch import KINDS, executor_of, launch
 from training.models import PolicyVersion, TrainingRun
-from training.refusals import LaunchRefused
+from training.services import KINDS, LaunchRefused, executor_of, launch
 
 
 def get_policy_version(project: Project, number: int | None) -> PolicyVersion | None:

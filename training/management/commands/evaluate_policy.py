@@ -9,8 +9,7 @@ from labeling.management.commands._common import get_project
 from labeling.management.commands.simulate_labelers import load_preference
 from training.executors.evaluation import evaluate_policies
 from training.management.commands._common import get_policy_version
-from training.refusals import LaunchRefused
-from training.versions import default_pair
+from training.services import LaunchRefused, default_pair
 
 
 class Command(BaseCommand):

@@ -2,8 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from training.launch import executor_of
 from training.models import TrainingRun
+from training.services import executor_of
 
 
 class Command(BaseCommand):

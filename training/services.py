@@ -1,10 +1,16 @@
-"""Launching runs: one table of run kinds, one `launch` function, one refusal exception.
+"""Training's web-side workflows: launching runs, and the versions they make.
 
-Everything here runs in the web process too (admin, API, commands, beat), so nothing imports
-torch: a kind names its executor by path, and only the worker side (training.tasks, the
+Everything here runs in the web process (admin, API, commands, beat), so nothing imports torch:
+a kind of run names its executor by path, and only the worker side (training.tasks, the
 `execute_run` command, `--sync` commands) resolves it with `executor_of`.
 
-A new kind of run is one entry in KINDS, its check function here, and its executor module.
+- One refusal exception, LaunchRefused: every caller shows its message as it is; the API answers
+  its `http_status` (409, or 503 for BrokerUnavailable).
+- One table of run kinds (KINDS) and one `launch(project, kind, **inputs)`. A new kind of run is a
+  choice in TrainingRun.Kind, its check function and KINDS row here, and its executor module in
+  training/executors/.
+- The versions: a project is created with its base model as policy v0; promotion retires the
+  previous active policy and its open tasks.
 """
 
 from collections.abc import Callable
@@ -17,12 +23,92 @@ from django.utils.module_loading import import_string
 from kombu.exceptions import OperationalError as BrokerError
 
 from labeling.models import ComparisonTask, Project
-from training.configs import ppo_config, reward_model_config, sampling_config
+from training.configs import check_project_settings, ppo_config, reward_model_config, sampling_config
 from training.datasets import heldout_prompts_for, new_rankings_since_last_reward_model, training_rankings
-from training.models import PolicyVersion, TrainingRun
-from training.refusals import BrokerUnavailable, LaunchRefused, RoundInProgress
-from training.versions import active_policy, default_pair, latest_reward_model
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from webapp.celery import app
+
+
+class LaunchRefused(Exception):
+    """The project cannot start this run now; the message says why and what to do."""
+
+    http_status = 409
+
+
+class RoundInProgress(LaunchRefused):
+    """A round of the project is already queued or running (a unique index enforces it)."""
+
+
+class BrokerUnavailable(LaunchRefused):
+    """The task queue could not be reached; the run was marked failed."""
+
+    http_status = 503
+
+
+def do_create_project(project: Project) -> Project:
+    """Validates and saves a new project with its base model registered as the active version-0
+    policy, in one transaction: a project never exists without a policy to sample from."""
+    check_project_settings(project)
+    project.full_clean(exclude=["labelers"])
+    with transaction.atomic():
+        project.save()
+        do_register_base_policy(project)
+    return project
+
+
+def do_register_base_policy(project: Project) -> PolicyVersion:
+    """Makes the project's base model its version-0 policy, active; returns the existing one if any."""
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=project.pk)
+        existing = PolicyVersion.objects.filter(project=project, version=0).first()
+        if existing is not None:
+            return existing
+        return PolicyVersion.objects.create(
+            project=project,
+            version=0,
+            checkpoint=project.base_model,
+            status=PolicyVersion.Status.ACTIVE,
+            promoted_at=timezone.now(),
+        )
+
+
+def active_policy(project: Project) -> PolicyVersion:
+    policy = PolicyVersion.objects.filter(project=project, status=PolicyVersion.Status.ACTIVE).first()
+    if policy is None:
+        raise LaunchRefused(f"Project {project.name!r} has no active policy to sample from.")
+    return policy
+
+
+def latest_reward_model(project: Project | int) -> RewardModelVersion | None:
+    return RewardModelVersion.objects.filter(project=project).order_by("-version").first()
+
+
+def default_pair(project: Project) -> tuple[PolicyVersion, PolicyVersion]:
+    """(a, b): the active policy's parent (or the base) against the active policy."""
+    b = active_policy(project)
+    a = b.parent or PolicyVersion.objects.get(project=project, version=0)
+    return a, b
+
+
+def do_promote_policy(policy: PolicyVersion) -> PolicyVersion:
+    """Makes `policy` its project's active policy: the previous one is retired, and its open
+    comparison tasks stop being handed out (their rankings stay and keep training the RM).
+    Blind-evaluation tasks stay open: they compare versions, whichever is active."""
+    with transaction.atomic():
+        Project.objects.select_for_update().get(pk=policy.project_id)
+        previous = PolicyVersion.objects.filter(project_id=policy.project_id, status=PolicyVersion.Status.ACTIVE)
+        previous = previous.exclude(pk=policy.pk)
+        ComparisonTask.objects.filter(
+            policy_version__in=previous, state=ComparisonTask.State.OPEN, eval_pair__isnull=True
+        ).update(state=ComparisonTask.State.RETIRED)
+        previous.update(status=PolicyVersion.Status.RETIRED)
+        policy.status = PolicyVersion.Status.ACTIVE
+        policy.promoted_at = timezone.now()
+        policy.save(update_fields=["status", "promoted_at"])
+    return policy
+
+
+# --- launching runs ------------------------------------------------------------------------------
 
 Kind = TrainingRun.Kind
 MAX_BLIND_EVAL_PROMPTS = 500
@@ -49,6 +135,9 @@ class RunKind:
     """'generation' (sampling) or 'training' (one run at a time per GPU)."""
     executor: str
     """Dotted path of the function (run id, on_progress=None) that carries out a queued run."""
+    action: tuple[str, str] | None = None
+    """(name, label) of the admin action that launches it on the selected projects, with the check's
+    default inputs; None for kinds launched otherwise."""
     charts: tuple[Chart, ...] = field(default=())
     """What its live page charts."""
 
@@ -135,21 +224,30 @@ SAMPLING_CHARTS = (
 # Evaluations by a function (`evaluate_policy`) are stored finished, in the caller's process: no entry.
 KINDS: dict[str, RunKind] = {
     Kind.GENERATE: RunKind(
-        check_sampling, "training.execute_run", "generation", "training.executors.sampling.execute_sampling_run",
-        SAMPLING_CHARTS,
+        check=check_sampling, task="training.execute_run", queue="generation",
+        executor="training.executors.sampling.execute_sampling_run",
+        action=("sample_comparisons", "Sample comparisons (up to 50 prompts)"), charts=SAMPLING_CHARTS,
     ),
     Kind.RM: RunKind(
-        check_reward_model, "training.run_in_child", "training",
-        "training.executors.reward_model.execute_reward_model_run", RM_CHARTS,
+        check=check_reward_model, task="training.run_in_child", queue="training",
+        executor="training.executors.reward_model.execute_reward_model_run",
+        action=("train_reward_model", "Train reward model"), charts=RM_CHARTS,
     ),
     Kind.PPO: RunKind(
-        check_ppo, "training.run_in_child", "training", "training.executors.ppo.execute_ppo_run", PPO_CHARTS
+        check=check_ppo, task="training.run_in_child", queue="training",
+        executor="training.executors.ppo.execute_ppo_run",
+        action=("run_ppo_round", "Run PPO round"), charts=PPO_CHARTS,
     ),
-    Kind.ROUND: RunKind(check_round, "training.run_round", "training", "training.executors.round.execute_round"),
+    Kind.ROUND: RunKind(
+        check=check_round, task="training.run_round", queue="training",
+        executor="training.executors.round.execute_round",
+        action=("run_full_round", "Run full round (RM → PPO → promote → sample)"),
+    ),
     Kind.BLIND_EVAL: RunKind(
-        check_blind_evaluation, "training.execute_run", "generation",
-        "training.executors.blind_eval.execute_blind_evaluation_run",
-        (Chart("Blind comparison tasks created", "tasks", ("tasks",)),),
+        check=check_blind_evaluation, task="training.execute_run", queue="generation",
+        executor="training.executors.blind_eval.execute_blind_evaluation_run",
+        action=("blind_evaluation", "Blind human evaluation: active policy vs its parent (up to 50 held-out prompts)"),
+        charts=(Chart("Blind comparison tasks created", "tasks", ("tasks",)),),
     ),
 }  # fmt: skip
 
