@@ -13,6 +13,14 @@ from django.urls import reverse
 from labeling.models import Project
 
 
+def _input(model: str, help_text: str) -> models.ForeignKey:
+    """A row a run works on: optional (kinds differ in their inputs), and kept while a run names it
+    unless the whole project goes."""
+    return models.ForeignKey(
+        model, null=True, blank=True, on_delete=models.RESTRICT, related_name="+", help_text=help_text
+    )
+
+
 class TrainingRun(models.Model):
     class Kind(models.TextChoices):
         GENERATE = "generate", "Sample comparisons"
@@ -42,22 +50,10 @@ class TrainingRun(models.Model):
         default=dict, blank=True, help_text="The algorithm's config dataclass as JSON (training.core.config)."
     )
     # The run's inputs: what it works on, fixed when it is launched.
-    policy = models.ForeignKey(
-        "PolicyVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
-        help_text="The policy it samples, trains from, or evaluates (b of a comparison).",
-    )  # fmt: skip
-    baseline = models.ForeignKey(
-        "PolicyVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
-        help_text="Evaluations: the version the policy is compared with (a).",
-    )  # fmt: skip
-    reward_model = models.ForeignKey(
-        "RewardModelVersion", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
-        help_text="PPO: the reward model it trains against.",
-    )  # fmt: skip
-    through_ranking = models.ForeignKey(
-        "labeling.Ranking", null=True, blank=True, on_delete=models.RESTRICT, related_name="+",
-        help_text="Reward models: trained on the usable rankings up to this one.",
-    )  # fmt: skip
+    policy = _input("PolicyVersion", "The policy it samples, trains from, or evaluates (b of a comparison).")
+    baseline = _input("PolicyVersion", "Evaluations: the version the policy is compared with (a).")
+    reward_model = _input("RewardModelVersion", "PPO: the reward model it trains against.")
+    through_ranking = _input("labeling.Ranking", "Reward models: trained on the usable rankings up to this one.")
     prompts = models.PositiveIntegerField(null=True, blank=True, help_text="Sampling, evaluations: at most this many.")
     k = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Sampling: completions per prompt.")
     task_kind = models.CharField(max_length=10, blank=True, help_text="Sampling: the kind of task made (train, eval).")
