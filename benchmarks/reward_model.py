@@ -23,7 +23,8 @@ sys.path.insert(0, str(ROOT))
 from training.core.config import RewardModelConfig  # noqa: E402
 from training.core.data import RankedPrompt, collate  # noqa: E402
 from training.core.generation import format_prompt  # noqa: E402
-from training.core.reward_model import new_reward_model, train_reward_model  # noqa: E402
+from training.core.reward_model import new_reward_model  # noqa: E402
+from training.core.reward_training import train_reward_model  # noqa: E402
 
 MAX_LENGTH = 256
 

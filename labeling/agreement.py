@@ -16,8 +16,12 @@ The choices, each tested on hand-computed values (tests/labeling/test_agreement.
   ties are not counted.
 - Across many rankings, pair counts are pooled (every compared pair weighs the same) and τ-b is
   the mean over pairs of rankings.
+
+And the other way round, a simulated labeler's ranking from scores: Plackett–Luce draws.
 """
 
+import math
+import random
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
@@ -136,3 +140,19 @@ def overlap_agreement(
             per_labeler.setdefault(labeler_a, Agreement()).add(order_a, order_b)
             per_labeler.setdefault(labeler_b, Agreement()).add(order_b, order_a)
     return overall, per_labeler
+
+
+def plackett_luce_order(scores: list[float], temperature: float, rng: random.Random) -> list[int]:
+    """Indices best first, drawn one place at a time with P ∝ exp(score / T); T = 0 sorts."""
+    remaining = list(range(len(scores)))
+    order = []
+    while remaining:
+        if temperature <= 0:
+            pick = max(remaining, key=lambda i: scores[i])
+        else:
+            top = max(scores[i] for i in remaining)
+            weights = [math.exp((scores[i] - top) / temperature) for i in remaining]
+            pick = rng.choices(remaining, weights=weights)[0]
+        remaining.remove(pick)
+        order.append(pick)
+    return order

@@ -8,15 +8,14 @@ from training.core.config import RewardModelConfig
 from training.core.data import RankedPrompt, collate, ranked_pairs
 from training.core.losses import bradley_terry_loss
 from training.core.reward_model import (
-    evaluate,
     last_token_index,
     load_reward_model,
     new_reward_model,
     normalise,
     save_reward_model,
     score_pairs,
-    train_reward_model,
 )
+from training.core.reward_training import evaluate, train_reward_model
 
 
 def logsig(x: float) -> float:

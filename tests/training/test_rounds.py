@@ -2,7 +2,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
 
-from labeling.management.commands.simulate_labelers import plackett_luce_order
+from labeling.agreement import plackett_luce_order
 from labeling.models import ComparisonTask, Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory
 from training.executors.round import execute_round

@@ -12,7 +12,20 @@ class RewardModelConfig:
     warmup_ratio: float = 0.03
     """Share of the optimiser steps spent warming up linearly from 0."""
     epochs: int = 1
-    """Passes over the training rankings [InstructGPT: 1; more overfits]."""
+    """Passes over the training rankings [InstructGPT: 1; more overfits]; see `patience`."""
+    min_steps: int = 0
+    """At least this many optimiser steps, in more epochs when the rankings are few."""
+    patience: int = 0
+    """Epochs without a lower held-out loss before training stops, keeping the best epoch's weights;
+    0 trains every epoch and keeps the last."""
+    head_lr: float | None = None
+    """Peak learning rate of the head(s); None means lr. A fresh head learns faster than the trunk."""
+    heads: int = 1
+    """Scalar heads on the one trunk; more than 1 is an ensemble, each head on its own bootstrap of
+    the rankings: the score is their mean, their spread the reward model's uncertainty."""
+    trunk: str = "full"
+    """'full' trains every weight; 'frozen' trains the heads only, on the trunk's output computed
+    once per completion (fast, and steady on few rankings)."""
     batch_prompts: int = 8
     """Ranked prompts per optimiser step; each brings its K completions and C(K,2) pairs."""
     max_length: int = 512

@@ -62,6 +62,38 @@ def pad_rows(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor,
     return ids, mask
 
 
+@dataclass
+class PairIndex:
+    """Every ordered pair of a list of ranked prompts, as indices into their completions laid end to end."""
+
+    winners: torch.Tensor  # (P,) completion row of each pair's winner
+    losers: torch.Tensor  # (P,)
+    weights: torch.Tensor  # (P,) the ranking's weight / C(K,2): each prompt counts once
+    mu: torch.Tensor  # (P,) target probability that the winner wins
+    pair_prompt: torch.Tensor  # (P,) index of the pair's prompt in the list
+
+
+def pair_index(items: list[RankedPrompt], tie_mode: str) -> PairIndex:
+    winners, losers, weights, mu, pair_prompt = [], [], [], [], []
+    offset = 0
+    for p, item in enumerate(items):
+        total, _ = count_pairs(item.order)
+        for w, loser, target in ranked_pairs(item.order, tie_mode):
+            winners.append(offset + w)
+            losers.append(offset + loser)
+            weights.append(item.weight / total)
+            mu.append(target)
+            pair_prompt.append(p)
+        offset += len(item.completions)
+    return PairIndex(
+        winners=torch.tensor(winners, dtype=torch.long),
+        losers=torch.tensor(losers, dtype=torch.long),
+        weights=torch.tensor(weights, dtype=torch.float32),
+        mu=torch.tensor(mu, dtype=torch.float32),
+        pair_prompt=torch.tensor(pair_prompt, dtype=torch.long),
+    )
+
+
 def collate(
     items: list[RankedPrompt], tokenizer: PreTrainedTokenizerBase, max_length: int, tie_mode: str
 ) -> RewardBatch:
@@ -69,33 +101,26 @@ def collate(
     values), so a ranked prompt costs one prompt plus K completions of compute."""
     prompts: list[list[int]] = []
     completions: list[list[int]] = []
-    group, winners, losers, weights, mu, pair_prompt = [], [], [], [], [], []
+    group = []
     for p, item in enumerate(items):
-        offset = len(completions)
         parts = [encode_parts(tokenizer, item.prompt, c, max_length) for c in item.completions]
         longest = max(len(c) for _, c in parts)
         prompts.append(parts[0][0][-max(1, max_length - longest) :])  # a long group cuts its prompt's start
         completions += [c for _, c in parts]
         group += [p] * len(parts)
-        total, _ = count_pairs(item.order)
-        for w, loser, target in ranked_pairs(item.order, tie_mode):
-            winners.append(offset + w)
-            losers.append(offset + loser)
-            weights.append(1.0 / total)
-            mu.append(target)
-            pair_prompt.append(p)
     prompt_ids, prompt_mask = pad_rows(prompts, tokenizer.pad_token_id, left=True)
     completion_ids, completion_mask = pad_rows(completions, tokenizer.pad_token_id, left=False)
+    pairs = pair_index(items, tie_mode)
     return RewardBatch(
         prompt_ids=prompt_ids,
         prompt_mask=prompt_mask,
         completion_ids=completion_ids,
         completion_mask=completion_mask,
         group=torch.tensor(group, dtype=torch.long),
-        winners=torch.tensor(winners, dtype=torch.long),
-        losers=torch.tensor(losers, dtype=torch.long),
-        weights=torch.tensor(weights),
-        mu=torch.tensor(mu),
-        pair_prompt=torch.tensor(pair_prompt, dtype=torch.long),
+        winners=pairs.winners,
+        losers=pairs.losers,
+        weights=pairs.weights,
+        mu=pairs.mu,
+        pair_prompt=pairs.pair_prompt,
         n_prompts=len(items),
     )

@@ -7,14 +7,20 @@ import torch.nn.functional as F
 def bradley_terry_loss(
     scores: torch.Tensor, winners: torch.Tensor, losers: torch.Tensor, weights: torch.Tensor, mu: torch.Tensor
 ) -> torch.Tensor:
-    """Sum over pairs of weight × −[μ·log σ(r_w − r_l) + (1 − μ)·log σ(r_l − r_w)].
+    """Sum over pairs of weight × −[μ·log σ(r_w − r_l) + (1 − μ)·log σ(r_l − r_w)], averaged over
+    the members of an ensemble.
 
-    scores: (N,); winners, losers, weights, mu: (P,) -> scalar. With weights 1/C(K,2) and the
-    sum divided by the number of prompts, each prompt counts once, as in InstructGPT.
+    scores: (N,) or (N, E) for E members; winners, losers, mu: (P,); weights: (P,) or (P, E) (a
+    member's own weights: its bootstrap of the rankings) -> scalar. With weights 1/C(K,2) and the sum
+    divided by the number of prompts, each prompt counts once, as in InstructGPT.
     """
-    margin = scores[winners] - scores[losers]  # (P,)
-    pair_loss = -(mu * F.logsigmoid(margin) + (1 - mu) * F.logsigmoid(-margin))  # (P,)
-    return (weights * pair_loss).sum()
+    if scores.dim() == 1:
+        scores = scores[:, None]  # (N, 1)
+    margin = scores[winners] - scores[losers]  # (P, E)
+    mu = mu[:, None]  # (P, 1)
+    pair_loss = -(mu * F.logsigmoid(margin) + (1 - mu) * F.logsigmoid(-margin))  # (P, E)
+    weights = weights if weights.dim() == 2 else weights[:, None]  # (P, E) or (P, 1)
+    return (weights * pair_loss).sum() / scores.shape[1]
 
 
 def clipped_policy_loss(

@@ -11,6 +11,8 @@ class RankedPrompt:
     order: list[list[int]]
     """Tie groups of indices into `completions`, best first: [[2], [0, 3], [1]]."""
     labeler: str = ""
+    weight: float = 1.0
+    """How much the ranking counts in the loss: its labeler's reliability (1 = fully)."""
 
 
 def ranked_pairs(order: list[list[int]], tie_mode: str) -> list[tuple[int, int, float]]:

@@ -1,9 +1,9 @@
-"""A Bradley–Terry reward model: the policy's backbone plus a scalar head read at the last real
-token (the EOS appended to every completion)."""
+"""A Bradley–Terry reward model: the policy's backbone plus scalar heads read at the last real
+token (the EOS appended to every completion), saved and loaded, and scoring with it. Training is in
+`reward_training`."""
 
 import json
 import math
-import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,9 +13,8 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.config import RewardModelConfig
-from training.core.data import RankedPrompt, RewardBatch, collate, count_pairs, encode, pad_rows
+from training.core.data import RewardBatch, encode, pad_rows
 from training.core.loading import prepare_tokenizer, resolve
-from training.core.losses import bradley_terry_loss
 from training.core.prefix import shared_prefix_inputs
 
 Log = Callable[[dict], None]
@@ -29,27 +28,31 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class RewardModel(nn.Module):
-    def __init__(self, backbone: PreTrainedModel, head_init_std: float | None = None):
+    """A trunk and E scalar heads read at the last real token. With E > 1 the heads are an ensemble
+    (each trained on its own bootstrap of the rankings): the score is their mean, their spread the
+    model's uncertainty."""
+
+    def __init__(self, backbone: PreTrainedModel, head_init_std: float | None = None, heads: int = 1):
         super().__init__()
         self.backbone = backbone
         hidden = backbone.config.hidden_size
-        self.head = nn.Linear(hidden, 1)
+        self.head = nn.Linear(hidden, heads)
         nn.init.normal_(self.head.weight, std=head_init_std or 1 / math.sqrt(hidden + 1))
         nn.init.zeros_(self.head.bias)
         self.register_buffer("offset", torch.zeros(()))  # normalisation: added to every score
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Raw scores, before normalisation; the rows' common start is forwarded once. (B, T), (B, T) -> (B,)"""
+    def last_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The trunk's output at each row's last real token; the rows' common start is forwarded once.
+        (B, T), (B, T) -> (B, H)"""
         keep_last = input_ids.shape[1] - int(attention_mask.sum(dim=1).min()) + 1  # every row's last real token
         inputs = shared_prefix_inputs(self.backbone, input_ids, attention_mask, keep_last)
         hidden = self.backbone(**inputs).last_hidden_state  # (B, T - S, H)
         last = last_token_index(inputs["attention_mask"][:, -hidden.shape[1] :])  # (B,)
-        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
-        return self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (B,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
 
-    def forward_batch(self, batch: RewardBatch) -> torch.Tensor:
-        """Raw scores of a collated batch: each prompt is forwarded once and its keys and values
-        are shared by its completions. -> (N,)"""
+    def last_hidden_batch(self, batch: RewardBatch) -> torch.Tensor:
+        """The trunk's output at each completion's last real token; each prompt is forwarded once and
+        its keys and values are shared by its completions. -> (N, H)"""
         prompt_positions = (batch.prompt_mask.cumsum(dim=1) - 1).clamp(min=0)  # (G, P)
         cache = self.backbone(
             input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_positions, use_cache=True
@@ -64,19 +67,30 @@ class RewardModel(nn.Module):
             past_key_values=cache,
         ).last_hidden_state  # (N, C, H)
         last = last_token_index(batch.completion_mask)  # (N,)
-        picked = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
-        return self.head(picked.to(self.head.weight.dtype)).squeeze(-1)  # (N,)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
+
+    def members(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Each head's raw score of trunk outputs. (..., H) -> (..., E)"""
+        return self.head(hidden.to(self.head.weight.dtype))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Raw scores (the heads' mean), before normalisation. (B, T), (B, T) -> (B,)"""
+        return self.members(self.last_hidden(input_ids, attention_mask)).mean(dim=-1)
+
+    def forward_batch(self, batch: RewardBatch) -> torch.Tensor:
+        """Raw scores (the heads' mean) of a collated batch. -> (N,)"""
+        return self.members(self.last_hidden_batch(batch)).mean(dim=-1)
 
     def token_values(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int, share_prefix: bool = False
     ) -> torch.Tensor:
-        """The head read at the `last` positions before each of the final `last` tokens: the value
-        of the state in which each of them was chosen (a critic's use); `share_prefix` forwards the
-        rows' common start once. (B, T), (B, T) -> (B, last)"""
+        """The heads' mean read at the `last` positions before each of the final `last` tokens: the
+        value of the state in which each of them was chosen (a critic's use); `share_prefix` forwards
+        the rows' common start once. (B, T), (B, T) -> (B, last)"""
         inputs = shared_prefix_inputs(self.backbone, input_ids, attention_mask, last + 1 if share_prefix else None)
         hidden = self.backbone(**inputs).last_hidden_state  # (B, T - S, H)
         before = hidden[:, -(last + 1) : -1]  # (B, last, H)
-        return self.head(before.to(self.head.weight.dtype)).squeeze(-1)  # (B, last)
+        return self.members(before).mean(dim=-1)  # (B, last)
 
     def score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Normalised scores: reference completions average 0. (B, T) -> (B,)"""
@@ -90,7 +104,7 @@ def new_reward_model(
     source = resolve(policy_reference, store)
     torch.manual_seed(config.seed)
     backbone = AutoModel.from_pretrained(source, dtype=DTYPES[config.dtype])
-    model = RewardModel(backbone, config.head_init_std)
+    model = RewardModel(backbone, config.head_init_std, config.heads)
     model.head.to(DTYPES[config.dtype])
     return model, prepare_tokenizer(AutoTokenizer.from_pretrained(source))
 
@@ -105,113 +119,12 @@ def save_reward_model(model: RewardModel, tokenizer: PreTrainedTokenizerBase, fo
 
 def load_reward_model(folder: Path, dtype: str = "float32") -> tuple[RewardModel, PreTrainedTokenizerBase]:
     backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype])
-    model = RewardModel(backbone)
-    model.head.load_state_dict(load_file(folder / "reward_head.safetensors"))
+    head = load_file(folder / "reward_head.safetensors")
+    model = RewardModel(backbone, heads=head["weight"].shape[0])
+    model.head.load_state_dict(head)
     model.head.to(DTYPES[dtype])
     model.offset.fill_(json.loads((folder / "reward.json").read_text())["offset"])
     return model, prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
-
-
-def _lr_at(step: int, total: int, config: RewardModelConfig) -> float:
-    warmup = max(1, round(total * config.warmup_ratio))
-    if step < warmup:
-        return config.lr * (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    return config.final_lr + 0.5 * (config.lr - config.final_lr) * (1 + math.cos(math.pi * progress))
-
-
-def _batch_stats(scores: torch.Tensor, batch) -> tuple[int, int]:
-    """(correct, counted) strict pairs: mu = 1 pairs whose winner scores higher."""
-    strict = batch.mu == 1.0  # (P,)
-    correct = (scores[batch.winners] > scores[batch.losers]) & strict
-    return int(correct.sum()), int(strict.sum())
-
-
-def train_reward_model(
-    model: RewardModel,
-    tokenizer: PreTrainedTokenizerBase,
-    data: list[RankedPrompt],
-    config: RewardModelConfig,
-    log: Log | None = None,
-) -> dict:
-    """Trains in place, where the model is; logs loss, accuracy and tie rate every step. Returns the
-    last step's figures.
-
-    Dropout stays off (eval mode) so the scores trained on are the scores used.
-    """
-    device = model.head.weight.device
-    model.eval()
-    optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=True)
-    order = list(range(len(data)))
-    steps_per_epoch = math.ceil(len(data) / config.batch_prompts)
-    total, step, figures = steps_per_epoch * config.epochs, 0, {}
-    for epoch in range(config.epochs):
-        random.Random(config.seed + epoch).shuffle(order)
-        for start in range(0, len(order), config.batch_prompts):
-            items = [data[i] for i in order[start : start + config.batch_prompts]]
-            batch = collate(items, tokenizer, config.max_length, config.tie_mode).to(device)
-            for group in optimiser.param_groups:
-                group["lr"] = _lr_at(step, total, config)
-            scores = model.forward_batch(batch)  # (N,)
-            loss = bradley_terry_loss(scores, batch.winners, batch.losers, batch.weights, batch.mu) / batch.n_prompts
-            optimiser.zero_grad()
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimiser.step()
-            step += 1
-            correct, counted = _batch_stats(scores.detach(), batch)
-            pairs, tied = map(sum, zip(*(count_pairs(item.order) for item in items), strict=True))
-            figures = {
-                "step": step,
-                "steps": total,
-                "epoch": epoch,
-                "loss": float(loss.detach()),
-                "accuracy": correct / counted if counted else None,
-                "tie_rate": tied / pairs if pairs else 0.0,
-                "lr": optimiser.param_groups[0]["lr"],
-                "grad_norm": float(grad_norm),
-            }
-            if log:
-                log(figures)
-    return figures
-
-
-@torch.no_grad()
-def evaluate(
-    model: RewardModel,
-    tokenizer: PreTrainedTokenizerBase,
-    data: list[RankedPrompt],
-    config: RewardModelConfig,
-) -> dict:
-    """Strict accuracy (ties in the labels not counted), loss and tie rate; accuracy per labeler."""
-    device = model.head.weight.device
-    model.eval()
-    correct = counted = pairs = tied = 0
-    loss_sum = 0.0
-    per_labeler: dict[str, list[int]] = {}
-    for start in range(0, len(data), config.batch_prompts):
-        items = data[start : start + config.batch_prompts]
-        batch = collate(items, tokenizer, config.max_length, config.tie_mode).to(device)
-        scores = model.forward_batch(batch)
-        loss_sum += float(bradley_terry_loss(scores, batch.winners, batch.losers, batch.weights, batch.mu))
-        won = (scores[batch.winners] > scores[batch.losers]) & (batch.mu == 1.0)  # (P,)
-        for p, item in enumerate(items):
-            strict = (batch.pair_prompt == p) & (batch.mu == 1.0)
-            tally = per_labeler.setdefault(item.labeler, [0, 0])
-            tally[0] += int(won[strict].sum())
-            tally[1] += int(strict.sum())
-            all_pairs, tied_pairs = count_pairs(item.order)
-            pairs += all_pairs
-            tied += tied_pairs
-        c, n = _batch_stats(scores, batch)
-        correct, counted = correct + c, counted + n
-    return {
-        "accuracy": correct / counted if counted else None,
-        "loss": loss_sum / len(data) if data else None,
-        "tie_rate": tied / pairs if pairs else 0.0,
-        "pairs": counted,
-        "per_labeler": {name: c / n for name, (c, n) in per_labeler.items() if n},
-    }
 
 
 @torch.no_grad()

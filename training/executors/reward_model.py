@@ -8,14 +8,8 @@ from django.db import transaction
 from labeling.models import Project
 from training.core.checkpoints import write_once
 from training.core.config import RewardModelConfig
-from training.core.reward_model import (
-    evaluate,
-    load_reward_model,
-    new_reward_model,
-    normalise,
-    save_reward_model,
-    train_reward_model,
-)
+from training.core.reward_model import load_reward_model, new_reward_model, normalise, save_reward_model
+from training.core.reward_training import evaluate, train_reward_model
 from training.datasets import is_heldout, ranked_prompts, reference_completions
 from training.executors.fresh_scores import score_fresh_rankings
 from training.models import RewardModelVersion, TrainingRun
@@ -50,7 +44,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         def log_step(figures: dict) -> None:
             record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures, on_progress=on_progress)
 
-        train_reward_model(model, tokenizer, train, config, log=log_step)
+        train_reward_model(model, tokenizer, train, config, log=log_step, heldout=heldout)
         on_train = evaluate(model, tokenizer, train, config)
         on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
         offset = normalise(model, tokenizer, reference_completions(project), config.max_length)

@@ -2,7 +2,6 @@
 person uses (leases, overlap, validation). For smoke tests, AI feedback (RLAIF) and experiments."""
 
 import importlib
-import math
 import random
 import sys
 from collections.abc import Callable
@@ -10,6 +9,7 @@ from collections.abc import Callable
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.agreement import plackett_luce_order
 from labeling.management.commands._common import get_project
 from labeling.models import Project
 from labeling.services import do_assign_next_task, do_submit_ranking
@@ -26,22 +26,6 @@ def load_preference(reference: str) -> Preference:
         return getattr(importlib.import_module(module_name), name)
     except (ImportError, AttributeError) as exc:
         raise CommandError(f"Cannot load preference {reference!r}: {exc}") from None
-
-
-def plackett_luce_order(scores: list[float], temperature: float, rng: random.Random) -> list[int]:
-    """Indices best first, drawn one place at a time with P ∝ exp(score / T); T = 0 sorts."""
-    remaining = list(range(len(scores)))
-    order = []
-    while remaining:
-        if temperature <= 0:
-            pick = max(remaining, key=lambda i: scores[i])
-        else:
-            top = max(scores[i] for i in remaining)
-            weights = [math.exp((scores[i] - top) / temperature) for i in remaining]
-            pick = rng.choices(remaining, weights=weights)[0]
-        remaining.remove(pick)
-        order.append(pick)
-    return order
 
 
 class Command(BaseCommand):
