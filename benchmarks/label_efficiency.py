@@ -36,7 +36,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from labeling.agreement import plackett_luce_order  # noqa: E402
+from labeling.agreement import (  # noqa: E402
+    PairCounts,
+    gold_accuracy,
+    order_from_scores,
+    plackett_luce_order,
+    reliability_weight,
+)
 from training.core.config import RewardModelConfig, SamplingConfig  # noqa: E402
 from training.core.generation import sample_distinct  # noqa: E402
 from training.core.loading import load_model  # noqa: E402
@@ -145,28 +151,19 @@ class Labelers:
 
 def true_order(preference, prompt: str, completions: list[str]) -> list[list[int]]:
     """The preference's own order, equal scores tied."""
-    scores = preference(prompt, completions)
-    return [[i for i in range(len(scores)) if scores[i] == s] for s in sorted(set(scores), reverse=True)]
+    return order_from_scores(preference(prompt, completions))
 
 
-def reliability(labelers: Labelers, gold: list[tuple[str, list[str]]], prior_pairs: float = 12.0) -> dict[str, float]:
-    """Each labeler's weight from their pairwise accuracy on gold tasks: 2·accuracy − 1 (0 at chance),
-    shrunk toward 1 while the pairs are few."""
+def reliability(labelers: Labelers, gold: list[tuple[str, list[str]]]) -> dict[str, float]:
+    """Each labeler's weight from their rankings of gold tasks, as the product computes it
+    (labeling.agreement.reliability_weight)."""
     weights = {}
     for name in labelers.names:
-        agreed = counted = 0
+        counts = PairCounts()
         for prompt, completions in gold:
-            truth = true_order(labelers.preference, prompt, completions)
-            given = labelers.rank(name, prompt, completions)
-            position = {i: g for g, group in enumerate(given) for i in group}
-            for g, better in enumerate(truth):
-                for worse in truth[g + 1 :]:
-                    for a in better:
-                        for b in worse:
-                            counted += 1
-                            agreed += position[a] < position[b]
-        raw = max(0.0, 2 * agreed / counted - 1) if counted else 1.0
-        weights[name] = (counted * raw + prior_pairs) / (counted + prior_pairs)
+            expected = true_order(labelers.preference, prompt, completions)
+            counts += gold_accuracy(expected, labelers.rank(name, prompt, completions))
+        weights[name] = reliability_weight(counts)
     return weights
 
 

@@ -59,6 +59,18 @@ class PairCounts:
         return PairCounts(self.agreed + other.agreed, self.compared + other.compared)
 
 
+RELIABILITY_PRIOR_PAIRS = 20
+"""How many pairs of evidence it takes before a labeler's weight is half their own figure, half 1."""
+
+
+def reliability_weight(counts: PairCounts, prior_pairs: float = RELIABILITY_PRIOR_PAIRS) -> float:
+    """A labeler's weight in the reward model's loss from the pairs they ordered as the others (or
+    the gold order) did: 2·share − 1, so 1 when they always agree and 0 at chance or below, shrunk
+    toward 1 while the pairs are few: (n·raw + prior) / (n + prior)."""
+    raw = max(0.0, 2 * counts.share - 1) if counts.compared else 1.0
+    return (counts.compared * raw + prior_pairs) / (counts.compared + prior_pairs)
+
+
 def pairwise_agreement(a: Order, b: Order) -> PairCounts:
     """Pairs both rankings order strictly, and how many of them they order the same way."""
     rank_a, rank_b, pairs = _common_pairs(a, b)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
-from labeling.agreement import Agreement, PairCounts, gold_accuracy, overlap_agreement
+from labeling.agreement import Agreement, PairCounts, gold_accuracy, overlap_agreement, reliability_weight
 from labeling.models import ComparisonTask, Project, Ranking
 
 MIN_PAIRS_TO_FLAG = 10
@@ -25,6 +25,11 @@ class LabelerQuality:
     agreement: Agreement = field(default_factory=Agreement)
     gold: PairCounts = field(default_factory=PairCounts)
     gold_rankings: int = 0
+
+    @property
+    def weight(self) -> float:
+        """Their rankings' weight in the reward model's loss: agreement and gold pairs pooled."""
+        return reliability_weight(self.agreement.pairs + self.gold)
 
     def flags(self, threshold: float) -> list[str]:
         """Why the labeler is flagged (empty when they are not)."""
@@ -88,6 +93,11 @@ def agreement_of(labeler: AbstractBaseUser, projects: QuerySet[Project]) -> dict
         _, per_labeler = overlap_agreement(_by_task(project_rows).values())
         figures[project_id] = per_labeler[labeler.pk]
     return figures
+
+
+def labeler_weights(project: Project) -> dict[str, float]:
+    """Each labeler's weight in the reward model's loss, by username; labelers not listed weigh 1."""
+    return {name: row.weight for name, row in labeler_quality(project)[1].items()}
 
 
 def flagged_labelers(project: Project) -> dict[str, list[str]]:

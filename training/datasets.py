@@ -24,13 +24,18 @@ def is_heldout(prompt_id: int, fraction: float) -> bool:
     return (prompt_id * 2654435761) % 1000 < fraction * 1000
 
 
-def ranked_prompts(project: Project, through_ranking_id: int) -> list[tuple[int, RankedPrompt]]:
+def ranked_prompts(
+    project: Project, through_ranking_id: int, weights: dict[str, float] | None = None
+) -> list[tuple[int, RankedPrompt]]:
     """The project's training rankings up to an id, as (prompt id, RankedPrompt) with texts, in 2 queries."""
-    return as_ranked_prompts(training_rankings(project).filter(pk__lte=through_ranking_id))
+    return as_ranked_prompts(training_rankings(project).filter(pk__lte=through_ranking_id), weights)
 
 
-def as_ranked_prompts(rankings: QuerySet[Ranking]) -> list[tuple[int, RankedPrompt]]:
-    """Rankings as (prompt id, RankedPrompt): texts in display order, the order as indices into them."""
+def as_ranked_prompts(
+    rankings: QuerySet[Ranking], weights: dict[str, float] | None = None
+) -> list[tuple[int, RankedPrompt]]:
+    """Rankings as (prompt id, RankedPrompt): texts in display order, the order as indices into them,
+    each weighed by its labeler's entry in `weights` (1 when absent)."""
     rankings = list(rankings.select_related("task__prompt", "labeler").order_by("id"))
     items = TaskCompletion.objects.filter(task__in={r.task_id for r in rankings}).select_related("completion")
     by_task: dict[int, list[TaskCompletion]] = {}
@@ -48,6 +53,7 @@ def as_ranked_prompts(rankings: QuerySet[Ranking]) -> list[tuple[int, RankedProm
                     completions=[item.completion.text for item in shown],
                     order=[[index[cid] for cid in group] for group in ranking.order],
                     labeler=ranking.labeler.get_username(),
+                    weight=(weights or {}).get(ranking.labeler.get_username(), 1.0),
                 ),
             )
         )

@@ -105,6 +105,7 @@ def labeler_rows(project: Project, quality: dict, counts: dict[str, int]) -> lis
                 "gold_rankings": figures.gold_rankings if figures else 0,
                 "rm_agreement": _share(rm_row.get("agreed"), rm_row.get("pairs")),
                 "rm_pairs": rm_row.get("pairs") or 0,
+                "weight": figures.weight if figures else 1.0,
                 "flagged": bool(flags),
                 "flags": flags,
             }

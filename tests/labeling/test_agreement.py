@@ -5,11 +5,13 @@ import math
 import pytest
 
 from labeling.agreement import (
+    PairCounts,
     gold_accuracy,
     kendall_tau_b,
     order_from_scores,
     overlap_agreement,
     pairwise_agreement,
+    reliability_weight,
 )
 
 STRICT = [[1], [2], [3], [4]]  # 1 > 2 > 3 > 4
@@ -84,3 +86,13 @@ def test_each_labeler_is_compared_with_the_others_and_a_reverser_stands_out():
     assert per["ann"].share == pytest.approx(3 / 9)
     assert per["bob"].share == pytest.approx(0.5)
     assert per["rev"].share == 0.0 and per["rev"].tau_b == -1.0
+
+
+def test_a_labelers_weight_is_twice_their_agreement_less_one_shrunk_toward_one_on_few_pairs():
+    assert reliability_weight(PairCounts(agreed=0, compared=0)) == 1.0  # no evidence: full weight
+    assert reliability_weight(PairCounts(agreed=80, compared=100), prior_pairs=20) == pytest.approx(
+        (100 * 0.6 + 20) / 120
+    )
+    assert reliability_weight(PairCounts(agreed=40, compared=100), prior_pairs=20) == pytest.approx(20 / 120)
+    at_chance = reliability_weight(PairCounts(agreed=500, compared=1000))
+    assert at_chance < 0.02  # a labeler at chance, with plenty of evidence, counts for almost nothing

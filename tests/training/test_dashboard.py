@@ -9,8 +9,10 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from labeling.models import Ranking
+from labeling.quality import labeler_weights
 from labeling.services import do_set_gold_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
+from training.datasets import ranked_prompts
 from training.metrics import project_metrics
 from training.models import RewardModelVersion, TrainingRun
 
@@ -56,6 +58,19 @@ def test_a_labeler_who_always_reverses_the_others_is_flagged(project):
     json.dumps(figures)  # plain values only: the API returns this dict as it is
 
 
+def test_each_labelers_weight_in_the_reward_model_comes_from_agreement_and_gold_pooled(project):
+    rows = {row["labeler"]: row for row in project_metrics(project)["labelers"]}
+    # ann: 24 of 36 agreement pairs and 3 of 3 gold pairs: 27/39, raw 2·27/39 − 1, shrunk with 20 pairs.
+    assert rows["ann"]["weight"] == pytest.approx((39 * (2 * 27 / 39 - 1) + 20) / 59)
+    assert rows["rev"]["weight"] == pytest.approx(20 / 59)  # below chance: only the prior keeps it above 0
+    weights = labeler_weights(project)
+    assert weights["ann"] == pytest.approx(rows["ann"]["weight"]) and weights["rev"] < weights["ann"]
+    through = Ranking.objects.filter(task__project=project).latest("id").pk
+    by_labeler = {item.labeler: item.weight for _, item in ranked_prompts(project, through, weights)}
+    assert by_labeler["rev"] == pytest.approx(20 / 59) and by_labeler["ann"] == pytest.approx(weights["ann"])
+    assert {item.weight for _, item in ranked_prompts(project, through)} == {1.0}
+
+
 def test_the_metrics_take_a_fixed_number_of_queries(project, django_assert_max_num_queries):
     with django_assert_max_num_queries(12):
         project_metrics(project)
@@ -71,6 +86,7 @@ def test_staff_see_the_dashboard_with_titled_charts_and_the_flag(client, admin_u
         assert chart["title"] and chart["unit"] and chart["x_label"]
     body = response.content.decode()
     assert "⚑ agreement with others 0% is below 60%" in body
+    assert "<td>0.34</td>" in body  # rev's weight in the reward model's loss, beside the flag
     assert 'src="/static/vendor/uPlot-1.6.32.iife.min.js"' in body and "cdn" not in body.lower()
 
 
@@ -140,7 +156,8 @@ def test_the_report_prints_readable_tables_and_the_same_dict_as_json(project, ca
     call_command("project_report", project=project.name)
     out = capsys.readouterr().out
     assert "Labeler agreement: 50.0% of 72 pairs" in out
-    assert re.search(r"^ +rev +5 +0\.0% +36 +-1\.000 +0\.0% +1 +– +agreement with others 0% is below 60%$", out, re.M)
+    rev = r"^ +rev +5 +0\.0% +36 +-1\.000 +0\.0% +1 +– +0\.34 +agreement with others 0% is below 60%$"
+    assert re.search(rev, out, re.M)  # 0.34: its weight in the reward model
     assert re.search(r"^ +v1 +12 +70\.0% +– +0 +0 +16$", out, re.M)  # 16 non-gold rankings await scoring
     call_command("project_report", project=str(project.pk), json=True)
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(project_metrics(project)))

@@ -23,6 +23,9 @@ class RewardModelConfig:
     heads: int = 1
     """Scalar heads on the one trunk; more than 1 is an ensemble, each head on its own bootstrap of
     the rankings: the score is their mean, their spread the reward model's uncertainty."""
+    labeler_weights: bool = False
+    """Weigh each ranking by its labeler's reliability: agreement with the others and gold accuracy,
+    2·share − 1, shrunk toward 1 while the evidence is thin (labeling.agreement.reliability_weight)."""
     trunk: str = "full"
     """'full' trains every weight; 'frozen' trains the heads only, on the trunk's output computed
     once per completion (fast, and steady on few rankings)."""

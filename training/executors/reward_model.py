@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import transaction
 
 from labeling.models import Project
+from labeling.quality import labeler_weights
 from training.core.checkpoints import write_once
 from training.core.config import RewardModelConfig
 from training.core.reward_model import load_reward_model, new_reward_model, normalise, save_reward_model
@@ -28,7 +29,8 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         return None
     with carried_out(run):
         project, config = run.project, RewardModelConfig(**run.config)
-        data = ranked_prompts(project, run.through_ranking_id)
+        weights = labeler_weights(project) if config.labeler_weights else None
+        data = ranked_prompts(project, run.through_ranking_id, weights)
         train = [item for prompt_id, item in data if not is_heldout(prompt_id, config.heldout_fraction)]
         heldout = [item for prompt_id, item in data if is_heldout(prompt_id, config.heldout_fraction)]
         if not train:

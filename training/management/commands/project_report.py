@@ -52,6 +52,7 @@ LABELER_COLUMNS = [
     "gold acc",
     "gold rankings",
     "RM agrees",
+    "weight",
     "flag",
 ]
 RM_COLUMNS = ["RM", "trained on", "held-out", "fresh", "fresh pairs", "fresh rankings", "waiting"]
@@ -62,7 +63,8 @@ WIN_COLUMNS = ["versions", "tasks", "rankings", "win/tie/loss", "win rate", "95%
 def _labeler_row(r: dict) -> list:
     flags = "; ".join(r["flags"]) or "-"
     return [r["labeler"], r["rankings"], _pct(r["agreement"]), r["agreement_pairs"], _num(r["tau_b"]),
-            _pct(r["gold_accuracy"]), r["gold_rankings"], _pct(r["rm_agreement"]), flags]  # fmt: skip
+            _pct(r["gold_accuracy"]), r["gold_rankings"], _pct(r["rm_agreement"]), f"{r['weight']:.2f}",
+            flags]  # fmt: skip
 
 
 def _rm_row(r: dict) -> list:
