@@ -105,6 +105,31 @@ def reward_model_accuracy(metrics: dict) -> dict:
     )
 
 
+def calibration(metrics: dict) -> dict:
+    """The latest reward model's reliability diagram on its held-out pairs: predicted P(win) in bins
+    against how often it came true; the diagonal is a calibrated model."""
+    rows = [r for r in metrics["reward_models"] if r["calibration"]]
+    series = {}
+    if rows:
+        latest = rows[-1]
+        predicted = [b["predicted"] for b in latest["calibration"]]
+        series = {
+            f"RM v{latest['version']} ({latest['heldout_pairs']} pairs)": [
+                [b["predicted"], b["observed"]] for b in latest["calibration"]
+            ],
+            "calibrated": [[x, x] for x in sorted({0.0, *predicted, 1.0})],  # a point at every x: one line
+        }
+    return {
+        "title": "Reward-model calibration on held-out pairs",
+        "unit": "share that won",
+        "x_label": "predicted probability of winning",
+        "series": series,
+        "styles": {name: "points" for name in list(series)[:1]},
+        "y_range": [0, 1],
+        "percent": True,
+    }
+
+
 def ppo_curve(metrics: dict, key: str, title: str, unit: str) -> dict:
     series = {}
     for run in metrics["ppo_runs"]:
@@ -135,6 +160,7 @@ def dashboard_charts(metrics: dict) -> list[dict]:
         rankings_per_labeler(metrics),
         labeler_agreement(metrics),
         reward_model_accuracy(metrics),
+        calibration(metrics),
         ppo_curve(metrics, "score", "PPO reward-model score per step", "RM score (normalised)"),
         ppo_curve(metrics, "kl", "PPO KL to the reference per step", "KL per completion (nats)"),
         win_rates(metrics),

@@ -138,6 +138,9 @@ def reward_model_rows(project: Project) -> list[dict]:
                 "fresh_pairs": row.get("pairs") or 0,
                 "fresh_rankings": row.get("rankings") or 0,
                 "created_at": version.created_at.isoformat(),
+                "heldout_pairs": version.metrics.get("heldout", {}).get("pairs", 0),
+                "heldout_spread": version.metrics.get("heldout", {}).get("spread"),
+                "calibration": version.metrics.get("heldout", {}).get("calibration", []),
             }
         )
     if versions:

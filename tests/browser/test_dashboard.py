@@ -48,6 +48,10 @@ def seed_rounds(project, users) -> None:
         rm = RewardModelVersion.objects.create(
             project=project, version=v, checkpoint="x", heldout_accuracy=heldout, accuracy=heldout + 0.1,
             tie_rate=0.0, trained_through_ranking_id=through.pk, trained_through_time=now, rankings_count=v * 27,
+            metrics={"heldout": {"pairs": 60, "calibration": [
+                {"bin": [0.2 * b, 0.2 * b + 0.2], "predicted": 0.2 * b + 0.1, "observed": 0.15 + 0.16 * b, "pairs": 12}
+                for b in range(5)
+            ]}},
         )  # fmt: skip
         fresh = [
             r
@@ -95,6 +99,7 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
         "Rankings per labeler",
         "Labeler agreement, gold accuracy and RM agreement",
         "Reward-model accuracy by version",
+        "Reward-model calibration on held-out pairs",
         "PPO reward-model score per step",
         "PPO KL to the reference per step",
         "Human win rate of the newer policy, with 95% intervals",
@@ -103,5 +108,5 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
     expect(page.locator("tr.flagged")).to_contain_text("rev")
     # uPlot paints the axes and their labels on the canvas: every chart's spec names both.
     specs = page.locator("figure.chart script").evaluate_all("els => els.map((el) => JSON.parse(el.textContent))")
-    assert len(specs) == 7 and all(spec["unit"] and spec["x_label"] for spec in specs)
+    assert len(specs) == 8 and all(spec["unit"] and spec["x_label"] for spec in specs)
     screenshot(page, "dashboard-1280")

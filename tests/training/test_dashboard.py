@@ -12,6 +12,7 @@ from labeling.models import Ranking
 from labeling.quality import labeler_weights
 from labeling.services import do_set_gold_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
+from training.dashboard import dashboard_charts
 from training.datasets import ranked_prompts
 from training.metrics import project_metrics
 from training.models import RewardModelVersion, TrainingRun
@@ -81,7 +82,7 @@ def test_staff_see_the_dashboard_with_titled_charts_and_the_flag(client, admin_u
     response = client.get(reverse("training:dashboard", args=[project.pk]))
     assert response.status_code == 200
     charts = response.context["charts"]
-    assert len(charts) == 7
+    assert len(charts) == 8
     for chart in charts:
         assert chart["title"] and chart["unit"] and chart["x_label"]
     body = response.content.decode()
@@ -103,7 +104,7 @@ def test_an_empty_project_shows_the_dashboard_with_empty_charts(client, admin_us
     client.force_login(admin_user)
     response = client.get(reverse("training:dashboard", args=[empty.pk]))
     assert response.status_code == 200
-    assert response.content.decode().count("No data yet.") == 7
+    assert response.content.decode().count("No data yet.") == 8
 
 
 def test_the_admin_project_page_shows_the_flag_and_links_the_dashboard(client, admin_user, project):
@@ -161,3 +162,14 @@ def test_the_report_prints_readable_tables_and_the_same_dict_as_json(project, ca
     assert re.search(r"^ +v1 +12 +70\.0% +– +0 +0 +16$", out, re.M)  # 16 non-gold rankings await scoring
     call_command("project_report", project=str(project.pk), json=True)
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(project_metrics(project)))
+
+
+def test_the_latest_reward_models_calibration_is_charted_against_the_diagonal(project):
+    bins = [{"bin": [0.6, 0.8], "predicted": 0.7, "observed": 0.65, "pairs": 40}]
+    RewardModelVersion.objects.create(
+        project=project, version=1, checkpoint="x", heldout_accuracy=0.7, trained_through_ranking_id=0,
+        trained_through_time="2025-01-01T00:00Z", rankings_count=12,
+        metrics={"heldout": {"pairs": 40, "spread": 0.2, "calibration": bins}},
+    )  # fmt: skip
+    [chart] = [c for c in dashboard_charts(project_metrics(project)) if c["title"].startswith("Reward-model calib")]
+    assert chart["series"] == {"RM v1 (40 pairs)": [[0.7, 0.65]], "calibrated": [[0.0, 0.0], [0.7, 0.7], [1.0, 1.0]]}
