@@ -117,7 +117,7 @@ def samples(n: int) -> list[tuple[str, list[str]]]:
 
 def features(data: list[tuple[str, list[str]]], config: RewardModelConfig) -> torch.Tensor:
     """The trunk's output at each completion's last token, prompts' completions laid end to end. -> (N, H)"""
-    path = CACHE / f"features-{len(data)}-{config.max_length}.pt"
+    path = CACHE / f"features-{len(data)}-{config.max_length}-{config.pooling}-{config.depth:.3f}.pt"
     if not path.exists():
         model, tokenizer = new_reward_model(MODEL, STORE, config)
         items = [RankedPrompt(p, c, [list(range(len(c)))]) for p, c in data]

@@ -8,9 +8,9 @@ import torch
 
 from tests.core.test_reward_model import logsig, synthetic
 from training.core.config import RewardModelConfig
-from training.core.data import RankedPrompt, pair_index
+from training.core.data import RankedPrompt, encode_parts, pair_index
 from training.core.losses import bradley_terry_loss
-from training.core.reward_model import new_reward_model
+from training.core.reward_model import load_reward_model, new_reward_model, save_reward_model, score_pairs
 from training.core.reward_training import (
     bootstrap_counts,
     completion_features,
@@ -100,3 +100,24 @@ def test_a_frozen_trunk_trains_the_heads_only_and_its_features_give_the_models_s
     learnable = [RankedPrompt(i.prompt, i.completions, [i.order[0] + i.order[1], i.order[2]]) for i in heldout]
     figures = evaluate(model, tokenizer, learnable, config)
     assert figures["accuracy"] >= 0.8 and figures["spread"] > 0
+
+
+def test_a_mean_pooling_model_reads_the_mean_of_a_middle_layer_and_keeps_it_through_a_save(tiny_folder, tmp_path):
+    config = RewardModelConfig(**FAST, pooling="mean", depth=0.5, heads=2)
+    model, tokenizer = new_reward_model(str(tiny_folder), tiny_folder.parent, config)
+    assert model.layer == model.backbone.config.num_hidden_layers // 2
+    prompt, completion = "Why is the sky blue?", "Because of Rayleigh scattering."  # short of 256: nothing cut
+    prompt_ids, completion_ids = encode_parts(tokenizer, prompt, completion, 256)
+    ids = torch.tensor([prompt_ids + completion_ids])
+    with torch.no_grad():
+        layer = model.backbone(input_ids=ids, output_hidden_states=True).hidden_states[model.layer]  # (1, T, H)
+        expected = model.members(layer[0, len(prompt_ids) :].mean(dim=0)).mean()  # the completion's tokens only
+    assert float(score_pairs(model, tokenizer, [(prompt, completion)], 256, normalised=False)) == pytest.approx(
+        float(expected), abs=1e-4
+    )
+    save_reward_model(model, tokenizer, tmp_path / "rm")
+    loaded, _ = load_reward_model(tmp_path / "rm")
+    assert (loaded.pooling, loaded.layer, loaded.head.out_features) == ("mean", model.layer, 2)
+    assert score_pairs(loaded, tokenizer, [(prompt, completion)], 64).tolist() == pytest.approx(
+        score_pairs(model, tokenizer, [(prompt, completion)], 64).tolist(), abs=1e-5
+    )

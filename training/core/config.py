@@ -26,6 +26,12 @@ class RewardModelConfig:
     labeler_weights: bool = False
     """Weigh each ranking by its labeler's reliability: agreement with the others and gold accuracy,
     2·share − 1, shrunk toward 1 while the evidence is thin (labeling.agreement.reliability_weight)."""
+    pooling: str = "last"
+    """What the heads read of a completion: the trunk's output at its last real token ('last', as
+    InstructGPT) or its mean over the completion's tokens ('mean')."""
+    depth: float = 1.0
+    """Share of the trunk's layers whose output the heads read: 1 is the last layer, 1/3 the output
+    of the first third."""
     trunk: str = "full"
     """'full' trains every weight; 'frozen' trains the heads only, on the trunk's output computed
     once per completion (fast, and steady on few rankings)."""

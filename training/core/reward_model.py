@@ -13,7 +13,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.config import RewardModelConfig
-from training.core.data import RewardBatch, encode, pad_rows
+from training.core.data import RankedPrompt, RewardBatch, collate
 from training.core.loading import prepare_tokenizer, resolve
 from training.core.prefix import shared_prefix_inputs
 
@@ -28,31 +28,50 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class RewardModel(nn.Module):
-    """A trunk and E scalar heads read at the last real token. With E > 1 the heads are an ensemble
+    """A trunk and E scalar heads on a completion's features: the trunk's output at its last real
+    token ('last'), or its mean over the completion's tokens ('mean'), of the last layer or of
+    `layer` (an index into the hidden states, 0 = embeddings). With E > 1 the heads are an ensemble
     (each trained on its own bootstrap of the rankings): the score is their mean, their spread the
     model's uncertainty."""
 
-    def __init__(self, backbone: PreTrainedModel, head_init_std: float | None = None, heads: int = 1):
+    def __init__(
+        self,
+        backbone: PreTrainedModel,
+        head_init_std: float | None = None,
+        heads: int = 1,
+        pooling: str = "last",
+        layer: int | None = None,
+    ):
         super().__init__()
-        self.backbone = backbone
+        if pooling not in ("last", "mean"):
+            raise ValueError(f"pooling must be 'last' or 'mean', not {pooling!r}")
+        self.backbone, self.pooling, self.layer = backbone, pooling, layer
         hidden = backbone.config.hidden_size
         self.head = nn.Linear(hidden, heads)
         nn.init.normal_(self.head.weight, std=head_init_std or 1 / math.sqrt(hidden + 1))
         nn.init.zeros_(self.head.bias)
         self.register_buffer("offset", torch.zeros(()))  # normalisation: added to every score
 
+    def _hidden(self, **inputs) -> torch.Tensor:
+        """The trunk's output at the layer the heads read. -> (B, T, H)"""
+        out = self.backbone(**inputs, output_hidden_states=self.layer is not None)
+        return out.last_hidden_state if self.layer is None else out.hidden_states[self.layer]
+
     def last_hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """The trunk's output at each row's last real token; the rows' common start is forwarded once.
+        Whole sequences carry no prompt/completion boundary, so 'mean' pooling goes through batches.
         (B, T), (B, T) -> (B, H)"""
+        if self.pooling != "last":
+            raise ValueError("A mean-pooling reward model scores collated batches (forward_batch, score_pairs).")
         keep_last = input_ids.shape[1] - int(attention_mask.sum(dim=1).min()) + 1  # every row's last real token
         inputs = shared_prefix_inputs(self.backbone, input_ids, attention_mask, keep_last)
-        hidden = self.backbone(**inputs).last_hidden_state  # (B, T - S, H)
+        hidden = self._hidden(**inputs)  # (B, T - S, H)
         last = last_token_index(inputs["attention_mask"][:, -hidden.shape[1] :])  # (B,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
 
-    def last_hidden_batch(self, batch: RewardBatch) -> torch.Tensor:
-        """The trunk's output at each completion's last real token; each prompt is forwarded once and
-        its keys and values are shared by its completions. -> (N, H)"""
+    def features_batch(self, batch: RewardBatch) -> torch.Tensor:
+        """Each completion's features (see the class); each prompt is forwarded once and its keys and
+        values are shared by its completions. -> (N, H)"""
         prompt_positions = (batch.prompt_mask.cumsum(dim=1) - 1).clamp(min=0)  # (G, P)
         cache = self.backbone(
             input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_positions, use_cache=True
@@ -60,12 +79,15 @@ class RewardModel(nn.Module):
         cache.batch_select_indices(batch.group)  # (G, ...) -> (N, ...): one copy per completion
         prompt_lengths = batch.prompt_mask.sum(dim=1)[batch.group]  # (N,)
         steps = torch.arange(batch.completion_ids.shape[1], device=prompt_lengths.device)  # (C,)
-        hidden = self.backbone(
+        hidden = self._hidden(
             input_ids=batch.completion_ids,
             attention_mask=torch.cat([batch.prompt_mask[batch.group], batch.completion_mask], dim=1),  # (N, P + C)
             position_ids=prompt_lengths[:, None] + steps,  # (N, C)
             past_key_values=cache,
-        ).last_hidden_state  # (N, C, H)
+        )  # (N, C, H)
+        if self.pooling == "mean":
+            weights = batch.completion_mask[..., None].to(hidden.dtype)  # (N, C, 1)
+            return (hidden * weights).sum(dim=1) / weights.sum(dim=1)  # (N, H)
         last = last_token_index(batch.completion_mask)  # (N,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
 
@@ -79,7 +101,7 @@ class RewardModel(nn.Module):
 
     def forward_batch(self, batch: RewardBatch) -> torch.Tensor:
         """Raw scores (the heads' mean) of a collated batch. -> (N,)"""
-        return self.members(self.last_hidden_batch(batch)).mean(dim=-1)
+        return self.members(self.features_batch(batch)).mean(dim=-1)
 
     def token_values(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, last: int, share_prefix: bool = False
@@ -88,7 +110,7 @@ class RewardModel(nn.Module):
         value of the state in which each of them was chosen (a critic's use); `share_prefix` forwards
         the rows' common start once. (B, T), (B, T) -> (B, last)"""
         inputs = shared_prefix_inputs(self.backbone, input_ids, attention_mask, last + 1 if share_prefix else None)
-        hidden = self.backbone(**inputs).last_hidden_state  # (B, T - S, H)
+        hidden = self._hidden(**inputs)  # (B, T - S, H), at the layer the heads read
         before = hidden[:, -(last + 1) : -1]  # (B, last, H)
         return self.members(before).mean(dim=-1)  # (B, last)
 
@@ -104,7 +126,8 @@ def new_reward_model(
     source = resolve(policy_reference, store)
     torch.manual_seed(config.seed)
     backbone = AutoModel.from_pretrained(source, dtype=DTYPES[config.dtype])
-    model = RewardModel(backbone, config.head_init_std, config.heads)
+    layer = None if config.depth >= 1 else round(config.depth * backbone.config.num_hidden_layers)
+    model = RewardModel(backbone, config.head_init_std, config.heads, config.pooling, layer)
     model.head.to(DTYPES[config.dtype])
     return model, prepare_tokenizer(AutoTokenizer.from_pretrained(source))
 
@@ -114,16 +137,18 @@ def save_reward_model(model: RewardModel, tokenizer: PreTrainedTokenizerBase, fo
     model.backbone.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, folder / "reward_head.safetensors")
-    (folder / "reward.json").write_text(json.dumps({"offset": float(model.offset)}))
+    settings = {"offset": float(model.offset), "pooling": model.pooling, "layer": model.layer}
+    (folder / "reward.json").write_text(json.dumps(settings))
 
 
 def load_reward_model(folder: Path, dtype: str = "float32") -> tuple[RewardModel, PreTrainedTokenizerBase]:
     backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype])
     head = load_file(folder / "reward_head.safetensors")
-    model = RewardModel(backbone, heads=head["weight"].shape[0])
+    settings = json.loads((folder / "reward.json").read_text())
+    model = RewardModel(backbone, None, head["weight"].shape[0], settings.get("pooling", "last"), settings.get("layer"))
     model.head.load_state_dict(head)
     model.head.to(DTYPES[dtype])
-    model.offset.fill_(json.loads((folder / "reward.json").read_text())["offset"])
+    model.offset.fill_(settings["offset"])
     return model, prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
 
 
@@ -142,10 +167,9 @@ def score_pairs(
     model.eval()
     out = []
     for start in range(0, len(pairs), batch_size):
-        rows = [encode(tokenizer, p, c, max_length) for p, c in pairs[start : start + batch_size]]
-        ids, mask = pad_rows(rows, tokenizer.pad_token_id, left=False)  # (B, L) each
-        scores = model.score if normalised else model
-        out.append(scores(ids.to(device), mask.to(device)).float().cpu())
+        items = [RankedPrompt(p, [c], [[0]]) for p, c in pairs[start : start + batch_size]]
+        raw = model.forward_batch(collate(items, tokenizer, max_length, "drop").to(device))  # (B,)
+        out.append((raw + model.offset if normalised else raw).float().cpu())
     return torch.cat(out)
 
 

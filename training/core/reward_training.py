@@ -58,7 +58,7 @@ def completion_features(
     out = []
     for start in range(0, len(data), config.batch_prompts):
         batch = collate(data[start : start + config.batch_prompts], tokenizer, config.max_length, config.tie_mode)
-        out.append(model.last_hidden_batch(batch.to(device)).float())
+        out.append(model.features_batch(batch.to(device)).float())
     return torch.cat(out) if out else torch.zeros(0, model.backbone.config.hidden_size)
 
 
@@ -76,7 +76,7 @@ class _Scorer:
             rows = [r for i in indices for r in self.rows[i]]
             return self.model.members(self.features[rows].to(self.model.head.weight.device))  # (N, E)
         batch = collate(items, self.tokenizer, self.config.max_length, self.config.tie_mode)
-        return self.model.members(self.model.last_hidden_batch(batch.to(self.model.head.weight.device)))
+        return self.model.members(self.model.features_batch(batch.to(self.model.head.weight.device)))
 
 
 def train_reward_model(
