@@ -93,7 +93,7 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
     seed_rounds(project, users)
     log_in(page, live_server, "admin")
     page.goto(f"{live_server.url}/training/projects/{project.pk}/dashboard/")
-    expect(page.locator("figure.chart .uplot")).to_have_count(7)
+    expect(page.locator("figure.chart .uplot")).to_have_count(8)
     for title in [
         "Rankings per day",
         "Rankings per labeler",
