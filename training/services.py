@@ -206,7 +206,7 @@ def check_blind_evaluation(
 
 
 RM_CHARTS = (
-    Chart("Reward-model loss", "loss", ("loss",)),
+    Chart("Reward-model loss, and held-out loss by epoch", "loss", ("loss", "heldout_loss")),
     Chart("Accuracy on the batch, and tie rate", "fraction", ("accuracy", "tie_rate")),
 )
 PPO_CHARTS = (

@@ -176,25 +176,25 @@ def _strict_correct(scores: torch.Tensor, pairs: PairIndex) -> tuple[int, int]:
 
 
 @torch.no_grad()
+def _all_members(scorer: _Scorer, count: int, batch_prompts: int) -> torch.Tensor:
+    """Member scores of all `count` ranked prompts of a scorer, a batch at a time. -> (N, E)"""
+    chunks = [scorer(list(range(s, min(s + batch_prompts, count)))) for s in range(0, count, batch_prompts)]
+    return torch.cat(chunks).float() if chunks else torch.zeros(0, scorer.model.head.out_features)
+
+
 def _mean_loss(scorer: _Scorer, data: list[RankedPrompt], config: RewardModelConfig) -> float:
-    members = torch.cat([scorer(list(range(s, min(s + config.batch_prompts, len(data)))))
-                         for s in range(0, len(data), config.batch_prompts)])  # fmt: skip
+    """The held-out loss of the heads' mean score, per ranked prompt."""
+    scores = _all_members(scorer, len(data), config.batch_prompts).mean(dim=-1)  # (N,)
     pairs = pair_index(data, config.tie_mode)
-    return float(bradley_terry_loss(members.mean(dim=-1), pairs.winners, pairs.losers, pairs.weights, pairs.mu)) / len(
-        data
-    )
+    return float(bradley_terry_loss(scores, pairs.winners, pairs.losers, pairs.weights, pairs.mu)) / len(data)
 
 
-@torch.no_grad()
 def member_scores(
     model: RewardModel, tokenizer: PreTrainedTokenizerBase, data: list[RankedPrompt], config: RewardModelConfig
 ) -> torch.Tensor:
     """Every head's raw score of every completion, the items' completions laid end to end. -> (N, E)"""
     model.eval()
-    scorer = _Scorer(model, tokenizer, data, config, None)
-    chunks = [scorer(list(range(s, min(s + config.batch_prompts, len(data)))))
-              for s in range(0, len(data), config.batch_prompts)]  # fmt: skip
-    return torch.cat(chunks).float() if chunks else torch.zeros(0, model.head.out_features)
+    return _all_members(_Scorer(model, tokenizer, data, config, None), len(data), config.batch_prompts)
 
 
 def evaluate(
