@@ -43,12 +43,6 @@ def encode_parts(
     return prompt_ids, [*completion_ids, tokenizer.eos_token_id]
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, max_length: int) -> list[int]:
-    """Prompt + completion + EOS as one sequence; an over-long one loses the start of its prompt."""
-    prompt_ids, completion_ids = encode_parts(tokenizer, prompt, completion, max_length)
-    return [*prompt_ids, *completion_ids][-max_length:]
-
-
 def pad_rows(rows: list[list[int]], pad: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """Token rows padded to the longest, on the left or the right, and their attention mask.
     R rows -> (R, L) ids, (R, L) mask"""
