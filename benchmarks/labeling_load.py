@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/labeling_load.py [--mode closed open scale] [--tasks 5000] [--clients 32]
         [--duration 30] [--rate 20] [--open-duration 60] [--workers 4] [--threads 4]
-        [--url http://127.0.0.1:PORT --database-url postgres://...]
+        [--selection random|uncertainty] [--url http://127.0.0.1:PORT --database-url postgres://...]
 
 Without --url it creates a throwaway PostgreSQL database (on --pg), migrates it, starts gunicorn on
 it (DJANGO_ENV=production, loopback only), and drops both at the end. With --url it drives that
@@ -247,14 +247,16 @@ def gunicorn(env: dict, workers: int, threads: int):
         server.wait(timeout=30)
 
 
-def new_project(label: str, tasks: int, k: int, overlap: int):
+def new_project(label: str, tasks: int, k: int, overlap: int, selection: str = "random"):
     from django.core.management import call_command
 
     from labeling.models import Project
     from training.services import do_create_project
 
     project = do_create_project(
-        Project(name=f"load {label} {secrets.token_hex(3)}", k=k, overlap=overlap, lease_seconds=600)
+        Project(
+            name=f"load {label} {secrets.token_hex(3)}", k=k, overlap=overlap, lease_seconds=600, selection=selection
+        )
     )
     if tasks:
         call_command("seed_tasks", project=str(project.pk), tasks=tasks, k=k, stdout=sys.stderr)
@@ -355,7 +357,8 @@ def scaling(url: str, args) -> dict:
     from django.db import connections
 
     projects = [
-        new_project(f"scale {size}", size, args.k, args.overlap) for size in (args.scale_small, args.scale_large)
+        new_project(f"scale {size}", size, args.k, args.overlap, args.selection)
+        for size in (args.scale_small, args.scale_large)
     ]
     tokens = labeler_tokens(projects[0], args.scale_clients)
     labeler_tokens(projects[1], args.scale_clients)  # the same accounts label both
@@ -382,6 +385,9 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000, help="Tasks seeded for the closed and open modes.")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--overlap", type=int, default=1)
+    parser.add_argument(
+        "--selection", choices=["random", "uncertainty"], default="random", help="The projects' task selection."
+    )
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--duration", type=float, default=30, help="closed: seconds.")
     parser.add_argument("--rate", type=float, default=20, help="open: rankings per second.")
@@ -421,16 +427,17 @@ def main() -> None:
             "load_average_before": os.getloadavg()[0],
         }
         if "closed" in args.mode:
-            project = new_project("closed", args.tasks, args.k, args.overlap)
+            project = new_project("closed", args.tasks, args.k, args.overlap, args.selection)
             tokens = labeler_tokens(project, args.clients)
             run = lambda: closed_loop(url, tokens, project.pk, args.duration)  # noqa: E731
             result["closed"] = {
+                "selection": args.selection,
                 "clients": args.clients,
                 "tasks": args.tasks,
                 **measured(run, url, tokens, project, server),
             }
         if "open" in args.mode:
-            project = new_project("open", args.tasks, args.k, args.overlap)
+            project = new_project("open", args.tasks, args.k, args.overlap, args.selection)
             tokens = labeler_tokens(project, args.clients)
             run = lambda: open_loop(url, tokens, project.pk, args.rate, args.open_duration)  # noqa: E731
             result["open"] = {"rate": args.rate, "tasks": args.tasks, **measured(run, url, tokens, project, server)}

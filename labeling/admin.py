@@ -38,7 +38,17 @@ class ProjectAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "base_model", "guidelines", "labelers"]}),
         (
             "Comparisons",
-            {"fields": ["k", "overlap", "eval_ratio", "lease_seconds", "collect_likert", "collect_rationale"]},
+            {
+                "fields": [
+                    "k",
+                    "overlap",
+                    "eval_ratio",
+                    "selection",
+                    "lease_seconds",
+                    "collect_likert",
+                    "collect_rationale",
+                ]
+            },
         ),
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
         ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config", "ppo_config"]}),

@@ -9,13 +9,17 @@ import hashlib
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 
 class Project(models.Model):
     class Promotion(models.TextChoices):
         AUTOMATIC = "automatic", "Automatic"
         MANUAL = "manual", "Manual"
+
+    class Selection(models.TextChoices):
+        RANDOM = "random", "Random: tasks in the order they were sampled"
+        UNCERTAINTY = "uncertainty", "Uncertainty: the pairs the reward model's ensemble disputes most first"
 
     name = models.CharField(max_length=120, unique=True)
     base_model = models.CharField(
@@ -44,6 +48,13 @@ class Project(models.Model):
     )
     lease_seconds = models.PositiveIntegerField(
         default=900, help_text="How long a labeler holds a task before it returns to the pool."
+    )
+    selection = models.CharField(
+        max_length=16,
+        choices=Selection.choices,
+        default=Selection.RANDOM,
+        help_text="Which training tasks labelers get first, and (uncertainty) which K of 2K sampled candidates make "
+        "a task. Needs a reward model with at least 2 heads; eval tasks stay in sampled order.",
     )
     collect_likert = models.BooleanField(default=False, help_text="Ask for a 1–7 quality score per completion.")
     collect_rationale = models.BooleanField(default=False, help_text="Offer a rationale text box.")
@@ -220,6 +231,12 @@ class ComparisonTask(models.Model):
         help_text="Gold tasks only: the expected order, tie groups of completion ids best first, "
         "like [[12], [14, 11], [13]]. Its rankings measure labelers and never train the reward model.",
     )
+    uncertainty = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="How much the reward model's ensemble disagrees on the task's pairs (the heads' std of "
+        "P(win), averaged over pairs); set when sampled and refreshed when a new reward model lands.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -238,6 +255,16 @@ class ComparisonTask(models.Model):
             # and however the projects' tasks interleave (services._lock_available_task).
             models.Index(
                 fields=["project", "kind", "created_at", "id"], condition=Q(state="open"), name="task_open_queue"
+            ),
+            # The same walk for a project that selects by uncertainty: most disputed first.
+            models.Index(
+                "project",
+                "kind",
+                F("uncertainty").desc(nulls_last=True),
+                "created_at",
+                "id",
+                condition=Q(state="open"),
+                name="task_open_uncertain",
             ),
         ]
 

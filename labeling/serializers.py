@@ -61,6 +61,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "overlap",
             "lease_seconds",
             "eval_ratio",
+            "selection",
             "temperature",
             "top_p",
             "top_k",
@@ -78,7 +79,9 @@ class ProjectSerializer(serializers.ModelSerializer):
 class ComparisonTaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = ComparisonTask
-        fields = ["id", "project", "prompt", "policy_version", "kind", "state", "target_overlap", "created_at"]
+        fields = [
+            "id", "project", "prompt", "policy_version", "kind", "state", "target_overlap", "uncertainty", "created_at",
+        ]  # fmt: skip
         read_only_fields = fields
 
 

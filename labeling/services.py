@@ -139,13 +139,15 @@ def do_create_comparison_tasks(
     kind: str,
     sampling: dict,
     sample_versions: Sequence[int] | None = None,
+    uncertainties: Sequence[float | None] | None = None,
 ) -> list[ComparisonTask]:
     """Stores each prompt's K sampled completions and a task showing them in a shuffled order.
 
     The display order is drawn from a generator seeded by the run's seed and the prompt, so it is
     fixed and reproducible. The caller made sure the K texts of a prompt differ. The completions
     come from `policy_version_id`, or the i-th of each prompt from `sample_versions[i]` (a blind
-    evaluation's one completion per version).
+    evaluation's one completion per version). `uncertainties` are the tasks' scores for
+    uncertainty selection, one per prompt.
     """
     seed = sampling.get("seed", 0)
     with transaction.atomic():
@@ -168,8 +170,9 @@ def do_create_comparison_tasks(
                 policy_version_id=policy_version_id,
                 kind=kind,
                 target_overlap=project.overlap,
+                uncertainty=uncertainties[i] if uncertainties else None,
             )
-            for prompt, _ in sampled
+            for i, (prompt, _) in enumerate(sampled)
         )
         items = []
         start = 0
@@ -229,14 +232,25 @@ def available_tasks(labeler: AbstractBaseUser, now: datetime) -> QuerySet[Compar
     return ComparisonTask.objects.filter(AvailableTo(labeler, now), state=ComparisonTask.State.OPEN)
 
 
-def _lock_available_task(
-    candidates: QuerySet[ComparisonTask], kinds: list[str], labeler: AbstractBaseUser, now: datetime
-) -> ComparisonTask | None:
-    """Locks the oldest candidate of the first kind that has one, skipping rows others hold locked.
+def queue_order(project: Project, kind: str) -> list:
+    """The order a kind's open tasks are handed out in, the order of a partial index of open tasks
+    (ordered by id alone, PostgreSQL may walk the primary key instead, through every finished task
+    and every other project's task below the first open one).
 
-    Oldest is by (created_at, id), the order of the partial index of open tasks: ordered by id
-    alone, PostgreSQL may walk the primary key instead, through every finished task and every
-    other project's task below the first open one.
+    Oldest first by (created_at, id); with uncertainty selection, training tasks the reward model's
+    ensemble disputes most come first, unscored ones last. Eval tasks always go oldest first: they
+    measure the reward model on fresh labels, and a sample it chose would flatter or doom it.
+    """
+    if kind == ComparisonTask.Kind.TRAIN and project.selection == Project.Selection.UNCERTAINTY:
+        return [F("uncertainty").desc(nulls_last=True), "created_at", "id"]
+    return ["created_at", "id"]
+
+
+def _lock_available_task(
+    candidates: QuerySet[ComparisonTask], kinds: list[str], labeler: AbstractBaseUser, now: datetime, project: Project
+) -> ComparisonTask | None:
+    """Locks the first candidate in `queue_order` of the first kind that has one, skipping rows
+    others hold locked.
 
     The candidate query's counts come from its statement's snapshot: a lease committed by the
     previous holder of the lock it then takes is not in them. So once the row is locked, the
@@ -249,7 +263,9 @@ def _lock_available_task(
         for kind in kinds:
             while True:
                 of_kind = candidates.filter(~Q(pk__in=full), kind=kind) if full else candidates.filter(kind=kind)
-                locking = of_kind.order_by("created_at", "id").select_for_update(skip_locked=True, of=("self",))
+                locking = of_kind.order_by(*queue_order(project, kind)).select_for_update(
+                    skip_locked=True, of=("self",)
+                )
                 task = locking.select_related("prompt")[:1].first()
                 if task is None:
                     break
@@ -266,7 +282,7 @@ def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignme
     """The labeler's next task in a project, leased to them; None when nothing is left.
 
     A live lease the labeler already holds is returned again (a reload shows the same task).
-    Otherwise the oldest available task is locked with SELECT ... FOR UPDATE SKIP LOCKED, so
+    Otherwise the first available task in `queue_order` is locked with SELECT ... FOR UPDATE SKIP LOCKED, so
     concurrent labelers never take the same slot; eval and train tasks are mixed by the
     project's eval_ratio. On SQLite (the demo) the lock clause is left out.
     """
@@ -286,7 +302,8 @@ def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignme
             kinds.reverse()
         task = gold_task_to_hand_out(project, labeler)
         if task is None:
-            task = _lock_available_task(available_tasks(labeler, now).filter(project=project), kinds, labeler, now)
+            candidates = available_tasks(labeler, now).filter(project=project)
+            task = _lock_available_task(candidates, kinds, labeler, now, project)
         if task is None:
             return None
         _commit_without_waiting_for_disk()

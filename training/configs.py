@@ -35,8 +35,8 @@ def sampling_config(project: Project, seed: int) -> SamplingConfig:
 
 
 def check_project_settings(project: Project) -> None:
-    """Raises ValidationError naming the field when the base model cannot name a model or a config
-    override is not one the algorithm has."""
+    """Raises ValidationError naming the field when the base model cannot name a model, a config
+    override is not one the algorithm has, or uncertainty selection has no ensemble to ask."""
     try:
         check_reference(project.base_model, settings.MODEL_STORE)
     except ModelLoadError as exc:
@@ -46,6 +46,9 @@ def check_project_settings(project: Project) -> None:
             build(project)
         except (TypeError, ValueError) as exc:
             raise ValidationError({field: str(exc)}) from None
+    if project.selection == Project.Selection.UNCERTAINTY and reward_model_config(project).heads < 2:
+        message = 'Uncertainty selection needs an ensemble: set "heads" to 2 or more in the reward-model config.'
+        raise ValidationError({"selection": message})
 
 
 def _overrides(value: object) -> dict:

@@ -121,3 +121,21 @@ def test_a_mean_pooling_model_reads_the_mean_of_a_middle_layer_and_keeps_it_thro
     assert score_pairs(loaded, tokenizer, [(prompt, completion)], 64).tolist() == pytest.approx(
         score_pairs(model, tokenizer, [(prompt, completion)], 64).tolist(), abs=1e-5
     )
+
+
+def test_standardised_heads_read_each_feature_in_its_own_units_and_keep_them_through_a_save(tiny_folder, tmp_path):
+    config = RewardModelConfig(**FAST, epochs=2, heads=2, head_lr=1e-2, trunk="frozen", standardise=True)
+    model, tokenizer = new_reward_model(str(tiny_folder), tiny_folder.parent, config)
+    train = synthetic(40, seed=1)
+    features = completion_features(model, tokenizer, train, config)  # (N, H)
+    train_reward_model(model, tokenizer, train, config)
+    standard = (features - features.mean(dim=0)) / features.std(dim=0)  # (N, H)
+    assert torch.allclose(model.members(features), model.head(standard), atol=1e-4)
+    save_reward_model(model, tokenizer, tmp_path / "rm")
+    loaded, _ = load_reward_model(tmp_path / "rm")
+    assert torch.equal(loaded.feature_shift, model.feature_shift) and torch.equal(
+        loaded.feature_scale, model.feature_scale
+    )
+    shift = loaded.feature_shift.clone()
+    train_reward_model(loaded, tokenizer, synthetic(40, seed=3), config)  # a warm start keeps its statistics
+    assert torch.equal(loaded.feature_shift, shift)

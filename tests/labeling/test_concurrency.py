@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.db import connection
 
-from labeling.models import Assignment, Ranking
+from labeling.models import Assignment, Project, Ranking
 from labeling.services import do_assign_next_task, do_submit_ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
 
@@ -30,15 +30,17 @@ def run_at_once(work, labelers):
         return list(pool.map(start, labelers))
 
 
-def setup(overlap: int):
-    project = ProjectFactory(k=2, overlap=overlap)
-    ComparisonTaskFactory.create_batch(10, prompt__project=project, target_overlap=overlap)
+def setup(overlap: int, selection: str = Project.Selection.RANDOM):
+    project = ProjectFactory(k=2, overlap=overlap, selection=selection)
+    for n in range(10):  # scores out of id order, so uncertainty selection walks its own index
+        ComparisonTaskFactory(prompt__project=project, target_overlap=overlap, uncertainty=(n * 7 % 10) / 10)
     return project, [UserFactory(username=f"{project.pk}-concurrent{n}") for n in range(LABELERS)]
 
 
+@pytest.mark.parametrize("selection", Project.Selection.values)
 @pytest.mark.parametrize("round_", range(5))  # a race shows up in some rounds, not all
-def test_20_labelers_on_10_tasks_with_overlap_1_get_10_distinct_tasks_and_10_nothing_left(round_):
-    project, labelers = setup(overlap=1)
+def test_20_labelers_on_10_tasks_with_overlap_1_get_10_distinct_tasks_and_10_nothing_left(round_, selection):
+    project, labelers = setup(overlap=1, selection=selection)
 
     def ask(labeler):
         assignment = do_assign_next_task(project, labeler)
@@ -51,8 +53,9 @@ def test_20_labelers_on_10_tasks_with_overlap_1_get_10_distinct_tasks_and_10_not
     assert Assignment.objects.filter(task__project=project).count() == 10
 
 
-def test_with_overlap_2_no_labeler_ranks_a_task_twice_and_no_task_gets_more_than_2():
-    project, labelers = setup(overlap=2)
+@pytest.mark.parametrize("selection", Project.Selection.values)
+def test_with_overlap_2_no_labeler_ranks_a_task_twice_and_no_task_gets_more_than_2(selection):
+    project, labelers = setup(overlap=2, selection=selection)
 
     def label_until_done(labeler):
         ranked = []

@@ -32,6 +32,9 @@ class RewardModelConfig:
     depth: float = 1.0
     """Share of the trunk's layers whose output the heads read: 1 is the last layer, 1/3 the output
     of the first third."""
+    standardise: bool = False
+    """The heads read each feature standardised by its mean and std over the training completions
+    (fixed at the start; saved with the heads)."""
     trunk: str = "full"
     """'full' trains every weight; 'frozen' trains the heads only, on the trunk's output computed
     once per completion (fast, and steady on few rankings)."""

@@ -116,9 +116,11 @@ def sample_distinct(
     config: SamplingConfig,
     progress: Progress | None = None,
     rounds: int = 3,
+    at_least: int | None = None,
 ) -> list[list[Sample] | None]:
     """Like `sample`, but the K texts of each prompt differ: duplicates are resampled up to
-    `rounds` times; a prompt still short of K distinct texts gets None (no task is made of it)."""
+    `rounds` times; a prompt still short of K (or `at_least`) distinct texts gets None (no task is
+    made of it). With `at_least`, a prompt may get between that many and K."""
     results = sample(model, tokenizer, prompts, k, config, progress)
     kept = [_distinct(samples) for samples in results]
     for round_ in range(1, rounds + 1):
@@ -129,7 +131,7 @@ def sample_distinct(
         extra = sample(model, tokenizer, [prompts[i] for i in short], k, retry)
         for i, more in zip(short, extra, strict=True):
             kept[i] = _distinct(kept[i] + more)[:k]
-    return [samples[:k] if len(samples) >= k else None for samples in kept]
+    return [samples[:k] if len(samples) >= (at_least or k) else None for samples in kept]
 
 
 def _distinct(samples: list[Sample]) -> list[Sample]:

@@ -51,6 +51,9 @@ class RewardModel(nn.Module):
         nn.init.normal_(self.head.weight, std=head_init_std or 1 / math.sqrt(hidden + 1))
         nn.init.zeros_(self.head.bias)
         self.register_buffer("offset", torch.zeros(()))  # normalisation: added to every score
+        # Per-feature standardisation before the heads (identity until set_standardisation).
+        self.register_buffer("feature_shift", torch.zeros(hidden))  # (H,)
+        self.register_buffer("feature_scale", torch.ones(hidden))  # (H,)
 
     def _hidden(self, **inputs) -> torch.Tensor:
         """The trunk's output at the layer the heads read. -> (B, T, H)"""
@@ -91,9 +94,23 @@ class RewardModel(nn.Module):
         last = last_token_index(batch.completion_mask)  # (N,)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (N, H)
 
+    @property
+    def standardised(self) -> bool:
+        return bool((self.feature_shift != 0).any() or (self.feature_scale != 1).any())
+
+    def set_standardisation(self, features: torch.Tensor) -> None:
+        """The heads read each feature minus its mean over `features`, divided by its std: the
+        trunk's features differ in scale by orders of magnitude, and weight decay then treats them
+        alike. (N, H)"""
+        self.feature_shift.copy_(features.mean(dim=0))
+        self.feature_scale.copy_(
+            features.std(dim=0).clamp(min=1e-6) if len(features) > 1 else torch.ones_like(self.feature_scale)
+        )
+
     def members(self, hidden: torch.Tensor) -> torch.Tensor:
         """Each head's raw score of trunk outputs. (..., H) -> (..., E)"""
-        return self.head(hidden.to(self.head.weight.dtype))
+        standard = (hidden.to(self.feature_shift.dtype) - self.feature_shift) / self.feature_scale  # (..., H)
+        return self.head(standard.to(self.head.weight.dtype))
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Raw scores (the heads' mean), before normalisation. (B, T), (B, T) -> (B,)"""
@@ -136,7 +153,8 @@ def save_reward_model(model: RewardModel, tokenizer: PreTrainedTokenizerBase, fo
     """Backbone (safetensors + config), head, normalisation offset and tokenizer into `folder`."""
     model.backbone.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
-    save_file({k: v.contiguous() for k, v in model.head.state_dict().items()}, folder / "reward_head.safetensors")
+    head = {**model.head.state_dict(), "feature_shift": model.feature_shift, "feature_scale": model.feature_scale}
+    save_file({k: v.contiguous() for k, v in head.items()}, folder / "reward_head.safetensors")
     settings = {"offset": float(model.offset), "pooling": model.pooling, "layer": model.layer}
     (folder / "reward.json").write_text(json.dumps(settings))
 
@@ -146,6 +164,8 @@ def load_reward_model(folder: Path, dtype: str = "float32") -> tuple[RewardModel
     head = load_file(folder / "reward_head.safetensors")
     settings = json.loads((folder / "reward.json").read_text())
     model = RewardModel(backbone, None, head["weight"].shape[0], settings.get("pooling", "last"), settings.get("layer"))
+    model.feature_shift.copy_(head.pop("feature_shift", model.feature_shift))  # absent before standardisation
+    model.feature_scale.copy_(head.pop("feature_scale", model.feature_scale))
     model.head.load_state_dict(head)
     model.head.to(DTYPES[dtype])
     model.offset.fill_(settings["offset"])

@@ -102,6 +102,8 @@ def train_reward_model(
         features = (completion_features(model, tokenizer, data, config),
                     completion_features(model, tokenizer, heldout, config) if heldout else None)  # fmt: skip
     train_features, heldout_features = features if frozen else (None, None)
+    if config.standardise and not model.standardised:  # a warm start keeps the statistics its heads learned on
+        model.set_standardisation(train_features if frozen else completion_features(model, tokenizer, data, config))
     scorer = _Scorer(model, tokenizer, data, config, train_features)
     heldout_scorer = _Scorer(model, tokenizer, heldout, config, heldout_features) if heldout else None
     counts = bootstrap_counts(len(data), model.head.out_features, config.seed)  # (n, E)

@@ -9,12 +9,21 @@ from labeling.models import Project
 from labeling.quality import labeler_weights
 from training.core.checkpoints import write_once
 from training.core.config import RewardModelConfig
-from training.core.reward_model import load_reward_model, new_reward_model, normalise, save_reward_model
+from training.core.reward_model import RewardModel, load_reward_model, new_reward_model, normalise, save_reward_model
 from training.core.reward_training import evaluate, train_reward_model
 from training.datasets import is_heldout, ranked_prompts, reference_completions
 from training.executors.fresh_scores import score_fresh_rankings
+from training.executors.selection import refresh_task_uncertainty
 from training.models import RewardModelVersion, TrainingRun
-from training.runs import ProgressLine, carried_out, check_still_running, checkpoint_name, record_progress, start_run
+from training.runs import (
+    ProgressLine,
+    RunCancelled,
+    carried_out,
+    check_still_running,
+    checkpoint_name,
+    record_progress,
+    start_run,
+)
 from training.services import latest_reward_model
 
 
@@ -40,7 +49,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
             model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, config.dtype)
             # No ranking enters training unscored: the parent scores the fresh ones first.
             score_fresh_rankings(parent, model, tokenizer, through=run.through_ranking_id)
-        else:
+        if parent is None or not same_architecture(model, config):
             model, tokenizer = new_reward_model(run.policy.checkpoint, settings.MODEL_STORE, config)
 
         def log_step(figures: dict) -> None:
@@ -53,6 +62,8 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
         write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
         version = _register(run, parent, checkpoint, len(data), on_train, on_heldout, offset)
+        if project.selection == Project.Selection.UNCERTAINTY and model.head.out_features > 1:
+            _refresh_task_scores(run, project, model, tokenizer, on_progress)
         record_progress(
             run,
             1.0,
@@ -61,6 +72,31 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
             on_progress=on_progress,
         )
     return run
+
+
+def same_architecture(model: RewardModel, config: RewardModelConfig) -> bool:
+    """Whether a loaded reward model has the heads, pooling and layer the config asks for: a new
+    version warm-starts from the last only then, else it starts afresh from the policy's trunk."""
+    layers = model.backbone.config.num_hidden_layers
+    layer = None if config.depth >= 1 else round(config.depth * layers)
+    return (model.head.out_features, model.pooling, model.layer) == (config.heads, config.pooling, layer)
+
+
+def _refresh_task_scores(run, project, model, tokenizer, on_progress) -> None:
+    """The new version's scores of the open training tasks, for uncertainty selection. The version
+    is registered already: a failure here is noted on the run, and the old scores stay."""
+
+    def moved(done: int, total: int) -> None:
+        record_progress(run, 0.95 + 0.05 * done / total, phase="scoring open tasks", on_progress=on_progress)
+
+    try:
+        scored = refresh_task_uncertainty(project, model, tokenizer, on_batch=moved)
+    except RunCancelled:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the version stands; say why the scores are old
+        TrainingRun.objects.filter(pk=run.pk).update(log_tail=f"Open tasks were not rescored: {exc}")
+        return
+    TrainingRun.objects.filter(pk=run.pk).update(log_tail=f"Rescored {scored} open training tasks for selection.")
 
 
 def _register(run, parent, checkpoint, rankings, on_train, on_heldout, offset) -> RewardModelVersion:

@@ -4,19 +4,23 @@ import time
 
 from django.conf import settings
 
+from labeling.models import ComparisonTask
 from labeling.services import do_create_comparison_tasks
 from training.core.config import SamplingConfig
 from training.core.generation import sample_distinct
 from training.core.loading import load_model
 from training.datasets import prompts_to_sample
+from training.executors.selection import Selector
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run
 
 PROMPTS_PER_STEP = 8  # tasks appear (and progress moves) after each step of this many prompts
+CANDIDATES_PER_SLOT = 2  # uncertainty selection samples 2K candidates and keeps the K most disputed
 
 
 def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
-    """Samples and stores comparison tasks for a queued `generate` run, step by step.
+    """Samples and stores comparison tasks for a queued `generate` run, step by step. With
+    uncertainty selection, a training task is the K most disputed of 2K distinct candidates.
 
     Tasks of finished steps stay if a later step fails. Returns the run, or None if it was not
     queued (already taken, or gone).
@@ -28,17 +32,27 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
         prompts = list(prompts_to_sample(run.project, run.policy)[: run.prompts])
         sampling = SamplingConfig(**run.config)
         model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
+        selector = Selector.for_project(run.project) if run.task_kind == ComparisonTask.Kind.TRAIN else None
+        candidates = CANDIDATES_PER_SLOT * run.k if selector else run.k
         created = flagged = tokens = 0
         started = time.monotonic()
         for step in range(0, len(prompts), PROMPTS_PER_STEP):
             batch = prompts[step : step + PROMPTS_PER_STEP]
             step_config = SamplingConfig(**{**run.config, "seed": sampling.seed + step})
-            samples = sample_distinct(model, tokenizer, [p.text for p in batch], run.k, step_config)
+            texts = [p.text for p in batch]
+            samples = sample_distinct(model, tokenizer, texts, candidates, step_config, at_least=run.k)
             usable = [(p, s) for p, s in zip(batch, samples, strict=True) if s is not None]
-            do_create_comparison_tasks(run.project, run.policy_id, usable, run.task_kind, vars(step_config))
+            tokens += sum(s.token_count for _, group in usable for s in group)  # every candidate was generated
+            scores = None
+            if selector and usable:
+                chosen = selector.choose([p.text for p, _ in usable], [s for _, s in usable], run.k)
+                usable = [(p, group) for (p, _), (group, _) in zip(usable, chosen, strict=True)]
+                scores = [score for _, score in chosen]
+            do_create_comparison_tasks(
+                run.project, run.policy_id, usable, run.task_kind, vars(step_config), uncertainties=scores
+            )
             created += len(usable)
             flagged += len(batch) - len(usable)
-            tokens += sum(s.token_count for _, group in usable for s in group)
             done = step + len(batch)
             record_progress(
                 run,

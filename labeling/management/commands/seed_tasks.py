@@ -1,7 +1,8 @@
 """Seeds comparison tasks with synthetic completions, without sampling: for load tests and demos.
 
 The rows are made as the sampler makes them: prompts through `do_add_prompts`, then completions,
-tasks and shuffled display positions through `do_create_comparison_tasks`, in batches.
+tasks and shuffled display positions through `do_create_comparison_tasks`, in batches. In a project
+that selects by uncertainty, each task gets a synthetic score in [0, 1).
 """
 
 import secrets
@@ -12,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
 from labeling.management.commands._common import get_project
-from labeling.models import ComparisonTask, Completion, Prompt, TaskCompletion, text_digest
+from labeling.models import ComparisonTask, Completion, Project, Prompt, TaskCompletion, text_digest
 from labeling.services import do_add_prompts, do_create_comparison_tasks
 from training.services import LaunchRefused, active_policy
 
@@ -66,7 +67,12 @@ class Command(BaseCommand):
             digests = {text_digest(text): n for n, text in texts.items()}
             prompts = Prompt.objects.filter(project=target, text_sha256__in=digests).order_by("id")
             sampled = [(prompt, synthetic_completions(digests[prompt.text_sha256], k)) for prompt in prompts]
-            do_create_comparison_tasks(target, policy.pk, sampled, kind, {"synthetic": True, "seed": start})
+            scores = None
+            if target.selection == Project.Selection.UNCERTAINTY:  # scattered, so the queue walk is not the id order
+                scores = [((digests[p.text_sha256] * 7919) % 1000) / 1000 for p, _ in sampled]
+            do_create_comparison_tasks(
+                target, policy.pk, sampled, kind, {"synthetic": True, "seed": start}, uncertainties=scores
+            )
             done = numbers.stop
             rate = done / (time.monotonic() - started)
             self.stdout.write(f"\rseeded {done:,}/{tasks:,} tasks ({rate:,.0f}/s)", ending="")

@@ -1,0 +1,74 @@
+"""Uncertainty selection in the task queue, on the real PostgreSQL: the most disputed eligible
+training task first, with leases, overlap and "never the same task twice" as before."""
+
+import pytest
+
+from labeling.models import Project
+from labeling.services import do_assign_next_task, do_skip_task, do_submit_ranking
+from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
+
+
+def rank(assignment, labeler):
+    do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in assignment.task.display_completions()])
+
+
+@pytest.fixture
+def project():
+    return ProjectFactory(k=2, overlap=1, selection=Project.Selection.UNCERTAINTY)
+
+
+def tasks_with(project, scores, kind="train"):
+    return [ComparisonTaskFactory(prompt__project=project, kind=kind, uncertainty=s) for s in scores]
+
+
+def test_the_next_task_is_the_most_uncertain_eligible_one(project):
+    low, high, unscored, middle, top = tasks_with(project, [0.1, 0.8, None, 0.5, 0.9])
+    first, second = UserFactory(), UserFactory()
+    assert do_assign_next_task(project, first).task == top  # leased to `first` now
+    assert do_assign_next_task(project, second).task == high  # `top` is taken at overlap 1
+    rank(do_assign_next_task(project, second), second)
+    assert do_assign_next_task(project, second).task == middle
+    do_skip_task(middle.pk, second, "unclear")
+    assert do_assign_next_task(project, second).task == low
+    rank(do_assign_next_task(project, second), second)
+    assert do_assign_next_task(project, second).task == unscored  # unscored tasks come last
+    rank(do_assign_next_task(project, second), second)
+    assert do_assign_next_task(project, second) is None  # `top` is first's, `middle` was skipped
+
+
+def test_with_overlap_2_each_labeler_walks_the_tasks_most_uncertain_first_and_never_twice(project):
+    project.overlap = 2
+    project.save()
+    scores = [0.3, 0.7, 0.1, 0.9, 0.5]
+    tasks = [ComparisonTaskFactory(prompt__project=project, uncertainty=s, target_overlap=2) for s in scores]
+    expected = [t.pk for t in sorted(tasks, key=lambda t: -t.uncertainty)]
+    for labeler in (UserFactory(), UserFactory()):
+        seen = []
+        while (assignment := do_assign_next_task(project, labeler)) is not None:
+            seen.append(assignment.task_id)
+            rank(assignment, labeler)
+        assert seen == expected
+    assert do_assign_next_task(project, UserFactory()) is None  # every task has its 2 rankings
+
+
+def test_eval_tasks_keep_their_sampled_order_and_the_eval_mix(project):
+    project.eval_ratio = 1.0  # eval first whenever there is one
+    project.save()
+    evals = tasks_with(project, [0.1, 0.9], kind="eval")
+    train = tasks_with(project, [0.5])
+    labeler = UserFactory()
+    handed = []
+    while (assignment := do_assign_next_task(project, labeler)) is not None:
+        handed.append(assignment.task)
+        rank(assignment, labeler)
+    assert handed == [*evals, *train]  # eval by age, whatever their scores
+
+
+def test_random_selection_ignores_the_scores(project):
+    project.selection = Project.Selection.RANDOM
+    project.save()
+    tasks = tasks_with(project, [0.1, 0.9, 0.5])
+    labeler = UserFactory()
+    assert do_assign_next_task(project, labeler).task == tasks[0]

@@ -1,0 +1,101 @@
+"""Uncertainty selection on the worker: a new reward model rescores the open training tasks, and
+sampling keeps the K most disputed of 2K candidates."""
+
+import pytest
+from django.forms import modelform_factory
+
+from labeling.forms import ProjectAdminForm
+from labeling.models import ComparisonTask, Project
+from training.core.generation import Sample
+from training.core.selection import group_members, most_disputed_subset, task_uncertainty
+from training.executors.reward_model import execute_reward_model_run
+from training.executors.sampling import execute_sampling_run
+from training.executors.selection import Selector
+from training.models import TrainingRun
+from training.services import launch
+
+pytestmark = pytest.mark.django_db
+
+ENSEMBLE = {"lr": 1e-3, "final_lr": 1e-4, "max_length": 64, "heldout_fraction": 0.4, "heads": 3}
+
+
+@pytest.fixture
+def project(ranked_project):
+    ranked_project.reward_model_config = ENSEMBLE
+    ranked_project.selection = Project.Selection.UNCERTAINTY
+    ranked_project.save()
+    return ranked_project
+
+
+def add_prompts(project, n: int) -> None:
+    for i in range(n):
+        project.prompts.create(text=f"New question {i}: name a colour.")
+
+
+def test_a_new_reward_model_rescores_the_open_training_tasks(project):
+    add_prompts(project, 3)
+    execute_sampling_run(launch(project, "generate", prompts=3, enqueue=False).pk)  # no RM yet: unscored
+    execute_sampling_run(launch(project, "generate", prompts=3, task_kind="eval", enqueue=False).pk)
+    open_train = ComparisonTask.objects.filter(project=project, state="open", kind="train")
+    assert open_train.count() == 3 and not open_train.filter(uncertainty__isnull=False).exists()
+    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.log_tail == "Rescored 3 open training tasks for selection."
+    assert any(m.get("phase") == "scoring open tasks" for m in run.metrics)
+    selector = Selector.for_project(project)
+    tasks = list(open_train.order_by("id"))
+    expected = selector.task_scores(
+        [t.prompt.text for t in tasks], [[c.text for c in t.display_completions()] for t in tasks]
+    )
+    assert [t.uncertainty for t in tasks] == pytest.approx(expected, rel=1e-4) and all(s > 0 for s in expected)
+    assert not ComparisonTask.objects.filter(kind="eval", uncertainty__isnull=False).exists()
+    assert not ComparisonTask.objects.filter(state="complete", uncertainty__isnull=False).exists()
+
+
+def test_sampling_keeps_the_k_most_disputed_of_2k_distinct_candidates(project, monkeypatch):
+    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    add_prompts(project, 2)
+    asked = []
+
+    def six_candidates(model, tokenizer, prompts, k, config, at_least=None):
+        asked.append((k, at_least))
+        return [[Sample(f"Answer {n} to {p[:14]}", 4, "eos") for n in range(k)] for p in prompts]
+
+    monkeypatch.setattr("training.executors.sampling.sample_distinct", six_candidates)
+    run = execute_sampling_run(launch(project, "generate", prompts=2, enqueue=False).pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert asked == [(6, 3)]  # 2K candidates, at least K
+    selector = Selector.for_project(project)
+    for task in ComparisonTask.objects.filter(project=project, state="open").order_by("id"):
+        candidates = [f"Answer {n} to {task.prompt.text[:14]}" for n in range(6)]
+        (members,) = group_members(
+            selector.model, selector.tokenizer, [(task.prompt.text, candidates)], selector.config
+        )
+        best = [candidates[i] for i in most_disputed_subset(members, 3)]
+        shown = [c.text for c in task.display_completions()]
+        assert sorted(shown) == sorted(best) and len(set(shown)) == 3
+        assert task.uncertainty == pytest.approx(task_uncertainty(members[most_disputed_subset(members, 3)]), rel=1e-4)
+
+
+def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch):
+    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    add_prompts(project, 2)
+    execute_sampling_run(launch(project, "generate", prompts=1, task_kind="eval", enqueue=False).pk)
+    project.selection = Project.Selection.RANDOM
+    project.save()
+    execute_sampling_run(launch(project, "generate", prompts=1, enqueue=False).pk)
+    new = ComparisonTask.objects.filter(project=project, state="open")
+    assert new.count() == 2 and not new.filter(uncertainty__isnull=False).exists()
+    assert all(len(t.display_completions()) == 3 for t in new)
+
+
+def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_project_form(tiny_project):
+    form_class = modelform_factory(Project, form=ProjectAdminForm, fields=[*ProjectAdminForm.Meta.fields, "selection"])
+    data = {"base_model": tiny_project.base_model, "reward_model_config": "{}", "ppo_config": "{}"}
+    form = form_class({**data, "selection": "uncertainty"}, instance=tiny_project)
+    assert not form.is_valid()
+    assert '"heads" to 2 or more' in " ".join(form.errors["selection"])
+    form = form_class(
+        {**data, "selection": "uncertainty", "reward_model_config": '{"heads": 4}'}, instance=tiny_project
+    )
+    assert form.is_valid(), form.errors
