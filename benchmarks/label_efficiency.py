@@ -54,12 +54,16 @@ from training.core.reward_training import (  # noqa: E402
     member_scores,
     train_reward_model,
 )
+from training.core.selection import task_uncertainty  # noqa: E402
 
 STORE = ROOT / "var" / "models"
 CACHE = ROOT / "var" / "bench" / "label-efficiency"
 MODEL = "smollm2-135m-instruct"
 K, NOISE, ACTIVE_ROUND, GOLD_TASKS = 4, 0.5, 25, 8
-TODAY = RewardModelConfig(max_length=256)  # the defaults before this benchmark chose new ones
+TODAY = RewardModelConfig(  # the defaults before this benchmark chose new ones (InstructGPT's)
+    max_length=256, trunk="full", pooling="last", depth=1.0, heads=1, epochs=1, patience=0, head_lr=None,
+    weight_decay=0.0, standardise=False,
+)  # fmt: skip
 PREFERENCES = [
     "labeling.demo.preferences:addresses_the_reader",
     "labeling.demo.preferences:plain_words",
@@ -212,11 +216,8 @@ class Table:
 
     @torch.no_grad()
     def disagreement(self, model: RewardModel, prompt: int) -> float:
-        """How much the heads disagree on the prompt's pairs: the std over heads of P(i beats j), averaged."""
-        members = model.members(self.features_of([prompt]))  # (K, E)
-        p = torch.sigmoid(members[:, None, :] - members[None, :, :])  # (K, K, E)
-        upper = torch.triu(torch.ones(p.shape[:2], dtype=torch.bool), diagonal=1)  # (K, K)
-        return float(p[upper].std(dim=-1).mean())
+        """The task's score as the product's queue orders it (training.core.selection)."""
+        return task_uncertainty(model.members(self.features_of([prompt])))  # (K, E) -> float
 
 
 def labelled(table, labels, weights, tasks, weighted: bool) -> tuple[list[RankedPrompt], list[int]]:
@@ -259,8 +260,9 @@ def run_preference(reference: str, table: Table, args, config: RewardModelConfig
             sequence = (
                 active_order(table, seeded, tasks, labels, weights, max(args.sizes)) if arm == "active" else tasks
             )
+            arm_config = replace(TODAY, seed=seed) if arm == "today" else seeded
             for size in args.sizes:
-                model = table.train(seeded, *labelled(table, labels, weights, sequence[:size], arm == "reliable"))
+                model = table.train(arm_config, *labelled(table, labels, weights, sequence[:size], arm == "reliable"))
                 results.setdefault((arm, size), []).append(table.accuracy(model, test_items, test))
     rows = [
         {"preference": name, "arm": arm, "rankings": size, "accuracy": round(statistics.mean(v), 4),
@@ -310,7 +312,7 @@ def main() -> None:
     parser.add_argument("--preferences", nargs="+", default=PREFERENCES)
     parser.add_argument("--config", type=json.loads, default={}, help="RewardModelConfig overrides (JSON).")
     args = parser.parse_args()
-    config = RewardModelConfig(**{"trunk": "frozen", **args.config})
+    config = RewardModelConfig(**args.config)
     started = time.monotonic()
     data = samples(args.prompts)
     table = Table(data, features(data, config))

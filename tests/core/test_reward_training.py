@@ -139,3 +139,13 @@ def test_standardised_heads_read_each_feature_in_its_own_units_and_keep_them_thr
     shift = loaded.feature_shift.clone()
     train_reward_model(loaded, tokenizer, synthetic(40, seed=3), config)  # a warm start keeps its statistics
     assert torch.equal(loaded.feature_shift, shift)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [({"trunk": "frozn"}, "trunk must be one of 'full', 'frozen'"), ({"depth": 0}, "depth is a share"),
+     ({"heads": 0}, "heads and epochs"), ({"pooling": "max"}, "pooling must be one of")],
+)  # fmt: skip
+def test_a_config_value_outside_its_choices_is_refused_with_its_name(override, message):
+    with pytest.raises(ValueError, match=message):
+        RewardModelConfig(**override)
