@@ -1,8 +1,8 @@
 """How many rankings does the reward model need? Held-out pair accuracy per number of rankings, on
 preferences that are not about length.
 
-    .venv/bin/python benchmarks/label_efficiency.py [--prompts 300] [--sizes 25 50 100 200 400]
-        [--seeds 3] [--arms new active reliable] [--preferences module:fn ...] [--config JSON]
+    .venv/bin/python benchmarks/label_efficiency.py [--prompts 300] [--sizes 25 50 100 200 280 400]
+        [--seeds 3] [--arms new active reliable steady today] [--preferences module:fn ...] [--config JSON]
 
 1. K=4 completions per prompt from the bundled model (temperature 0.7, 64 new tokens), sampled once
    into var/bench/label-efficiency/: the demo's prompts, then prompts made from topics × phrasings.
@@ -17,7 +17,8 @@ preferences that are not about length.
 Arms: `today` (the defaults before this benchmark: the whole trunk trained, 1 epoch, lr 9e-6 to
 3e-6; slow, run it with --arms today), `new` (the current defaults, rankings in random order),
 `active` (the ensemble's most disputed pool prompts ranked first, in rounds of 25), `reliable`
-(each ranking weighed by its labeler's reliability, from 8 gold tasks each). Prints one JSON line
+(each ranking weighed by its labeler's reliability, from 8 gold tasks each), `steady` (the third
+labeler as careful as the others: what the careless one costs). Prints one JSON line
 per preference, arm and size (mean and std over seeds) and, per preference, how often the longer
 answer wins and how often the noisy labels agree with the preference.
 """
@@ -60,10 +61,7 @@ STORE = ROOT / "var" / "models"
 CACHE = ROOT / "var" / "bench" / "label-efficiency"
 MODEL = "smollm2-135m-instruct"
 K, NOISE, ACTIVE_ROUND, GOLD_TASKS = 4, 0.5, 25, 8
-TODAY = RewardModelConfig(  # the defaults before this benchmark chose new ones (InstructGPT's)
-    max_length=256, trunk="full", pooling="last", depth=1.0, heads=1, epochs=1, patience=0, head_lr=None,
-    weight_decay=0.0, standardise=False,
-)  # fmt: skip
+TODAY = RewardModelConfig.instructgpt(max_length=256)  # the defaults before this benchmark chose new ones
 PREFERENCES = [
     "labeling.demo.preferences:addresses_the_reader",
     "labeling.demo.preferences:plain_words",
@@ -143,12 +141,12 @@ class Labelers:
 
     names = ("steady-1", "steady-2", "careless")
 
-    def __init__(self, preference, seed: int):
-        self.preference, self.rng = preference, random.Random(seed)
+    def __init__(self, preference, seed: int, careless: bool = True):
+        self.preference, self.rng, self.careless = preference, random.Random(seed), careless
 
     def rank(self, labeler: str, prompt: str, completions: list[str]) -> list[list[int]]:
         order = plackett_luce_order(self.preference(prompt, completions), NOISE, self.rng)
-        if labeler == "careless" and self.rng.random() < 0.5:
+        if self.careless and labeler == "careless" and self.rng.random() < 0.5:
             order = order[::-1]
         return [[i] for i in order]
 
@@ -253,6 +251,8 @@ def run_preference(reference: str, table: Table, args, config: RewardModelConfig
         tasks = [(i, labelers.names[(j + n) % 3]) for n in range(3) for j, i in enumerate(pool)]
         rng.shuffle(tasks)
         labels = {(i, who): labelers.rank(who, *table.data[i]) for i, who in tasks}
+        steady = Labelers(preference, seed, careless=False)  # the `steady` arm: the third labeler as careful
+        steady_labels = {(i, who): steady.rank(who, *table.data[i]) for i, who in tasks}
         longer_wins += _longer_wins(test_items) / args.seeds
         label_agreement += _agreement(table, labels, preference) / args.seeds
         seeded = replace(config, seed=seed)
@@ -261,8 +261,10 @@ def run_preference(reference: str, table: Table, args, config: RewardModelConfig
                 active_order(table, seeded, tasks, labels, weights, max(args.sizes)) if arm == "active" else tasks
             )
             arm_config = replace(TODAY, seed=seed) if arm == "today" else seeded
+            arm_labels = steady_labels if arm == "steady" else labels
             for size in args.sizes:
-                model = table.train(arm_config, *labelled(table, labels, weights, sequence[:size], arm == "reliable"))
+                items = labelled(table, arm_labels, weights, sequence[:size], arm == "reliable")
+                model = table.train(arm_config, *items)
                 results.setdefault((arm, size), []).append(table.accuracy(model, test_items, test))
     rows = [
         {"preference": name, "arm": arm, "rankings": size, "accuracy": round(statistics.mean(v), 4),
@@ -306,9 +308,9 @@ def _agreement(table: Table, labels: dict, preference) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--prompts", type=int, default=300)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200, 400])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[25, 50, 100, 200, 280, 400])
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--arms", nargs="+", default=["new", "active", "reliable"])
+    parser.add_argument("--arms", nargs="+", default=["new", "active", "reliable", "steady"])
     parser.add_argument("--preferences", nargs="+", default=PREFERENCES)
     parser.add_argument("--config", type=json.loads, default={}, help="RewardModelConfig overrides (JSON).")
     args = parser.parse_args()

@@ -102,6 +102,7 @@ def test_adding_a_project_in_the_admin_registers_its_base_policy(client, admin_u
         "max_new_tokens": 64,
         "retrain_threshold": 100,
         "promotion": "automatic",
+        "selection": "random",
     }
     assert client.post(reverse("admin:labeling_project_add"), data).status_code == 302
     policy = PolicyVersion.objects.get(project__name="New")

@@ -94,7 +94,7 @@ def trainer_for(tiny_folder, config: PPOConfig, score=fraction_of_a) -> PPOTrain
     from training.core.loading import load_model
 
     policy, tokenizer = load_model(str(tiny_folder), tiny_folder.parent)
-    critic, _ = new_reward_model(str(tiny_folder), tiny_folder.parent, RewardModelConfig(seed=config.seed))
+    critic, _ = new_reward_model(str(tiny_folder), tiny_folder.parent, RewardModelConfig.instructgpt(seed=config.seed))
     return PPOTrainer(policy, tokenizer, critic, score, config)
 
 

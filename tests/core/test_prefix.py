@@ -53,7 +53,7 @@ def test_shared_prefix_logits_and_gradients_equal_the_plain_forwards(tiny_folder
 
 
 def test_reward_scores_and_values_are_the_same_with_the_prefix_shared(tiny_folder):
-    rm, _ = new_reward_model(str(tiny_folder), tiny_folder.parent, RewardModelConfig(seed=1))
+    rm, _ = new_reward_model(str(tiny_folder), tiny_folder.parent, RewardModelConfig.instructgpt(seed=1))
     for left in (False, True):
         ids, mask = rows_padded(ROWS, left)
         with torch.no_grad():

@@ -37,7 +37,7 @@ def test_the_k3_loss_with_a_tie_matches_a_hand_computation_in_both_tie_modes():
 
 @pytest.fixture(scope="module")
 def rm(tiny_folder):
-    return new_reward_model(str(tiny_folder), tiny_folder.parent, RewardModelConfig(seed=3))
+    return new_reward_model(str(tiny_folder), tiny_folder.parent, RewardModelConfig.instructgpt(seed=3))
 
 
 def test_the_last_real_token_is_found_for_left_and_right_padding():
@@ -103,7 +103,7 @@ def synthetic(n: int, seed: int) -> list[RankedPrompt]:
 
 
 def test_a_short_training_learns_a_synthetic_preference_on_held_out_prompts(tiny_folder):
-    config = RewardModelConfig(lr=3e-3, final_lr=3e-4, epochs=3, batch_prompts=8, seed=0, max_length=64)
+    config = RewardModelConfig.instructgpt(lr=3e-3, final_lr=3e-4, epochs=3, batch_prompts=8, seed=0, max_length=64)
     model, tokenizer = new_reward_model(str(tiny_folder), tiny_folder.parent, config)
     train, heldout = synthetic(160, seed=1), synthetic(40, seed=2)
     # The marker-vs-no-marker pairs are learnable; [marked[0]] over [marked[1]] is noise.

@@ -91,7 +91,7 @@ def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch)
 
 def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_project_form(tiny_project):
     form_class = modelform_factory(Project, form=ProjectAdminForm, fields=[*ProjectAdminForm.Meta.fields, "selection"])
-    data = {"base_model": tiny_project.base_model, "reward_model_config": "{}", "ppo_config": "{}"}
+    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"heads": 1}', "ppo_config": "{}"}
     form = form_class({**data, "selection": "uncertainty"}, instance=tiny_project)
     assert not form.is_valid()
     assert '"heads" to 2 or more' in " ".join(form.errors["selection"])

@@ -87,7 +87,7 @@ def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(proj
         project.save()
         run = launch(project, "ppo")
     else:
-        project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 5000}
+        project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 5000, "trunk": "full"}
         project.save()
         run = launch(project, "rm")
     models_before = RewardModelVersion.objects.count()
@@ -96,6 +96,7 @@ def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(proj
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
     wait_for(lambda: not _alive(child), seconds=30)  # the training process dies with its worker
+    time.sleep(0.5)  # an update the child sent just before it died may still be committing
     run.refresh_from_db()
     beat = run.heartbeat_at
     time.sleep(2)

@@ -8,8 +8,7 @@ class RewardModelConfig:
     """Defaults chosen for tens to thousands of rankings by `benchmarks/label_efficiency.py` (README,
     "Reward models from few rankings"): heads on a frozen trunk's mean features of its first third,
     an ensemble of 5, many epochs with early stopping. InstructGPT's settings, tuned for 50,000
-    comparisons, are in brackets: `{"trunk": "full", "pooling": "last", "depth": 1, "heads": 1,
-    "epochs": 1, "patience": 0, "head_lr": null, "weight_decay": 0}`."""
+    comparisons, are in brackets, and `RewardModelConfig.instructgpt()` gives them all."""
 
     lr: float = 9e-6
     """Peak learning rate of a trained trunk, reached after warm-up [InstructGPT: 9e-6]."""
@@ -63,6 +62,14 @@ class RewardModelConfig:
     """Seeds the head's initialisation and the order of the batches."""
     dtype: str = "float32"
     """'float32' or 'bfloat16' for the weights and the forward pass."""
+
+    @classmethod
+    def instructgpt(cls, **overrides) -> "RewardModelConfig":
+        """InstructGPT's recipe (the defaults before the label-efficiency benchmark): the whole
+        trunk trained for 1 epoch, one head on the last token of the last layer."""
+        recipe = {"trunk": "full", "pooling": "last", "depth": 1.0, "heads": 1, "epochs": 1, "patience": 0,
+                  "head_lr": None, "weight_decay": 0.0}  # fmt: skip
+        return cls(**{**recipe, **overrides})
 
     def __post_init__(self) -> None:
         choices = {"pooling": ("last", "mean"), "trunk": ("full", "frozen"), "tie_mode": ("drop", "half"),
