@@ -17,7 +17,8 @@ preferences that are not about length.
 Arms: `today` (the defaults before this benchmark: the whole trunk trained, 1 epoch, lr 9e-6 to
 3e-6; slow, run it with --arms today), `new` (the current defaults, rankings in random order),
 `active` (the ensemble's most disputed pool prompts ranked first, in rounds of 25), `reliable`
-(each ranking weighed by its labeler's reliability, from 8 gold tasks each), `steady` (the third
+(each ranking weighed by its labeler's reliability, from 8 gold tasks each and their agreement
+with the others on the prompts ranked so far more than once, as the product does), `steady` (the third
 labeler as careful as the others: what the careless one costs). Prints one JSON line
 per preference, arm and size (mean and std over seeds) and, per preference, how often the longer
 answer wins and how often the noisy labels agree with the preference.
@@ -38,11 +39,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from labeling.agreement import (  # noqa: E402
+    Agreement,
     PairCounts,
     gold_accuracy,
     order_from_scores,
+    overlap_agreement,
     plackett_luce_order,
-    reliability_weight,
+    reliability_weights,
 )
 from training.core.config import RewardModelConfig, SamplingConfig  # noqa: E402
 from training.core.generation import sample_distinct  # noqa: E402
@@ -156,17 +159,25 @@ def true_order(preference, prompt: str, completions: list[str]) -> list[list[int
     return order_from_scores(preference(prompt, completions))
 
 
-def reliability(labelers: Labelers, gold: list[tuple[str, list[str]]]) -> dict[str, float]:
-    """Each labeler's weight from their rankings of gold tasks, as the product computes it
-    (labeling.agreement.reliability_weight)."""
-    weights = {}
+def gold_counts(labelers: Labelers, gold: list[tuple[str, list[str]]]) -> dict[str, PairCounts]:
+    """Each labeler's pairs on the gold tasks, ordered as the gold (the preference's own) order."""
+    counts = {name: PairCounts() for name in labelers.names}
     for name in labelers.names:
-        counts = PairCounts()
         for prompt, completions in gold:
             expected = true_order(labelers.preference, prompt, completions)
-            counts += gold_accuracy(expected, labelers.rank(name, prompt, completions))
-        weights[name] = reliability_weight(counts)
-    return weights
+            counts[name] += gold_accuracy(expected, labelers.rank(name, prompt, completions))
+    return counts
+
+
+def reliability(gold: dict[str, PairCounts], labels: dict, tasks: list[tuple[int, str]]) -> dict[str, float]:
+    """Each labeler's weight as the product computes it (labeling.quality.labeler_quality): their
+    gold pairs pooled with their agreement with the others on the prompts `tasks` ranked twice or
+    more, then labeling.agreement.reliability_weights."""
+    by_prompt: dict[int, list] = {}
+    for i, who in tasks:
+        by_prompt.setdefault(i, []).append((who, labels[(i, who)]))
+    _, agreement = overlap_agreement(rankings for rankings in by_prompt.values() if len(rankings) > 1)
+    return reliability_weights({name: gold[name] + agreement.get(name, Agreement()).pairs for name in gold})
 
 
 class _Trunk(torch.nn.Module):
@@ -246,7 +257,8 @@ def run_preference(reference: str, table: Table, args, config: RewardModelConfig
         test, pool = order[: len(order) // 4], order[len(order) // 4 :]
         test_items = [RankedPrompt(*table.data[i], true_order(preference, *table.data[i])) for i in test]
         labelers = Labelers(preference, seed)
-        weights = reliability(labelers, [table.data[i] for i in pool[:GOLD_TASKS]])
+        gold = gold_counts(labelers, [table.data[i] for i in pool[:GOLD_TASKS]])
+        weights = {name: 1.0 for name in labelers.names}
         # Each pool prompt once per labeler, in a seeded order: the first N are the team's first N rankings.
         tasks = [(i, labelers.names[(j + n) % 3]) for n in range(3) for j, i in enumerate(pool)]
         rng.shuffle(tasks)
@@ -263,6 +275,8 @@ def run_preference(reference: str, table: Table, args, config: RewardModelConfig
             arm_config = replace(TODAY, seed=seed) if arm == "today" else seeded
             arm_labels = steady_labels if arm == "steady" else labels
             for size in args.sizes:
+                if arm == "reliable":
+                    weights = reliability(gold, labels, sequence[:size])
                 items = labelled(table, arm_labels, weights, sequence[:size], arm == "reliable")
                 model = table.train(arm_config, *items)
                 results.setdefault((arm, size), []).append(table.accuracy(model, test_items, test))

@@ -63,12 +63,22 @@ RELIABILITY_PRIOR_PAIRS = 20
 """How many pairs of evidence it takes before a labeler's weight is half their own figure, half 1."""
 
 
-def reliability_weight(counts: PairCounts, prior_pairs: float = RELIABILITY_PRIOR_PAIRS) -> float:
-    """A labeler's weight in the reward model's loss from the pairs they ordered as the others (or
-    the gold order) did: 2·share − 1, so 1 when they always agree and 0 at chance or below, shrunk
-    toward 1 while the pairs are few: (n·raw + prior) / (n + prior)."""
-    raw = max(0.0, 2 * counts.share - 1) if counts.compared else 1.0
-    return (counts.compared * raw + prior_pairs) / (counts.compared + prior_pairs)
+def reliability_weights(
+    counts: Mapping[str, PairCounts], prior_pairs: float = RELIABILITY_PRIOR_PAIRS, min_pairs: int = 10
+) -> dict[str, float]:
+    """Each labeler's weight in the reward model's loss, from the pairs they ordered as the others
+    (or the gold order) did. Their figure is 2·share − 1 (0 at chance or below) as a share of the
+    best figure among labelers with at least `min_pairs`: disagreement every labeler shows (close
+    answers, a noisy preference) says nothing about who is careless, so the most reliable labeler
+    weighs 1 and one at chance about 0. When nobody beats chance the figure is used as it is. The
+    weight is shrunk toward 1 while a labeler's pairs are few: (n·relative + prior) / (n + prior)."""
+    raw = {name: max(0.0, 2 * c.share - 1) for name, c in counts.items() if c.compared}
+    best = max((raw[name] for name, c in counts.items() if c.compared >= min_pairs), default=0.0)
+    weights = {}
+    for name, c in counts.items():
+        relative = (min(1.0, raw[name] / best) if best > 0 else raw[name]) if c.compared else 1.0
+        weights[name] = (c.compared * relative + prior_pairs) / (c.compared + prior_pairs)
+    return weights
 
 
 def pairwise_agreement(a: Order, b: Order) -> PairCounts:

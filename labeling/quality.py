@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
-from labeling.agreement import Agreement, PairCounts, gold_accuracy, overlap_agreement, reliability_weight
+from labeling.agreement import Agreement, PairCounts, gold_accuracy, overlap_agreement, reliability_weights
 from labeling.models import ComparisonTask, Project, Ranking
 
 MIN_PAIRS_TO_FLAG = 10
@@ -25,11 +25,9 @@ class LabelerQuality:
     agreement: Agreement = field(default_factory=Agreement)
     gold: PairCounts = field(default_factory=PairCounts)
     gold_rankings: int = 0
-
-    @property
-    def weight(self) -> float:
-        """Their rankings' weight in the reward model's loss: agreement and gold pairs pooled."""
-        return reliability_weight(self.agreement.pairs + self.gold)
+    weight: float = 1.0
+    """Their rankings' weight in the reward model's loss: agreement and gold pairs pooled, relative to
+    the project's most reliable labeler (labeling.agreement.reliability_weights)."""
 
     def flags(self, threshold: float) -> list[str]:
         """Why the labeler is flagged (empty when they are not)."""
@@ -73,6 +71,9 @@ def labeler_quality(project: Project) -> tuple[Agreement, dict[str, LabelerQuali
         row = quality.setdefault(name, LabelerQuality(name))
         row.gold += gold_accuracy(expected, order)
         row.gold_rankings += 1
+    weights = reliability_weights({name: row.agreement.pairs + row.gold for name, row in quality.items()})
+    for name, row in quality.items():
+        row.weight = weights[name]
     return overall, quality
 
 

@@ -11,7 +11,7 @@ from labeling.agreement import (
     order_from_scores,
     overlap_agreement,
     pairwise_agreement,
-    reliability_weight,
+    reliability_weights,
 )
 
 STRICT = [[1], [2], [3], [4]]  # 1 > 2 > 3 > 4
@@ -88,11 +88,18 @@ def test_each_labeler_is_compared_with_the_others_and_a_reverser_stands_out():
     assert per["rev"].share == 0.0 and per["rev"].tau_b == -1.0
 
 
-def test_a_labelers_weight_is_twice_their_agreement_less_one_shrunk_toward_one_on_few_pairs():
-    assert reliability_weight(PairCounts(agreed=0, compared=0)) == 1.0  # no evidence: full weight
-    assert reliability_weight(PairCounts(agreed=80, compared=100), prior_pairs=20) == pytest.approx(
-        (100 * 0.6 + 20) / 120
-    )
-    assert reliability_weight(PairCounts(agreed=40, compared=100), prior_pairs=20) == pytest.approx(20 / 120)
-    at_chance = reliability_weight(PairCounts(agreed=500, compared=1000))
-    assert at_chance < 0.02  # a labeler at chance, with plenty of evidence, counts for almost nothing
+def test_a_labelers_weight_is_their_agreement_above_chance_relative_to_the_best_shrunk_toward_one():
+    counts = {
+        "best": PairCounts(agreed=80, compared=100),  # 2·0.8 − 1 = 0.6: the reference
+        "half": PairCounts(agreed=65, compared=100),  # 0.3: half the best's figure
+        "chance": PairCounts(agreed=500, compared=1000),
+        "new": PairCounts(),  # no evidence: full weight
+        "few": PairCounts(agreed=9, compared=9),  # above the best, but under 10 pairs: not the reference
+    }
+    weights = reliability_weights(counts, prior_pairs=20)
+    assert weights["best"] == pytest.approx(1.0)
+    assert weights["half"] == pytest.approx((100 * 0.5 + 20) / 120)
+    assert weights["chance"] < 0.02  # at chance, with plenty of evidence: almost nothing
+    assert weights["new"] == 1.0 and weights["few"] == pytest.approx(1.0)
+    alone = reliability_weights({"only": PairCounts(agreed=40, compared=100)}, prior_pairs=20)
+    assert alone["only"] == pytest.approx(20 / 120)  # nobody beats chance: the figure as it is

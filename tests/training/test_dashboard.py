@@ -61,14 +61,16 @@ def test_a_labeler_who_always_reverses_the_others_is_flagged(project):
 
 def test_each_labelers_weight_in_the_reward_model_comes_from_agreement_and_gold_pooled(project):
     rows = {row["labeler"]: row for row in project_metrics(project)["labelers"]}
-    # ann: 24 of 36 agreement pairs and 3 of 3 gold pairs: 27/39, raw 2·27/39 − 1, shrunk with 20 pairs.
-    assert rows["ann"]["weight"] == pytest.approx((39 * (2 * 27 / 39 - 1) + 20) / 59)
+    # ann: 24 of 36 agreement pairs and 3 of 3 gold pairs: 27/39, figure 2·27/39 − 1, the team's best.
+    # bob: 24 of 36, figure 1/3, relative to ann's, shrunk toward 1 with 20 pairs.
+    assert rows["ann"]["weight"] == pytest.approx(1.0)
+    assert rows["bob"]["weight"] == pytest.approx((36 * (1 / 3) / (2 * 27 / 39 - 1) + 20) / 56)
     assert rows["rev"]["weight"] == pytest.approx(20 / 59)  # below chance: only the prior keeps it above 0
     weights = labeler_weights(project)
-    assert weights["ann"] == pytest.approx(rows["ann"]["weight"]) and weights["rev"] < weights["ann"]
+    assert weights["bob"] == pytest.approx(rows["bob"]["weight"]) and weights["rev"] < weights["bob"]
     through = Ranking.objects.filter(task__project=project).latest("id").pk
     by_labeler = {item.labeler: item.weight for _, item in ranked_prompts(project, through, weights)}
-    assert by_labeler["rev"] == pytest.approx(20 / 59) and by_labeler["ann"] == pytest.approx(weights["ann"])
+    assert by_labeler["rev"] == pytest.approx(20 / 59) and by_labeler["bob"] == pytest.approx(weights["bob"])
     assert {item.weight for _, item in ranked_prompts(project, through)} == {1.0}
 
 
