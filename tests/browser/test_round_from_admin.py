@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis, pyte
 
 
 def test_a_staff_user_launches_a_round_and_watches_it(page, live_server, admin_user, ranked_project, child_env):
-    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 40}
+    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 40, "patience": 0}
     ranked_project.ppo_config = {
         "steps": 12,
         "batch_prompts": 4,

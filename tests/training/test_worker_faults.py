@@ -87,7 +87,7 @@ def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(proj
         project.save()
         run = launch(project, "ppo")
     else:
-        project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 5000, "trunk": "full"}
+        project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 5000, "patience": 0, "trunk": "full"}
         project.save()
         run = launch(project, "rm")
     models_before = RewardModelVersion.objects.count()
