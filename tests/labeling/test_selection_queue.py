@@ -2,9 +2,11 @@
 training task first, with leases, overlap and "never the same task twice" as before."""
 
 import pytest
+from django.db import connection
+from django.utils import timezone
 
 from labeling.models import Project
-from labeling.services import do_assign_next_task, do_skip_task, do_submit_ranking
+from labeling.services import available_tasks, do_assign_next_task, do_skip_task, do_submit_ranking, queue_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -72,3 +74,22 @@ def test_random_selection_ignores_the_scores(project):
     tasks = tasks_with(project, [0.1, 0.9, 0.5])
     labeler = UserFactory()
     assert do_assign_next_task(project, labeler).task == tasks[0]
+
+
+@pytest.mark.parametrize(
+    ("selection", "index"), [(Project.Selection.UNCERTAINTY, "task_open_uncertain"), ("random", "task_open_queue")]
+)
+def test_the_queue_walks_its_own_partial_index_without_a_sort(project, selection, index):
+    project.selection = selection
+    project.save()
+    tasks_with(project, [0.2, 0.4])
+    labeler = UserFactory()
+    query = (
+        available_tasks(labeler, timezone.now())
+        .filter(project=project, kind="train")
+        .order_by(*queue_order(project, "train"))[:1]
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # two rows: the planner would rather read the table
+        plan = query.explain()
+    assert f"Index Scan using {index}" in plan and "Sort" not in plan
