@@ -149,3 +149,23 @@ def test_standardised_heads_read_each_feature_in_its_own_units_and_keep_them_thr
 def test_a_config_value_outside_its_choices_is_refused_with_its_name(override, message):
     with pytest.raises(ValueError, match=message):
         RewardModelConfig(**override)
+
+
+def test_a_lora_trunk_trains_adapters_and_heads_then_saves_a_plain_trunk(tiny_folder, tmp_path):
+    config = RewardModelConfig(**{**FAST, "lr": 1e-2}, epochs=3, heads=2, head_lr=1e-2, trunk="lora", lora_rank=4)
+    model, tokenizer = new_reward_model(str(tiny_folder), tiny_folder.parent, config)
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    train, heldout = synthetic(160, seed=1), synthetic(40, seed=2)
+    train_reward_model(model, tokenizer, train, config)
+    after = model.backbone.state_dict()
+    assert after.keys() == before.keys()  # merged: no adapter left
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert changed and all("proj" in k for k in changed)  # the linear layers moved, the norms and embeddings not
+    learnable = [RankedPrompt(i.prompt, i.completions, [i.order[0] + i.order[1], i.order[2]]) for i in heldout]
+    assert evaluate(model, tokenizer, learnable, config)["accuracy"] >= 0.8
+    save_reward_model(model, tokenizer, tmp_path / "rm")
+    loaded, _ = load_reward_model(tmp_path / "rm")
+    pairs = [(item.prompt, item.completions[0]) for item in heldout[:4]]
+    assert score_pairs(loaded, tokenizer, pairs, 64).tolist() == pytest.approx(
+        score_pairs(model, tokenizer, pairs, 64).tolist(), abs=1e-5
+    )

@@ -44,7 +44,11 @@ class RewardModelConfig:
     did not help (README), so it is off."""
     trunk: str = "frozen"
     """'full' trains every weight; 'frozen' trains the heads only, on the trunk's output computed
-    once per completion (fast, and steady on few rankings) [full]."""
+    once per completion (fast, and steady on few rankings); 'lora' trains the heads and low-rank
+    adapters on the trunk's linear layers (with `lr` near 1e-4), merged into the trunk when saved
+    [full]."""
+    lora_rank: int = 8
+    """Rank of the adapters when `trunk` is 'lora'."""
     batch_prompts: int = 8
     """Ranked prompts per optimiser step; each brings its K completions and C(K,2) pairs."""
     max_length: int = 512
@@ -73,7 +77,7 @@ class RewardModelConfig:
         return cls(**{**recipe, **overrides})
 
     def __post_init__(self) -> None:
-        choices = {"pooling": ("last", "mean"), "trunk": ("full", "frozen"), "tie_mode": ("drop", "half"),
+        choices = {"pooling": ("last", "mean"), "trunk": ("full", "frozen", "lora"), "tie_mode": ("drop", "half"),
                    "dtype": ("float32", "bfloat16")}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:

@@ -1,7 +1,8 @@
 """Training a Bradley–Terry reward model on rankings, sized for tens to thousands of them: a step
 schedule over several epochs with early stopping on held-out rankings, a faster head than trunk,
-an ensemble of heads each on its own bootstrap, and a trunk that trains or stays frozen (then each
-completion goes through it once, and only the heads train, on those features)."""
+an ensemble of heads each on its own bootstrap, and a trunk that trains, trains low-rank adapters
+(LoRA) or stays frozen (then each completion goes through it once, and only the heads train, on
+those features)."""
 
 import math
 import random
@@ -97,7 +98,9 @@ def train_reward_model(
     """
     model.eval()
     frozen = config.trunk == "frozen"
-    model.backbone.requires_grad_(not frozen)
+    model.backbone.requires_grad_(config.trunk == "full")
+    if config.trunk == "lora":
+        model.backbone = with_adapters(model.backbone, config.lora_rank)
     if frozen and features is None:
         features = (completion_features(model, tokenizer, data, config),
                     completion_features(model, tokenizer, heldout, config) if heldout else None)  # fmt: skip
@@ -109,7 +112,7 @@ def train_reward_model(
     counts = bootstrap_counts(len(data), model.head.out_features, config.seed)  # (n, E)
     groups = [{"params": list(model.head.parameters()), "lr": config.head_lr or config.lr}]
     if not frozen:
-        groups.append({"params": list(model.backbone.parameters()), "lr": config.lr})
+        groups.append({"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": config.lr})
     for group in groups:
         group["peak_lr"] = group["lr"]
     optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=True)
@@ -141,7 +144,16 @@ def train_reward_model(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if config.trunk == "lora":
+        model.backbone = model.backbone.merge_and_unload()  # a plain trunk again, saved and loaded as any
     return {**figures, "best_epoch": best_epoch, "heldout_loss": None if best_state is None else best_loss}
+
+
+def with_adapters(backbone, rank: int):
+    """The trunk with trainable low-rank adapters on every linear layer; its own weights frozen."""
+    from peft import LoraConfig, get_peft_model  # only with LoRA: importing peft takes seconds
+
+    return get_peft_model(backbone, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
 
 
 def _step(model, scorer, data, indices, counts, optimiser, scale: float, config: RewardModelConfig) -> dict:
