@@ -9,7 +9,8 @@ import hashlib
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F, Q, Value
+from django.db.models.functions import Coalesce
 
 
 class Project(models.Model):
@@ -205,6 +206,10 @@ class Completion(models.Model):
         return self.text[:80]
 
 
+UNSCORED_LAST = Coalesce(F("uncertainty"), Value(-1.0))
+"""A task's uncertainty, -1 while it has none: scores are ≥ 0, so unscored tasks sort last."""
+
+
 class ComparisonTask(models.Model):
     class Kind(models.TextChoices):
         TRAIN = "train", "Train"
@@ -256,11 +261,12 @@ class ComparisonTask(models.Model):
             models.Index(
                 fields=["project", "kind", "created_at", "id"], condition=Q(state="open"), name="task_open_queue"
             ),
-            # The same walk for a project that selects by uncertainty: most disputed first.
+            # The same walk for a project that selects by uncertainty: most disputed first, unscored
+            # last (services.queue_order; COALESCE, as SQLite has no NULLS LAST in an index).
             models.Index(
                 "project",
                 "kind",
-                F("uncertainty").desc(nulls_last=True),
+                UNSCORED_LAST.desc(),
                 "created_at",
                 "id",
                 condition=Q(state="open"),

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from labeling.importing import do_import_prompts, parse_records
 from labeling.models import (
+    UNSCORED_LAST,
     Assignment,
     ComparisonTask,
     Completion,
@@ -242,7 +243,7 @@ def queue_order(project: Project, kind: str) -> list:
     measure the reward model on fresh labels, and a sample it chose would flatter or doom it.
     """
     if kind == ComparisonTask.Kind.TRAIN and project.selection == Project.Selection.UNCERTAINTY:
-        return [F("uncertainty").desc(nulls_last=True), "created_at", "id"]
+        return [UNSCORED_LAST.desc(), "created_at", "id"]
     return ["created_at", "id"]
 
 

@@ -1,3 +1,8 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command
@@ -26,3 +31,17 @@ def test_seed_demo_can_run_twice():
     call_command("seed_demo")
     assert Project.objects.get().prompts.count() == 50
     assert PolicyVersion.objects.count() == 1
+
+
+@pytest.mark.django_db(False)
+def test_the_demos_sqlite_database_takes_every_migration(tmp_path):
+    """The demo runs on SQLite while the tests run on PostgreSQL: each migration must apply to both
+    (an index with NULLS LAST, say, does not on SQLite)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(VAR_DIR=str(tmp_path), DJANGO_ENV="development")
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "manage.py", "migrate", "-v0"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "demo.sqlite3").exists()
