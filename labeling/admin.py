@@ -209,8 +209,11 @@ class TaskCompletionInline(admin.TabularInline):
 @admin.register(ComparisonTask)
 class ComparisonTaskAdmin(admin.ModelAdmin):
     form = ComparisonTaskAdminForm
-    list_display = ["id", "project", "prompt_id", "policy_version", "kind", "state", "target_overlap", "created_at"]
+    list_display = [
+        "id", "project", "prompt_id", "policy_version", "kind", "state", "target_overlap", "uncertainty", "created_at",
+    ]  # fmt: skip
     list_filter = ["project", "kind", "state"]
+    readonly_fields = ["uncertainty"]  # set by the worker (training.executors.selection)
     search_fields = ["prompt__text"]
     list_select_related = ["project", "policy_version__project"]
     raw_id_fields = ["prompt", "policy_version"]

@@ -3,8 +3,10 @@ training task first, with leases, overlap and "never the same task twice" as bef
 
 import pytest
 from django.db import connection
+from django.urls import reverse
 from django.utils import timezone
 
+from labeling.admin import ComparisonTaskAdmin
 from labeling.models import Project
 from labeling.services import available_tasks, do_assign_next_task, do_skip_task, do_submit_ranking, queue_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
@@ -93,3 +95,14 @@ def test_the_queue_walks_its_own_partial_index_without_a_sort(project, selection
         cursor.execute("SET LOCAL enable_seqscan = off")  # two rows: the planner would rather read the table
         plan = query.explain()
     assert f"Index Scan using {index}" in plan and "Sort" not in plan
+
+
+def test_staff_see_each_tasks_score_in_the_admin_sorted_most_uncertain_first(client, admin_user, project):
+    low, high = tasks_with(project, [0.125, 0.875])
+    client.force_login(admin_user)
+    url = reverse("admin:labeling_comparisontask_changelist")
+    index = list(ComparisonTaskAdmin.list_display).index("uncertainty") + 1
+    body = client.get(url, {"o": f"-{index}"}).content.decode()
+    assert "0.875" in body and body.index(f">{high.pk}<") < body.index(f">{low.pk}<")
+    change = client.get(reverse("admin:labeling_comparisontask_change", args=[high.pk])).content.decode()
+    assert "0.875" in change and 'name="uncertainty"' not in change  # shown, not editable
