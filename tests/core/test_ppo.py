@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
-from training.core.advantages import compute_gae, masked_mean, masked_whiten
+from training.core.advantages import compute_gae, group_advantages, masked_mean, masked_whiten
 from training.core.config import PPOConfig, RewardModelConfig
-from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
+from training.core.data import RankedPrompt, pair_index
+from training.core.losses import clipped_policy_loss, clipped_value_loss, dpo_loss, kl_penalty
 from training.core.ppo import PPOTrainer, adaptive_beta, response_logprobs, token_rewards
 from training.core.reward_model import new_reward_model
 
@@ -214,3 +215,36 @@ def test_with_lora_the_reference_is_the_base_with_the_adapter_off(tiny_folder):
     assert history[-1]["kl"] != 0.0
     merged = trainer.trained_policy()
     assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+@pytest.mark.parametrize("estimator", ["rloo", "group_norm"])
+def test_group_advantages_equal_a_plain_loop(estimator):
+    scores = torch.tensor([[1.0, 2.0, 4.0, 7.0], [0.5, 0.5, -1.0, 3.0]])  # (P=2, k=4)
+    got = group_advantages(scores, estimator)
+    for p, row in enumerate(scores.tolist()):
+        for i, s in enumerate(row):
+            others = [x for j, x in enumerate(row) if j != i]
+            if estimator == "rloo":
+                expected = s - sum(others) / len(others)
+            else:
+                mean = sum(row) / len(row)
+                std = math.sqrt(sum((x - mean) ** 2 for x in row) / (len(row) - 1))
+                expected = (s - mean) / (std + 1e-6)
+            assert float(got[p, i]) == pytest.approx(expected, rel=1e-5)
+    assert torch.allclose(group_advantages(scores, "rloo").sum(dim=-1), torch.zeros(2), atol=1e-6)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        group_advantages(scores[:, :1])
+
+
+def test_the_dpo_loss_over_k_completions_equals_the_sum_over_its_pairs():
+    policy = torch.tensor([-3.0, -5.0, -4.0])  # (K=3,) summed log-probs
+    reference = torch.tensor([-3.5, -4.0, -4.0])
+    order = [[0], [2], [1]]  # 0 best, then 2, then 1
+    pairs = pair_index([RankedPrompt("p", ["a", "b", "c"], order)], "drop")
+    beta = 0.1
+    ratio = (policy - reference).tolist()  # [0.5, -1.0, 0.0]
+    expected = sum(
+        -math.log(1 / (1 + math.exp(-beta * (ratio[w] - ratio[lo])))) / 3 for w, lo in [(0, 2), (0, 1), (2, 1)]
+    )
+    loss = dpo_loss(policy, reference, pairs.winners, pairs.losers, pairs.weights, pairs.mu, beta)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)

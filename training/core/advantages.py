@@ -41,3 +41,21 @@ def compute_gae(
         advantages[:, t] = lastgaelam * mask[:, t]
     returns = advantages + values
     return advantages, returns
+
+
+def group_advantages(scores: torch.Tensor, estimator: str = "rloo", eps: float = 1e-6) -> torch.Tensor:
+    """Critic-free advantages of k samples per prompt from their scores alone. (P, k) -> (P, k)
+
+    'rloo' (Ahmadian et al. 2024): each sample's score minus the mean of the other k − 1, an
+    unbiased baseline. 'group_norm' (GRPO): minus the group's mean, divided by its std (+ eps).
+    """
+    k = scores.shape[-1]
+    if k < 2:
+        raise ValueError("A group baseline needs at least 2 samples per prompt.")
+    if estimator == "rloo":
+        others = (scores.sum(dim=-1, keepdim=True) - scores) / (k - 1)  # (P, k)
+        return scores - others
+    if estimator == "group_norm":
+        mean, std = scores.mean(dim=-1, keepdim=True), scores.std(dim=-1, keepdim=True)  # (P, 1)
+        return (scores - mean) / (std + eps)
+    raise ValueError(f"estimator must be 'rloo' or 'group_norm', not {estimator!r}")

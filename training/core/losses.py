@@ -23,6 +23,25 @@ def bradley_terry_loss(
     return (weights * pair_loss).sum() / scores.shape[1]
 
 
+def dpo_loss(
+    policy_logps: torch.Tensor,
+    reference_logps: torch.Tensor,
+    winners: torch.Tensor,
+    losers: torch.Tensor,
+    weights: torch.Tensor,
+    mu: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """DPO over K-way rankings: the Bradley–Terry loss of the implicit rewards β·(log π − log π_ref),
+    so each completion is forwarded once per model and all C(K,2) pairs −log σ(β·(Δ_w − Δ_l)) come
+    from the K log-ratios; ties are dropped or at target μ = 0.5 as for the reward model.
+
+    policy_logps, reference_logps: (N,) summed log-probs of each completion's tokens; winners,
+    losers, weights, mu: (P,) -> scalar
+    """
+    return bradley_terry_loss(beta * (policy_logps - reference_logps), winners, losers, weights, mu)
+
+
 def clipped_policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_range: float
 ) -> tuple[torch.Tensor, torch.Tensor]:
