@@ -136,6 +136,11 @@ class RewardModel(nn.Module):
         return self.forward(input_ids, attention_mask) + self.offset
 
 
+def read_layer(config: RewardModelConfig, layers: int) -> int | None:
+    """The hidden state the heads read for `config.depth` of a trunk of `layers` layers; None is the last."""
+    return None if config.depth >= 1 else round(config.depth * layers)
+
+
 def new_reward_model(
     policy_reference: str, store: Path, config: RewardModelConfig
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
@@ -143,7 +148,7 @@ def new_reward_model(
     source = resolve(policy_reference, store)
     torch.manual_seed(config.seed)
     backbone = AutoModel.from_pretrained(source, dtype=DTYPES[config.dtype])
-    layer = None if config.depth >= 1 else round(config.depth * backbone.config.num_hidden_layers)
+    layer = read_layer(config, backbone.config.num_hidden_layers)
     model = RewardModel(backbone, config.head_init_std, config.heads, config.pooling, layer)
     model.head.to(DTYPES[config.dtype])
     return model, prepare_tokenizer(AutoTokenizer.from_pretrained(source))

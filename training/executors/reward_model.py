@@ -9,7 +9,14 @@ from labeling.models import Project
 from labeling.quality import labeler_weights
 from training.core.checkpoints import write_once
 from training.core.config import RewardModelConfig
-from training.core.reward_model import RewardModel, load_reward_model, new_reward_model, normalise, save_reward_model
+from training.core.reward_model import (
+    RewardModel,
+    load_reward_model,
+    new_reward_model,
+    normalise,
+    read_layer,
+    save_reward_model,
+)
 from training.core.reward_training import evaluate, train_reward_model
 from training.datasets import is_heldout, ranked_prompts, reference_completions
 from training.executors.fresh_scores import score_fresh_rankings
@@ -77,8 +84,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
 def same_architecture(model: RewardModel, config: RewardModelConfig) -> bool:
     """Whether a loaded reward model has the heads, pooling and layer the config asks for: a new
     version warm-starts from the last only then, else it starts afresh from the policy's trunk."""
-    layers = model.backbone.config.num_hidden_layers
-    layer = None if config.depth >= 1 else round(config.depth * layers)
+    layer = read_layer(config, model.backbone.config.num_hidden_layers)
     return (model.head.out_features, model.pooling, model.layer) == (config.heads, config.pooling, layer)
 
 
