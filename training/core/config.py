@@ -144,8 +144,109 @@ class PPOConfig:
     training on several processes."""
     lora_rank: int = 0
     """0 trains every weight; > 0 trains LoRA adapters and uses the base with them off as reference."""
+    advantage_estimator: str = "gae"
+    """'gae': a critic (initialised from the RM) and GAE, PPO as in InstructGPT; 'rloo': no critic,
+    each sample's baseline is the mean score of the other samples of its prompt (Ahmadian et al.
+    2024); 'group_norm': GRPO's, the group's mean and std."""
+    samples_per_prompt: int = 1
+    """Completions sampled per prompt in a rollout batch: 1 for 'gae', at least 2 for a group baseline."""
+    kl_in_reward: bool = True
+    """True: −β·KL (the `kl_estimator`) is a per-token penalty in the reward; False: β·k3 KL is a
+    term of the loss (GRPO's way), the reward is the score alone. PPO always puts it in the reward."""
     seed: int = 0
     """Seeds sampling, prompt order and minibatch order."""
+
+    def __post_init__(self) -> None:
+        choices = {"advantage_estimator": ("gae", "rloo", "group_norm"), "kl_estimator": ("k1", "k3")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {getattr(self, name)!r}.")
+        if self.advantage_estimator == "gae" and self.samples_per_prompt != 1:
+            raise ValueError("samples_per_prompt is 1 with the 'gae' estimator; a group baseline needs 'rloo'.")
+        if self.advantage_estimator != "gae" and self.samples_per_prompt < 2:
+            raise ValueError(f"The {self.advantage_estimator!r} baseline needs samples_per_prompt of at least 2.")
+        if self.advantage_estimator == "gae" and not self.kl_in_reward:
+            raise ValueError("PPO with a critic puts the KL penalty in the reward: kl_in_reward must be true.")
+        if self.steps < 1 or self.batch_prompts < 1 or self.minibatch_size < 1 or self.ppo_epochs < 1:
+            raise ValueError("steps, batch_prompts, minibatch_size and ppo_epochs must be at least 1.")
+
+    @classmethod
+    def rloo(cls, **overrides) -> "PPOConfig":
+        """Critic-free RL with k = 4 samples per prompt and a leave-one-out baseline: one update per
+        rollout batch (the ratio is then 1 and the clip idle, REINFORCE with a baseline), as in
+        TRL's RLOOTrainer and the RLOO paper."""
+        recipe = {"advantage_estimator": "rloo", "samples_per_prompt": 4, "batch_prompts": 4, "ppo_epochs": 1,
+                  "minibatch_size": 16, "lr": 1e-5, "steps": 16}  # fmt: skip
+        return cls(**{**recipe, **overrides})
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    """Supervised fine-tuning on demonstrations: the loss on the answer tokens only (and the EOS
+    after each), the prompt formatted with the chat template as in sampling."""
+
+    lr: float = 2e-5
+    """Peak learning rate (full fine-tuning; near 2e-4 with LoRA)."""
+    epochs: int = 3
+    """Passes over the demonstrations, fewer when `patience` stops early."""
+    patience: int = 1
+    """Epochs without a lower held-out loss before stopping, keeping the best epoch's weights; 0 off."""
+    batch_prompts: int = 4
+    """Demonstrations per optimiser step."""
+    warmup_ratio: float = 0.1
+    """Share of the steps warming up linearly; then a cosine decay to 10% of lr."""
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 512
+    """Tokens of prompt + answer + EOS; longer answers are cut, then prompts lose their start."""
+    heldout_fraction: float = 0.1
+    """Share of prompts (never of answers) kept out of training for early stopping."""
+    include_top_ranked: bool = False
+    """Also train on the completion ranked first (alone) of each training ranking: rejection-sampling
+    fine-tuning on the policy's own best samples."""
+    lora_rank: int = 0
+    """0 trains every weight; > 0 trains LoRA adapters, merged into the weights when saved."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_prompts < 1:
+            raise ValueError("epochs and batch_prompts must be at least 1.")
+
+
+@dataclass(frozen=True)
+class DPOConfig:
+    """Direct preference optimisation from K-way rankings, no reward model (Rafailov et al. 2023):
+    every completion forwarded once through the policy per step and once through the frozen
+    reference in all, every C(K,2) pair's loss −log σ(β·Δ) formed from the K log-ratios."""
+
+    beta: float = 0.1
+    """β: the KL strength; smaller lets the policy move further from the reference [0.1]."""
+    lr: float = 5e-6
+    """Peak learning rate (full fine-tuning; near 5e-5 with LoRA)."""
+    epochs: int = 2
+    """Passes over the rankings, fewer when `patience` stops early."""
+    patience: int = 0
+    """Epochs without a lower held-out loss before stopping, keeping the best epoch's weights; 0 off."""
+    batch_prompts: int = 4
+    """Ranked prompts per optimiser step; each brings its K completions and C(K,2) pairs."""
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 512
+    tie_mode: str = "drop"
+    """'drop': pairs within a tie group are left out; 'half': they count with target 0.5."""
+    heldout_fraction: float = 0.1
+    """Share of prompts kept out of training: the implicit reward's accuracy on them is logged."""
+    labeler_weights: bool = False
+    """Weigh each ranking by its labeler's reliability, as the reward model can."""
+    lora_rank: int = 0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tie_mode not in ("drop", "half"):
+            raise ValueError(f"tie_mode must be one of 'drop', 'half', not {self.tie_mode!r}.")
+        if self.beta <= 0 or self.epochs < 1 or self.batch_prompts < 1:
+            raise ValueError("beta must be positive, epochs and batch_prompts at least 1.")
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,15 @@ def pair_index(items: list[RankedPrompt], tie_mode: str) -> PairIndex:
     )
 
 
+def completion_rows(data: list[RankedPrompt]) -> list[range]:
+    """Where each ranked prompt's completions are in its completions laid end to end."""
+    rows, start = [], 0
+    for item in data:
+        rows.append(range(start, start + len(item.completions)))
+        start += len(item.completions)
+    return rows
+
+
 def collate(
     items: list[RankedPrompt], tokenizer: PreTrainedTokenizerBase, max_length: int, tie_mode: str
 ) -> RewardBatch:

@@ -1,5 +1,7 @@
-"""PPO for a language model: the prompt is the state, the completion the action (a bandit at the
-RL level, with a token-level KL penalty and value function inside it), as in InstructGPT."""
+"""RL on a language model: the prompt is the state, the completion the action (a bandit at the
+RL level, with a token-level KL penalty inside it). One loop, two ways to get advantages: PPO's, a
+critic and GAE, as in InstructGPT; or critic-free, from k samples per prompt scored against each
+other (RLOO's leave-one-out baseline, or GRPO's group normalisation), with the same clipped ratio."""
 
 import copy
 import random
@@ -12,7 +14,7 @@ import torch
 from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from training.core.advantages import compute_gae, masked_mean, masked_var, masked_whiten
+from training.core.advantages import compute_gae, group_advantages, masked_mean, masked_var, masked_whiten
 from training.core.config import PPOConfig, SamplingConfig
 from training.core.generation import eos_ids, format_prompt, generate_kwargs
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
@@ -94,36 +96,51 @@ def response_logprobs(
 
 
 class PPOTrainer:
-    """One readable loop (`step`) over rollout batches; models are prepared with accelerate."""
+    """One readable loop (`step`) over rollout batches; models are prepared with accelerate.
+
+    `critic` is the value model with the 'gae' estimator, None with a group baseline. `reference`
+    is the model KL is measured against when it is not the policy's starting weights (an SFT
+    anchor the policy has since moved from)."""
 
     def __init__(
         self,
         policy: PreTrainedModel,
         tokenizer: PreTrainedTokenizerBase,
-        critic: RewardModel,
+        critic: RewardModel | None,
         score: Scorer,
         config: PPOConfig,
         accelerator: Accelerator | None = None,
+        reference: PreTrainedModel | None = None,
     ):
+        if (critic is None) != (config.advantage_estimator != "gae"):
+            raise ValueError("A critic goes with the 'gae' estimator, and only with it.")
         self.config, self.tokenizer, self.score = config, tokenizer, score
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
-        if config.lora_rank > 0:
-            from peft import LoraConfig, get_peft_model  # only with LoRA: importing peft takes seconds
-
-            lora = LoraConfig(r=config.lora_rank, lora_alpha=2 * config.lora_rank, target_modules="all-linear")
-            policy = get_peft_model(policy, lora)
-            self.reference = None  # the same weights with the adapter disabled
-        else:
+        self.rows = config.batch_prompts * config.samples_per_prompt  # sequences in a rollout batch
+        if reference is not None:
+            self.reference = reference.requires_grad_(False).eval().to(self.accelerator.device)
+            pack_linears(self.reference, self.rows)
+        elif config.lora_rank == 0:
             self.reference = copy.deepcopy(policy).requires_grad_(False).eval().to(self.accelerator.device)
-            pack_linears(self.reference, config.batch_prompts)  # frozen for good
+            pack_linears(self.reference, self.rows)  # frozen for good
+        else:
+            self.reference = None  # the same weights with the adapter disabled
+        if config.lora_rank > 0:
+            from training.core.finetune import with_lora
+
+            policy = with_lora(policy, config.lora_rank)
         trainable = [p for p in policy.parameters() if p.requires_grad]
         policy_opt = torch.optim.AdamW(trainable, lr=config.lr, fused=True)
-        critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr, fused=True)
-        self.policy, self.critic, self.policy_opt, self.critic_opt = self.accelerator.prepare(
-            policy, critic, policy_opt, critic_opt
-        )
+        if critic is None:
+            self.policy, self.policy_opt = self.accelerator.prepare(policy, policy_opt)
+            self.critic = self.critic_opt = None
+        else:
+            critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr, fused=True)
+            self.policy, self.critic, self.policy_opt, self.critic_opt = self.accelerator.prepare(
+                policy, critic, policy_opt, critic_opt
+            )
+            self.critic.eval()
         self.policy.eval()  # dropout off: sampling and recomputation must see the same model
-        self.critic.eval()
         self.beta = config.kl_coef
         # several processes wrap the models (DDP), which expects one forward per backward
         self.share_prefix = config.share_prompt_prefix and self.accelerator.num_processes == 1
@@ -142,7 +159,8 @@ class PPOTrainer:
 
     @torch.no_grad()
     def rollout(self, prompts: list[str], with_values: bool = True) -> Rollout:
-        """Steps 1 to 3, and the critic's values unless `with_values` is False (then they are zeros)."""
+        """Steps 1 to 3 for one sequence per entry of `prompts`, and the critic's values unless
+        `with_values` is False or there is no critic (then they are zeros)."""
         config, tokenizer, device = self.config, self.tokenizer, self.accelerator.device
         # 1) rollout: sample one completion per prompt, cut after the first EOS
         texts = [format_prompt(tokenizer, p) for p in prompts]
@@ -151,7 +169,7 @@ class PPOTrainer:
             add_special_tokens=not tokenizer.chat_template,
         ).to(device)  # fmt: skip
         started = time.perf_counter()
-        with packed_linears(self.unwrapped_policy, len(prompts)):
+        with packed_linears(self.unwrapped_policy, len(texts)):
             generated = self.unwrapped_policy.generate(
                 **query, **generate_kwargs(self.sampling, tokenizer, self.eos_ids), output_logits=True,
                 return_dict_in_generate=True,
@@ -180,7 +198,9 @@ class PPOTrainer:
                 with_entropy=False,
             )  # fmt: skip
         values = (
-            self._values(input_ids, attention_mask, response.shape[1]) if with_values else torch.zeros_like(logprobs)
+            self._values(input_ids, attention_mask, response.shape[1])
+            if with_values and self.critic is not None
+            else torch.zeros_like(logprobs)
         )
         return Rollout(
             input_ids,
@@ -196,34 +216,46 @@ class PPOTrainer:
         )
 
     def step(self, prompts: list[str]) -> dict:
-        """One PPO step: steps 1 to 3 in `rollout`, then 4 to 6 here. Returns the step's figures."""
+        """One step on a batch of prompts, each sampled `samples_per_prompt` times: steps 1 to 3 in
+        `rollout`, then 4 to 6 here. Returns the step's figures."""
         config = self.config
         started = time.perf_counter()
-        single_update = self._one_update_per_rollout(len(prompts))
-        batch = self.rollout(prompts, with_values=not single_update)
+        k = config.samples_per_prompt
+        rows = [prompt for prompt in prompts for _ in range(k)]  # a prompt's k samples side by side
+        single_update = self._one_update_per_rollout(len(rows))
+        batch = self.rollout(rows, with_values=not single_update)
         mask = batch.response_mask.float()  # (B, T)
         values = None
         if single_update:
             values = self._values(batch.input_ids, batch.attention_mask, batch.response.shape[1])  # (B, T), grad
             batch.values = values.detach().float() * mask
         rolled_out = time.perf_counter()
-        # 4) per-token KL penalty against the reference, the score on the EOS token
+        # 4) KL against the reference: per token in the reward, or (kl_in_reward off) in the loss
         kl = kl_penalty(batch.logprobs, batch.ref_logprobs, config.kl_estimator) * mask  # (B, T)
-        rewards = token_rewards(batch.scores, kl, mask, self.beta)
-        # 5) GAE over valid tokens, advantages whitened over them
-        advantages, returns = compute_gae(rewards, batch.values, mask, config.gamma, config.lam)
+        beta = self.beta if config.kl_in_reward else 0.0
+        if config.advantage_estimator == "gae":
+            # 5) the score on the EOS token; GAE over valid tokens with the critic's values
+            rewards = token_rewards(batch.scores, kl, mask, beta)  # (B, T)
+            advantages, returns = compute_gae(rewards, batch.values, mask, config.gamma, config.lam)
+        else:
+            # 5) each sequence's reward against the other samples of its prompt, at every token
+            reward = batch.scores - beta * kl.sum(dim=1)  # (B,)
+            grouped = group_advantages(reward.view(-1, k), config.advantage_estimator).view(-1)  # (B,)
+            advantages, returns = grouped[:, None] * mask, None  # (B, T)
+            rewards = reward[:, None] * mask / mask.sum(dim=1, keepdim=True).clamp(min=1)  # its sum is the reward
         if config.whiten_advantages:
             advantages = masked_whiten(advantages, mask) * mask
         # 6) several epochs of minibatch updates: clipped ratio, clipped value loss, grad clipping
         stats: list[dict] = []
         for _ in range(config.ppo_epochs):
-            order = torch.randperm(len(prompts), generator=self.generator)
-            for start in range(0, len(prompts), config.minibatch_size):
-                rows = order[start : start + config.minibatch_size]
-                stats.append(self._update(batch, rows, advantages, returns, None if values is None else values[rows]))
+            order = torch.randperm(len(rows), generator=self.generator)
+            for start in range(0, len(rows), config.minibatch_size):
+                picked = order[start : start + config.minibatch_size]
+                stats.append(
+                    self._update(batch, picked, advantages, returns, None if values is None else values[picked])
+                )  # fmt: skip
         trained = time.perf_counter()
         kl_per_completion = float(kl_penalty(batch.logprobs, batch.ref_logprobs, "k1").mul(mask).sum(1).mean())
-        explained = 1 - masked_var(returns - batch.values, mask) / masked_var(returns, mask).clamp(min=1e-8)
         figures = {
             "score": float(batch.scores.mean()),
             "kl": kl_per_completion,
@@ -233,22 +265,29 @@ class PPOTrainer:
             "clipfrac": _mean(stats, "clipfrac"),
             "entropy": _mean(stats, "entropy"),
             "policy_loss": _mean(stats, "policy_loss"),
-            "value_loss": _mean(stats, "value_loss"),
-            "explained_variance": float(explained),
             "eos_rate": float(batch.has_eos.float().mean()),
             "mean_length": float(mask.sum(1).mean()),
+            "samples": len(rows),
             "time_generate": batch.seconds_generating,
             "time_score": rolled_out - started - batch.seconds_generating,
             "time_train": trained - rolled_out,
         }
+        if returns is not None:
+            explained = 1 - masked_var(returns - batch.values, mask) / masked_var(returns, mask).clamp(min=1e-8)
+            figures.update(value_loss=_mean(stats, "value_loss"), explained_variance=float(explained))
+        else:
+            scores = batch.scores.view(-1, k)  # (P, k)
+            figures["score_spread"] = float(scores.std(dim=1).mean())  # what a group baseline has to learn from
+        if not config.kl_in_reward:
+            figures["kl_loss"] = _mean(stats, "kl_loss")
         if config.adaptive_kl:
-            self.beta = adaptive_beta(self.beta, kl_per_completion, len(prompts), config)
+            self.beta = adaptive_beta(self.beta, kl_per_completion, len(rows), config)
         return figures
 
     def _one_update_per_rollout(self, batch_size: int) -> bool:
         """One epoch of one minibatch: the critic's training forward then sees the rollout's weights,
         so it gives the rollout values (detached) and the value loss in one forward, not two."""
-        return self.config.ppo_epochs == 1 and self.config.minibatch_size >= batch_size
+        return self.critic is not None and self.config.ppo_epochs == 1 and self.config.minibatch_size >= batch_size
 
     def _values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, steps: int) -> torch.Tensor:
         """The critic's value before each response token. -> (B, steps)"""
@@ -260,35 +299,43 @@ class PPOTrainer:
         batch: Rollout,
         rows: torch.Tensor,
         advantages: torch.Tensor,
-        returns: torch.Tensor,
+        returns: torch.Tensor | None,
         values: torch.Tensor | None = None,
     ) -> dict:
         """One gradient step on `rows`; `values` are the critic's (with grad) when already computed."""
         config, mask = self.config, batch.response_mask[rows].float()
         input_ids, attention_mask, response = batch.input_ids[rows], batch.attention_mask[rows], batch.response[rows]
         self.policy_opt.zero_grad()
-        self.critic_opt.zero_grad()
-        # The loss is pg_loss + vf_coef * v_loss, and the two models share no weight: one backward per
-        # term gives the same gradients while only one model's activations are held at a time.
-        if values is None:
-            values = self._values(input_ids, attention_mask, response.shape[1])
-        v_loss = clipped_value_loss(values.float(), batch.values[rows], returns[rows], mask, config.clip_range_value)
-        self.accelerator.backward(config.vf_coef * v_loss)
+        figures = {}
+        if self.critic is not None:
+            self.critic_opt.zero_grad()
+            # The loss is pg_loss + vf_coef * v_loss, and the two models share no weight: one backward
+            # per term gives the same gradients while only one model's activations are held at a time.
+            if values is None:
+                values = self._values(input_ids, attention_mask, response.shape[1])
+            v_loss = clipped_value_loss(
+                values.float(), batch.values[rows], returns[rows], mask, config.clip_range_value
+            )  # fmt: skip
+            self.accelerator.backward(config.vf_coef * v_loss)
+            figures["value_loss"] = float(v_loss.detach())
         logprobs, entropy = response_logprobs(
             self.policy, input_ids, attention_mask, response, config.temperature, self.share_prefix
         )  # fmt: skip
-        pg_loss, clipfrac = clipped_policy_loss(
-            logprobs, batch.logprobs[rows], advantages[rows], mask, config.clip_range
-        )
-        self.accelerator.backward(pg_loss)
+        loss, clipfrac = clipped_policy_loss(logprobs, batch.logprobs[rows], advantages[rows], mask, config.clip_range)
+        figures["policy_loss"] = float(loss.detach())
+        if not config.kl_in_reward:
+            kl_loss = masked_mean(kl_penalty(logprobs, batch.ref_logprobs[rows], "k3"), mask)
+            loss = loss + self.beta * kl_loss
+            figures["kl_loss"] = float(kl_loss.detach())
+        self.accelerator.backward(loss)
         self.accelerator.clip_grad_norm_(self.policy.parameters(), config.max_grad_norm)
-        self.accelerator.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)
         self.policy_opt.step()
-        self.critic_opt.step()
+        if self.critic is not None:
+            self.accelerator.clip_grad_norm_(self.critic.parameters(), config.max_grad_norm)
+            self.critic_opt.step()
         log_ratio = (logprobs - batch.logprobs[rows]).detach()
         return {
-            "policy_loss": float(pg_loss.detach()),
-            "value_loss": float(v_loss.detach()),
+            **figures,
             "clipfrac": float(clipfrac),
             "approx_kl": float(masked_mean(0.5 * log_ratio**2, mask)),
             "entropy": float(masked_mean(entropy.detach(), mask)),
@@ -311,7 +358,7 @@ class PPOTrainer:
     def trained_policy(self) -> PreTrainedModel:
         """The policy with any LoRA adapter merged in, ready for save_pretrained."""
         policy = self.unwrapped_policy
-        return policy.merge_and_unload() if self.reference is None else policy
+        return policy.merge_and_unload() if self.config.lora_rank > 0 else policy
 
 
 def _mean(stats: list[dict], key: str) -> float:

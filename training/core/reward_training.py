@@ -12,7 +12,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from training.core.config import RewardModelConfig
-from training.core.data import PairIndex, RankedPrompt, collate, count_pairs, pair_index
+from training.core.data import PairIndex, RankedPrompt, collate, completion_rows, count_pairs, pair_index
 from training.core.losses import bradley_terry_loss
 from training.core.reward_model import RewardModel
 
@@ -37,15 +37,6 @@ def bootstrap_counts(items: int, heads: int, seed: int) -> torch.Tensor:
         return torch.ones(items, 1)
     generator = torch.Generator().manual_seed(seed)
     return torch.poisson(torch.ones(items, heads), generator=generator)
-
-
-def completion_rows(data: list[RankedPrompt]) -> list[range]:
-    """Where each ranked prompt's completions are in its completions laid end to end."""
-    rows, start = [], 0
-    for item in data:
-        rows.append(range(start, start + len(item.completions)))
-        start += len(item.completions)
-    return rows
 
 
 @torch.no_grad()
