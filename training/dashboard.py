@@ -10,6 +10,7 @@ or "category" with `categories` as tick labels at 0, 1, ...); `series` {name: [[
 from datetime import UTC, date, datetime
 
 MAX_LABELER_LINES = 8  # more than this many labelers: only the total per day is drawn
+HUMAN, FUNCTION, BEST_OF_N = "human judges", "preference function: policy", "preference function: best-of-n"
 
 
 def _day_seconds(day: str) -> int:
@@ -140,16 +141,24 @@ def ppo_curve(metrics: dict, key: str, title: str, unit: str) -> dict:
 
 
 def win_rates(metrics: dict) -> dict:
-    rows = metrics["win_rates"]
-    measured = [(i, r) for i, r in enumerate(rows) if r["win_rate"] is not None]
+    """Blind human evaluations, then evaluations by a preference function, each its own series:
+    best-of-n rows (the reward model picks of n samples, no RL) are the baseline RL has to beat."""
+    rows = [(HUMAN, r) for r in metrics["win_rates"]]
+    rows += [(BEST_OF_N if r["best_of"] > 1 else FUNCTION, r) for r in metrics["preference_evals"]]
+    series: dict[str, list] = {}
+    intervals: dict[str, list] = {}
+    for i, (name, r) in enumerate(rows):
+        if r["win_rate"] is not None:
+            series.setdefault(name, []).append([i, r["win_rate"]])
+            intervals.setdefault(name, []).append([i, r["low"], r["high"]])
     return _share_chart(
-        "Human win rate of the newer policy, with 95% intervals",
-        "win rate of the newer",
-        "policy versions compared (newer vs older)",
-        [r["label"] for r in rows],
-        series={"win rate": [[i, r["win_rate"]] for i, r in measured]} if measured else {},
-        styles={"win rate": "points"},
-        intervals={"win rate": [[i, r["low"], r["high"]] for i, r in measured]},
+        "Win rate of b over a, with 95% intervals",
+        "win rate of b over a",
+        "b over a (humans: newer vs older)",
+        [r["label"] for _, r in rows],
+        series=series,
+        styles={name: "points" for name in series},
+        intervals=intervals,
         lines=[{"label": "no preference", "y": 0.5}],
     )
 

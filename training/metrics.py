@@ -18,7 +18,7 @@ from labeling.models import Completion, Project, Ranking
 from labeling.quality import MIN_PAIRS_TO_FLAG, labeler_quality
 from training.datasets import fresh_rankings
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
-from training.win_rate import win_rate
+from training.win_rate import wilson_interval, win_rate
 
 
 def _share(agreed: int | None, pairs: int | None) -> float | None:
@@ -45,6 +45,7 @@ def project_metrics(project: Project) -> dict:
         "reward_models": reward_model_rows(project),
         "ppo_runs": ppo_curves(project),
         "win_rates": win_rates(project),
+        "preference_evals": preference_evals(project),
     }
 
 
@@ -225,6 +226,46 @@ def win_rates(project: Project) -> list[dict]:
                 "low": result.low,
                 "high": result.high,
                 "strength": result.strength,
+            }
+        )
+    return rows
+
+
+def eval_label(a: int, b: int, best_of: int) -> str:
+    """How an evaluation by a function names its sides: "v2 over v0", or "v0 best-of-8 over v0"."""
+    return f"v{b} best-of-{best_of} over v{a}" if best_of > 1 else f"v{b} over v{a}"
+
+
+def preference_evals(project: Project) -> list[dict]:
+    """Per finished evaluation by a preference function (`manage.py evaluate_policy`), oldest first:
+    b's win rate over a on its prompts with a 95% Wilson interval, and for best-of-n (b's best of n
+    samples by a reward model, no RL) n and that reward model's version."""
+    runs = (
+        TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.EVAL, status=TrainingRun.Status.SUCCEEDED)
+        .values("pk", "preference", "baseline__version", "policy__version", "metrics")
+        .order_by("id")
+    )
+    rows = []
+    for run in runs:
+        figures = run["metrics"][-1]
+        best_of = figures.get("best_of", 1)  # runs stored before --best-of have none
+        a, b = run["baseline__version"], run["policy__version"]
+        low, high = wilson_interval(figures["win_rate_b_over_a"], figures["n"])
+        rows.append(
+            {
+                "run": run["pk"],
+                "a": a,
+                "b": b,
+                "best_of": best_of,
+                "reward_model_version": figures.get("reward_model_version"),
+                "label": eval_label(a, b, best_of),
+                "preference": run["preference"],
+                "prompts": figures["n"],
+                "win_rate": figures["win_rate_b_over_a"],
+                "low": low,
+                "high": high,
+                "mean_score_a": figures["mean_score_a"],
+                "mean_score_b": figures["mean_score_b"],
             }
         )
     return rows

@@ -102,9 +102,9 @@ def test_the_eval_flow_from_sampling_to_the_win_rate_on_the_dashboard(project, c
     assert page.status_code == 200
     text = page.content.decode()
     assert "v1 vs v0" in text and f"{wins / n:.1%}" in text
-    [chart] = [c for c in page.context["charts"] if c["title"].startswith("Human win rate")]
-    assert chart["categories"] == ["v1 vs v0"] and chart["series"]["win rate"] == [[0, figure["win_rate"]]]
-    assert chart["intervals"]["win rate"] == [[0, figure["low"], figure["high"]]]
+    [chart] = [c for c in page.context["charts"] if c["title"].startswith("Win rate of b over a")]
+    assert chart["categories"] == ["v1 vs v0"] and chart["series"]["human judges"] == [[0, figure["win_rate"]]]
+    assert chart["intervals"]["human judges"] == [[0, figure["low"], figure["high"]]]
 
     through_api = client_for(admin_user).get(f"/api/metrics/?project={project.pk}")
     assert through_api.status_code == 200

@@ -1,5 +1,9 @@
 """Sampling policy versions side by side, and judging them with a scoring function (win rate of b
-over a), stored as a finished eval run."""
+over a), stored as a finished eval run.
+
+Best-of-n is the baseline that shows what the reward model alone buys, with no RL: side b samples
+n completions per prompt and keeps the one the reward model scores highest.
+"""
 
 from collections.abc import Callable
 
@@ -7,10 +11,11 @@ from django.conf import settings
 from django.utils import timezone
 
 from labeling.models import Project
-from training.configs import sampling_config
+from training.configs import reward_model_config, sampling_config
 from training.core.generation import Sample, sample
 from training.core.loading import load_model
-from training.models import PolicyVersion, TrainingRun
+from training.core.reward_model import load_reward_model, score_groups
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
 Preference = Callable[[str, list[str]], list[float]]
 
@@ -28,6 +33,20 @@ def sample_one_each(
     return out
 
 
+def best_of_n(
+    project: Project, version: PolicyVersion, prompts: list[str], n: int, reward_model: RewardModelVersion, seed: int
+) -> list[Sample]:
+    """Per prompt, of n completions from `version` (the project's sampling settings), the one
+    `reward_model` scores highest (the first of equals). The policy is freed before the RM loads."""
+    model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
+    groups = sample(model, tokenizer, prompts, n, sampling_config(project, seed))
+    del model
+    rm, rm_tokenizer = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint)
+    texts = [(prompt, [s.text for s in group]) for prompt, group in zip(prompts, groups, strict=True)]
+    scores = score_groups(rm, rm_tokenizer, texts, reward_model_config(project).max_length)
+    return [group[row.index(max(row))] for group, row in zip(groups, scores, strict=True)]
+
+
 def evaluate_policies(
     project: Project,
     a: PolicyVersion,
@@ -36,17 +55,31 @@ def evaluate_policies(
     preference: Preference,
     label: str,
     seed: int = 0,
+    best_of: int = 1,
+    reward_model: RewardModelVersion | None = None,
 ) -> TrainingRun:
-    """Samples one completion per prompt from each version (same settings and seed), scores each
-    pair with `preference`, and stores the win rate of b over a (ties count half) as an eval run."""
-    samples_a, samples_b = sample_one_each(project, [a, b], prompts, seeds=[seed, seed])
+    """Samples one completion per prompt from each version (same settings and seed), or for b with
+    `best_of` > 1 the best of that many by `reward_model` (then required); scores each pair with
+    `preference`, and stores the win rate of b over a (ties count half) as an eval run."""
+    if best_of == 1:
+        samples_a, samples_b = sample_one_each(project, [a, b], prompts, seeds=[seed, seed])
+    else:
+        [samples_a] = sample_one_each(project, [a], prompts, seeds=[seed])
+        samples_b = best_of_n(project, b, prompts, best_of, reward_model, seed)
     wins, score_a, score_b = 0.0, 0.0, 0.0
     for prompt, sample_a, sample_b in zip(prompts, samples_a, samples_b, strict=True):
         sa, sb = preference(prompt, [sample_a.text, sample_b.text])
         wins += 1.0 if sb > sa else 0.5 if sb == sa else 0.0
         score_a, score_b = score_a + sa, score_b + sb
     n = len(prompts)
-    figures = {"n": n, "win_rate_b_over_a": wins / n, "mean_score_a": score_a / n, "mean_score_b": score_b / n}
+    figures = {
+        "n": n,
+        "win_rate_b_over_a": wins / n,
+        "mean_score_a": score_a / n,
+        "mean_score_b": score_b / n,
+        "best_of": best_of,
+        "reward_model_version": reward_model.version if reward_model else None,
+    }
     now = timezone.now()
     return TrainingRun.objects.create(
         project=project,
@@ -55,6 +88,7 @@ def evaluate_policies(
         progress=1.0,
         policy=b,
         baseline=a,
+        reward_model=reward_model,
         prompts=n,
         preference=label,
         config=vars(sampling_config(project, seed)),

@@ -58,6 +58,7 @@ LABELER_COLUMNS = [
 RM_COLUMNS = ["RM", "trained on", "held-out", "fresh", "fresh pairs", "fresh rankings", "waiting"]
 PPO_COLUMNS = ["run", "policy", "steps", "first score", "last score", "last KL"]
 WIN_COLUMNS = ["versions", "tasks", "rankings", "win/tie/loss", "win rate", "95% interval"]
+EVAL_COLUMNS = ["b over a", "judged by", "prompts", "win rate", "95% interval", "b picked by"]
 
 
 def _labeler_row(r: dict) -> list:
@@ -83,6 +84,12 @@ def _win_row(r: dict) -> list:
             f"{_pct(r['low'])} – {_pct(r['high'])}"]  # fmt: skip
 
 
+def _eval_row(r: dict) -> list:
+    picked = f"RM v{r['reward_model_version']}" if r["best_of"] > 1 else "-"
+    return [r["label"], r["preference"], r["prompts"], _pct(r["win_rate"]), f"{_pct(r['low'])} – {_pct(r['high'])}",
+            picked]  # fmt: skip
+
+
 def report(m: dict) -> str:
     agreement, threshold = m["agreement"], m["project"]["agreement_threshold"]
     sections = [
@@ -97,5 +104,7 @@ def report(m: dict) -> str:
         "PPO runs\n" + table(PPO_COLUMNS, [_ppo_row(run) for run in m["ppo_runs"]]),
         "Blind human evaluations (Bradley-Terry win rate of the newer version, ties half; 95% Wilson interval)\n"
         + table(WIN_COLUMNS, [_win_row(r) for r in m["win_rates"]]),
+        "Evaluations by a preference function (best-of-n: b's best of n samples by a reward model, no RL)\n"
+        + table(EVAL_COLUMNS, [_eval_row(r) for r in m["preference_evals"]]),
     ]
     return "\n\n".join(sections)
