@@ -18,6 +18,11 @@ class Project(models.Model):
         AUTOMATIC = "automatic", "Automatic"
         MANUAL = "manual", "Manual"
 
+    class Algorithm(models.TextChoices):
+        RLOO = "rloo", "RLOO: reward model, then RL with k samples per prompt and no critic"
+        PPO = "ppo", "PPO: reward model, then RL with a critic (InstructGPT)"
+        DPO = "dpo", "DPO: the policy straight from the rankings (a reward model still trains, for selection)"
+
     class Selection(models.TextChoices):
         RANDOM = "random", "Random: tasks in the order they were sampled"
         UNCERTAINTY = "uncertainty", "Uncertainty: the pairs the reward model's ensemble disputes most first"
@@ -64,16 +69,38 @@ class Project(models.Model):
         blank=True,
         help_text='Overrides of the reward-model training defaults, e.g. {"lr": 5e-6, "epochs": 1}.',
     )
+    algorithm = models.CharField(
+        max_length=8,
+        choices=Algorithm.choices,
+        default=Algorithm.RLOO,
+        help_text="What a round trains the policy with, after an SFT step when enough new demonstrations arrived.",
+    )
     ppo_config = models.JSONField(
+        "RL config",
         default=dict,
         blank=True,
-        help_text='Overrides of the PPO defaults, e.g. {"steps": 40, "kl_coef": 0.03}.',
+        help_text='Overrides of the RL step (PPO and RLOO) defaults, e.g. {"steps": 40, "kl_coef": 0.03}.',
+    )
+    dpo_config = models.JSONField(
+        "DPO config", default=dict, blank=True, help_text='Overrides of the DPO defaults, e.g. {"beta": 0.2}.'
+    )
+    sft_config = models.JSONField(
+        "SFT config",
+        default=dict,
+        blank=True,
+        help_text='Overrides of the SFT defaults, e.g. {"epochs": 2, "include_top_ranked": true}.',
+    )
+    sft_threshold = models.PositiveIntegerField(
+        "SFT threshold",
+        default=20,
+        help_text="New demonstrations since the last SFT run that make a round start with SFT; 0 never does.",
     )
     promotion = models.CharField(
         max_length=16,
         choices=Promotion.choices,
         default=Promotion.AUTOMATIC,
-        help_text="Automatic: a successful PPO run's policy becomes active. Manual: an admin promotes it.",
+        help_text="Automatic: a successful policy run's (SFT, PPO, RLOO, DPO) policy becomes active. Manual: an admin "
+        "promotes it.",
     )
     labelers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="labeling_projects")
     created_at = models.DateTimeField(auto_now_add=True)

@@ -59,7 +59,7 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
         },
     )
     def create(self, request: Request) -> Response:
-        """Launches a run: generate, rm, ppo or round."""
+        """Launches a run: generate, rm, ppo, rloo, dpo, sft, round or blind_eval."""
         posted = LaunchRun(data=request.data)
         posted.is_valid(raise_exception=True)
         try:

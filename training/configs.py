@@ -8,7 +8,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from labeling.models import Project
-from training.core.config import PPOConfig, RewardModelConfig, SamplingConfig
+from training.core.config import DPOConfig, PPOConfig, RewardModelConfig, SamplingConfig, SFTConfig
 from training.core.references import ModelLoadError, check_reference
 
 
@@ -17,10 +17,21 @@ def reward_model_config(project: Project) -> RewardModelConfig:
     return RewardModelConfig(**_overrides(project.reward_model_config))
 
 
-def ppo_config(project: Project, **extra) -> PPOConfig:
-    """The defaults, the project's sampling settings, its overrides, then `extra`."""
+def rl_config(project: Project, algorithm: str | None = None, **extra) -> PPOConfig:
+    """An RL step's config: the defaults of `algorithm` ('ppo' or 'rloo'; the project's when None,
+    'rloo' for a DPO project), the project's sampling settings, its RL overrides, then `extra`."""
+    algorithm = algorithm or (project.algorithm if project.algorithm != Project.Algorithm.DPO else "rloo")
     sampling = {"temperature": project.temperature, "top_p": project.top_p}
-    return PPOConfig(**{**sampling, **_overrides(project.ppo_config), **extra})
+    build = PPOConfig.rloo if algorithm == Project.Algorithm.RLOO else PPOConfig
+    return build(**{**sampling, **_overrides(project.ppo_config), **extra})
+
+
+def dpo_config(project: Project) -> DPOConfig:
+    return DPOConfig(**_overrides(project.dpo_config))
+
+
+def sft_config(project: Project) -> SFTConfig:
+    return SFTConfig(**_overrides(project.sft_config))
 
 
 def sampling_config(project: Project, seed: int) -> SamplingConfig:
@@ -41,7 +52,9 @@ def check_project_settings(project: Project) -> None:
         check_reference(project.base_model, settings.MODEL_STORE)
     except ModelLoadError as exc:
         raise ValidationError({"base_model": str(exc)}) from None
-    for field, build in (("reward_model_config", reward_model_config), ("ppo_config", ppo_config)):
+    configs = (("reward_model_config", reward_model_config), ("ppo_config", rl_config), ("dpo_config", dpo_config),
+               ("sft_config", sft_config))  # fmt: skip
+    for field, build in configs:
         try:
             build(project)
         except (TypeError, ValueError) as exc:

@@ -7,7 +7,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from labeling.models import ComparisonTask, Completion, Demonstration, Project, Prompt, Ranking, TaskCompletion
 from training.core.rankings import RankedPrompt
-from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion
+from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
 
 
 def training_rankings(project: Project) -> QuerySet[Ranking]:
@@ -112,3 +112,30 @@ def new_rankings_since_last_reward_model(project: Project) -> int:
     latest = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
     rankings = training_rankings(project)
     return rankings.filter(pk__gt=latest.trained_through_ranking_id).count() if latest else rankings.count()
+
+
+def demonstrations(project: Project) -> QuerySet[Demonstration]:
+    """The answers labelers wrote that SFT trains on: held-out prompts' are left out, so a blind
+    evaluation on them stays blind."""
+    return Demonstration.objects.filter(prompt__project=project, prompt__heldout=False)
+
+
+def new_demonstrations_since_last_sft(project: Project) -> int:
+    """Demonstrations written after the last successful SFT run started (it read those before)."""
+    last = TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.SFT, status=TrainingRun.Status.SUCCEEDED)
+    last = last.order_by("-started_at").first()
+    found = demonstrations(project)
+    return found.filter(created_at__gt=last.started_at).count() if last else found.count()
+
+
+def sft_examples(project: Project, include_top_ranked: bool) -> list[tuple[int, RankedPrompt]]:
+    """(prompt id, RankedPrompt of the answers to train on) per prompt: its demonstrations, and with
+    `include_top_ranked` the completion each training ranking put first, alone (rejection sampling)."""
+    answers: dict[int, tuple[str, list[str]]] = {}
+    for demo in demonstrations(project).select_related("prompt").order_by("id"):
+        answers.setdefault(demo.prompt_id, (demo.prompt.text, []))[1].append(demo.text)
+    if include_top_ranked:
+        for prompt_id, ranked in ranked_prompts(project, through_ranking_id=2**62):
+            if len(ranked.order[0]) == 1:
+                answers.setdefault(prompt_id, (ranked.prompt, []))[1].append(ranked.completions[ranked.order[0][0]])
+    return [(pid, RankedPrompt(text, texts, [list(range(len(texts)))])) for pid, (text, texts) in answers.items()]

@@ -26,6 +26,9 @@ class TrainingRun(models.Model):
         GENERATE = "generate", "Sample comparisons"
         RM = "rm", "Reward model"
         PPO = "ppo", "PPO round"
+        RLOO = "rloo", "RLOO round"
+        DPO = "dpo", "DPO"
+        SFT = "sft", "Supervised fine-tuning"
         EVAL = "eval", "Evaluation"
         BLIND_EVAL = "blind_eval", "Blind human evaluation"
         ROUND = "round", "Full round"
@@ -52,7 +55,7 @@ class TrainingRun(models.Model):
     # The run's inputs: what it works on, fixed when it is launched.
     policy = _input("PolicyVersion", "The policy it samples, trains from, or evaluates (b of a comparison).")
     baseline = _input("PolicyVersion", "Evaluations: the version the policy is compared with (a).")
-    reward_model = _input("RewardModelVersion", "PPO: the reward model it trains against.")
+    reward_model = _input("RewardModelVersion", "RL steps: the reward model it trains against.")
     through_ranking = _input("labeling.Ranking", "Reward models: trained on the usable rankings up to this one.")
     prompts = models.PositiveIntegerField(null=True, blank=True, help_text="Sampling, evaluations: at most this many.")
     k = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Sampling: completions per prompt.")
@@ -146,6 +149,11 @@ class PolicyVersion(models.Model):
     reward_model = models.ForeignKey(
         RewardModelVersion, null=True, blank=True, on_delete=models.PROTECT, help_text="The RM it was trained against."
     )
+    kl_reference = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        help_text="The policy KL is measured to when this one trains further: its last SFT ancestor, itself if it "
+        "came from SFT; none means the base (v0).",
+    )  # fmt: skip
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)

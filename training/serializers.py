@@ -102,7 +102,7 @@ class LaunchRun(serializers.Serializer):
         choices=ComparisonTask.Kind.choices, default=ComparisonTask.Kind.TRAIN, help_text="generate: train or eval."
     )
     steps = serializers.IntegerField(
-        min_value=1, required=False, help_text="ppo: PPO steps (default: the project's setting)."
+        min_value=1, required=False, help_text="ppo, rloo: RL steps (default: the project's setting)."
     )
 
     def validate(self, data: dict) -> dict:

@@ -23,8 +23,20 @@ from django.utils.module_loading import import_string
 from kombu.exceptions import OperationalError as BrokerError
 
 from labeling.models import ComparisonTask, Project
-from training.configs import check_project_settings, ppo_config, reward_model_config, sampling_config
-from training.datasets import heldout_prompts_for, new_rankings_since_last_reward_model, training_rankings
+from training.configs import (
+    check_project_settings,
+    dpo_config,
+    reward_model_config,
+    rl_config,
+    sampling_config,
+    sft_config,
+)
+from training.datasets import (
+    demonstrations,
+    heldout_prompts_for,
+    new_rankings_since_last_reward_model,
+    training_rankings,
+)
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from webapp.celery import app
 
@@ -163,19 +175,40 @@ def check_reward_model(project: Project) -> dict:
     return {"policy": active_policy(project), "through_ranking": through, "config": reward_model_config(project)}
 
 
-def check_ppo(project: Project, steps: int | None = None) -> dict:
-    """PPO on the active policy against the latest reward model; `steps` overrides the project's."""
+def check_rl(project: Project, algorithm: str, steps: int | None = None, policy: PolicyVersion | None = None) -> dict:
+    """An RL step ('ppo' or 'rloo') on `policy` (default: the active one) against the latest reward
+    model; `steps` overrides the project's."""
     reward_model = latest_reward_model(project)
     if reward_model is None:
         raise LaunchRefused(f"Project {project.name!r} has no reward model yet: train one first.")
     if steps is not None and steps < 1:
-        raise LaunchRefused(f"A PPO run needs at least 1 step, not {steps}.")
-    config = ppo_config(project, **({"steps": steps} if steps else {}))
-    return {"policy": active_policy(project), "reward_model": reward_model, "config": config}
+        raise LaunchRefused(f"An RL step needs at least 1 step, not {steps}.")
+    config = rl_config(project, algorithm, **({"steps": steps} if steps else {}))
+    return {"policy": policy or active_policy(project), "reward_model": reward_model, "config": config}
+
+
+def check_dpo(project: Project, policy: PolicyVersion | None = None) -> dict:
+    """DPO of `policy` (default: the active one) on every usable ranking so far."""
+    through = training_rankings(project).order_by("-id").first()
+    if through is None:
+        raise LaunchRefused(f"Project {project.name!r} has no rankings to train on with DPO.")
+    return {"policy": policy or active_policy(project), "through_ranking": through, "config": dpo_config(project)}
+
+
+def check_sft(project: Project) -> dict:
+    """SFT of the active policy on the project's demonstrations (and top-ranked completions, if set)."""
+    config = sft_config(project)
+    if not demonstrations(project).exists() and not (config.include_top_ranked and training_rankings(project).exists()):
+        raise LaunchRefused(
+            f"Project {project.name!r} has no demonstrations to fine-tune on: ask for ideal answers in the admin "
+            "(Prompts, action 'Ask labelers for ideal answers'), or set \"include_top_ranked\" in the SFT config."
+        )
+    return {"policy": active_policy(project), "config": config}
 
 
 def check_round(project: Project) -> dict:
-    """RM → PPO → promotion (per the project's rule) → new comparisons; one live round at a time."""
+    """[SFT →] RM → the project's algorithm → promotion (per the project's rule) → new comparisons;
+    one live round at a time."""
     if not training_rankings(project).exists():
         raise LaunchRefused(f"Project {project.name!r} has no rankings to train a reward model on.")
     _refuse_a_second_round(project)
@@ -211,11 +244,24 @@ RM_CHARTS = (
 )
 PPO_CHARTS = (
     Chart("Reward-model score", "score", ("score",)),
+    Chart("Critic: value loss and explained variance", "loss / fraction", ("value_loss", "explained_variance")),
     Chart("KL to the reference, and β", "nats / β", ("kl", "beta")),
     Chart("Clip fraction and approx. KL", "fraction", ("clipfrac", "approx_kl")),
     Chart("Completion length", "tokens", ("mean_length",)),
     Chart("Share of completions ending with EOS", "fraction", ("eos_rate",)),
 )
+RLOO_CHARTS = (
+    Chart("Reward-model score, and its spread within a prompt's samples", "score", ("score", "score_spread")),
+    Chart("KL to the reference, and β", "nats / β", ("kl", "beta")),
+    Chart("Completion length", "tokens", ("mean_length",)),
+    Chart("Share of completions ending with EOS", "fraction", ("eos_rate",)),
+)
+DPO_CHARTS = (
+    Chart("DPO loss", "loss", ("loss", "heldout_loss")),
+    Chart("Implicit reward accuracy: batch and held-out rankings", "fraction", ("accuracy", "heldout_accuracy")),
+    Chart("Implicit rewards β·log(π/π_ref) of winners and losers", "nats", ("reward_chosen", "reward_rejected")),
+)
+SFT_CHARTS = (Chart("SFT loss per answer token: batch and held-out", "nats", ("loss", "heldout_loss")),)
 SAMPLING_CHARTS = (
     Chart("Comparison tasks created", "tasks", ("tasks",)),
     Chart("Sampling speed", "tokens/s", ("tokens_per_s",)),
@@ -234,14 +280,29 @@ KINDS: dict[str, RunKind] = {
         action=("train_reward_model", "Train reward model"), charts=RM_CHARTS,
     ),
     Kind.PPO: RunKind(
-        check=check_ppo, task="training.run_in_child", queue="training",
-        executor="training.executors.ppo.execute_ppo_run",
+        check=partial(check_rl, algorithm="ppo"), task="training.run_in_child", queue="training",
+        executor="training.executors.ppo.execute_rl_run",
         action=("run_ppo_round", "Run PPO round"), charts=PPO_CHARTS,
+    ),
+    Kind.RLOO: RunKind(
+        check=partial(check_rl, algorithm="rloo"), task="training.run_in_child", queue="training",
+        executor="training.executors.ppo.execute_rl_run",
+        action=("run_rloo_round", "Run RLOO round (k samples per prompt, no critic)"), charts=RLOO_CHARTS,
+    ),
+    Kind.DPO: RunKind(
+        check=check_dpo, task="training.run_in_child", queue="training",
+        executor="training.executors.dpo.execute_dpo_run",
+        action=("run_dpo", "Run DPO on the rankings"), charts=DPO_CHARTS,
+    ),
+    Kind.SFT: RunKind(
+        check=check_sft, task="training.run_in_child", queue="training",
+        executor="training.executors.sft.execute_sft_run",
+        action=("run_sft", "Supervised fine-tuning on demonstrations"), charts=SFT_CHARTS,
     ),
     Kind.ROUND: RunKind(
         check=check_round, task="training.run_round", queue="training",
         executor="training.executors.round.execute_round",
-        action=("run_full_round", "Run full round (RM → PPO → promote → sample)"),
+        action=("run_full_round", "Run full round ([SFT →] RM → the project's algorithm → promote → sample)"),
     ),
     Kind.BLIND_EVAL: RunKind(
         check=check_blind_evaluation, task="training.execute_run", queue="generation",

@@ -118,7 +118,9 @@ def test_the_dpo_reference_is_read_once_per_completion(policy, monkeypatch):
     data = [RankedPrompt(f"Pick {n}", ["a", "b", "c", "d"], [[0], [1], [2], [3]]) for n in range(4)]
     calls = []
     original = finetune.sequence_logprobs
-    monkeypatch.setattr(finetune, "sequence_logprobs", lambda m, t, d, *a: calls.append(len(d)) or original(m, t, d, *a))
+    monkeypatch.setattr(
+        finetune, "sequence_logprobs", lambda m, t, d, *a: calls.append(len(d)) or original(m, t, d, *a)
+    )
     train_dpo(model, tokenizer, data, [], DPOConfig(epochs=3, batch_prompts=2))
     assert calls == [4, 0]  # the training rankings once (3 epochs), the (empty) held-out once
 

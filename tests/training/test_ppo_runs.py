@@ -2,7 +2,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import ComparisonTask
-from training.executors.ppo import execute_ppo_run
+from training.executors.ppo import execute_rl_run as execute_ppo_run
 from training.executors.reward_model import execute_reward_model_run
 from training.executors.sampling import execute_sampling_run
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun

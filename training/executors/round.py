@@ -1,38 +1,50 @@
-"""A full round: reward model → PPO → promotion → new comparisons, each step its own run."""
+"""A full round: [SFT →] reward model → the project's algorithm → promotion → new comparisons, each
+step its own run."""
 
 from labeling.models import Project
-from training.models import TrainingRun
+from training.datasets import new_demonstrations_since_last_sft
+from training.models import PolicyVersion, TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run, supervise_in_child
 from training.services import executor_of, launch
 
 Kind = TrainingRun.Kind
 ROUND_SAMPLE_PROMPTS = 50  # comparisons sampled from the new policy at the end of a round
-# (kind, progress at its start, progress at its end, launch inputs)
-STEPS = [
-    (Kind.RM, 0.0, 0.35, {}),
-    (Kind.PPO, 0.35, 0.85, {}),
-    (Kind.GENERATE, 0.85, 1.0, {"prompts": ROUND_SAMPLE_PROMPTS}),
-]
+POLICY_STEP = {Project.Algorithm.PPO: Kind.PPO, Project.Algorithm.RLOO: Kind.RLOO, Project.Algorithm.DPO: Kind.DPO}
+WEIGHT = {Kind.SFT: 2, Kind.RM: 2, Kind.PPO: 5, Kind.RLOO: 5, Kind.DPO: 5, Kind.GENERATE: 2}  # share of the bar
 
 
 class RoundStepFailed(Exception):
     """A step of a round did not succeed; the round stops there."""
 
 
+def round_steps(project: Project) -> list[Kind]:
+    """SFT when the project's threshold of new demonstrations has arrived; the reward model (which
+    a DPO round trains too: fresh-label accuracy and uncertainty selection read it); the policy
+    step of the project's algorithm; then new comparisons from the new policy."""
+    sft_due = project.sft_threshold and new_demonstrations_since_last_sft(project) >= project.sft_threshold
+    return [*([Kind.SFT] if sft_due else []), Kind.RM, POLICY_STEP[project.algorithm], Kind.GENERATE]
+
+
 def execute_round(run_id: int, on_progress: ProgressLine | None = None, in_child: bool = False) -> TrainingRun | None:
     """Carries out a queued round, each step its own run: in a supervised child process on a
-    worker (`in_child`), or here, the progress line following each step (`--sync`)."""
+    worker (`in_child`), or here, the progress line following each step (`--sync`). A policy step
+    starts from the version the step before it made (an SFT policy waiting for manual promotion)."""
     round_ = start_run(run_id)
     if round_ is None:
         return None
     project = round_.project
     with carried_out(round_):
-        for kind, start, end, inputs in STEPS:
+        steps = round_steps(project)
+        total, done, made = sum(WEIGHT[k] for k in steps), 0, None
+        for kind in steps:
             if kind == Kind.GENERATE and project.promotion == Project.Promotion.MANUAL:
                 record_progress(round_, 1.0, note="The new policy awaits promotion; no comparisons sampled.")
                 break
+            inputs = {"prompts": ROUND_SAMPLE_PROMPTS} if kind == Kind.GENERATE else {}
+            if made is not None and kind in POLICY_STEP.values():
+                inputs["policy"] = made
             step = launch(project, kind, parent=round_, enqueue=False, **inputs)
-            record_progress(round_, start, step=kind.value, step_run=step.pk, on_progress=on_progress)
+            record_progress(round_, done / total, step=kind.value, step_run=step.pk, on_progress=on_progress)
             if in_child:
                 supervise_in_child(step.pk, parent_id=round_.pk)
             else:
@@ -42,5 +54,7 @@ def execute_round(run_id: int, on_progress: ProgressLine | None = None, in_child
                 raise RoundStepFailed(
                     f"The {step.get_kind_display().lower()} step (run {step.pk}) {step.status}: {step.error}"
                 )
-            record_progress(round_, end, step=kind.value, step_run=step.pk, done=True, on_progress=on_progress)
+            made = PolicyVersion.objects.filter(created_by_run=step).first() or made
+            done += WEIGHT[kind]
+            record_progress(round_, done / total, step=kind.value, step_run=step.pk, done=True, on_progress=on_progress)
     return round_

@@ -5,6 +5,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
+from labeling.management.commands._common import get_project
 from labeling.models import Project
 from training.models import PolicyVersion, TrainingRun
 from training.services import KINDS, LaunchRefused, executor_of, launch
@@ -39,6 +40,36 @@ def launch_or_run(command: BaseCommand, project: Project, kind: str, sync: bool,
     if run.status != TrainingRun.Status.SUCCEEDED:
         raise CommandError(f"Run {run.pk} {run.status}: {run.error}")
     return run
+
+
+def policy_line(run: TrainingRun) -> str:
+    """'Policy v3 (active)': the version a finished run made."""
+    version = PolicyVersion.objects.get(created_by_run=run)
+    return f"Policy v{version.version} ({version.status})"
+
+
+class RLStepCommand(BaseCommand):
+    """An RL step of the kind `kind` (ppo or rloo), launched or run here, then its figures in one line."""
+
+    kind: str
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--project", required=True, help="Project id or name.")
+        parser.add_argument("--steps", type=int, help="RL steps (default: the project's RL config).")
+        parser.add_argument("--sync", action="store_true", help="Run here and wait, instead of on a worker.")
+
+    def handle(self, *args, project: str, steps: int | None, sync: bool, **options) -> None:
+        if steps is not None and steps < 1:
+            raise CommandError("--steps must be at least 1.")
+        run = launch_or_run(self, get_project(project), self.kind, sync, steps=steps)
+        if run is None:
+            return
+        steps_logged = [m for m in run.metrics if "score" in m]
+        first, last = steps_logged[0], steps_logged[-1]
+        self.stdout.write(
+            f"{policy_line(run)}: RM score {first['score']:+.3f} -> {last['score']:+.3f}, KL {last['kl']:.3f}, "
+            f"EOS rate {last['eos_rate']:.0%}, mean length {last['mean_length']:.1f} tokens."
+        )
 
 
 def progress_line(run: TrainingRun) -> None:

@@ -1,0 +1,44 @@
+"""DPO of the active policy straight from a project's rankings, into a new candidate PolicyVersion."""
+
+from django.conf import settings
+
+from labeling.quality import labeler_weights
+from training.core.config import DPOConfig
+from training.core.finetune import train_dpo
+from training.core.loading import load_model
+from training.datasets import is_heldout, ranked_prompts
+from training.executors.policies import load_kl_reference, register_policy, save_policy
+from training.models import TrainingRun
+from training.runs import ProgressLine, carried_out, record_progress, start_run
+
+
+def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+    """Trains on the usable rankings up to the run's `through_ranking`, KL-anchored to the policy's
+    reference (the last SFT policy, or the base), and registers the result like an RL step's."""
+    run = start_run(run_id)
+    if run is None:
+        return None
+    with carried_out(run):
+        config = DPOConfig(**run.config)
+        record_progress(run, 0.0, phase="reading rankings and loading the policy", on_progress=on_progress)
+        weights = labeler_weights(run.project) if config.labeler_weights else None
+        data = ranked_prompts(run.project, run.through_ranking_id, weights)
+        train = [item for prompt_id, item in data if not is_heldout(prompt_id, config.heldout_fraction)]
+        heldout = [item for prompt_id, item in data if is_heldout(prompt_id, config.heldout_fraction)]
+        if not train:
+            raise ValueError("Every ranking fell in the held-out split; collect more rankings.")
+        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
+        reference = load_kl_reference(run)
+        record_progress(run, 0.02, phase="reference log-probs of every completion", on_progress=on_progress)
+
+        def log_step(figures: dict) -> None:
+            phase = f"training step {figures['step']} of {figures['steps']}"
+            record_progress(run, 0.05 + 0.85 * figures["step"] / figures["steps"], phase=phase, **figures,
+                            on_progress=on_progress)  # fmt: skip
+
+        trained, figures = train_dpo(policy, tokenizer, train, heldout, config, log=log_step, reference=reference)
+        record_progress(run, 0.9, phase="saving the policy", on_progress=on_progress)
+        version = register_policy(run, save_policy(run, trained, tokenizer))
+        record_progress(run, 1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"),
+                        on_progress=on_progress)  # fmt: skip
+    return run
