@@ -102,7 +102,7 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
         "Reward-model calibration on held-out pairs",
         "PPO reward-model score per step",
         "PPO KL to the reference per step",
-        "Human win rate of the newer policy, with 95% intervals",
+        "Win rate of b over a, with 95% intervals",
     ]:
         expect(page.locator("figcaption", has_text=title)).to_be_visible()
     expect(page.locator("tr.flagged")).to_contain_text("rev")

@@ -46,9 +46,9 @@ def test_a_staff_user_launches_a_round_and_watches_it(page, live_server, admin_u
         expect(page.locator(".status")).to_have_text("Succeeded", timeout=180_000)
         assert int(page.locator("#run-progress").get_attribute("value")) == 100 > first_value
         screenshot(page, "round-1280")
-        page.get_by_role("link", name="PPO round").click()
-        expect(page.locator("figure.chart canvas")).to_have_count(5)
-        screenshot(page, "round-ppo-step-1280")
+        page.get_by_role("link", name="RLOO round").click()
+        expect(page.locator("figure.chart canvas")).to_have_count(4)  # RLOO_CHARTS
+        screenshot(page, "round-rloo-step-1280")
         assert TrainingRun.objects.get(kind="round").status == "succeeded"
     finally:
         worker.terminate()

@@ -100,7 +100,7 @@ def test_a_second_live_round_is_a_409_naming_the_first(staff, project, labeler):
     [
         ({"project": None, "kind": "generate"}, "project"),
         ({"project": 999999, "kind": "generate"}, "project"),
-        ({"kind": "sft"}, "kind"),
+        ({"kind": "teleport"}, "kind"),
         ({"kind": "generate", "prompts": 0}, "prompts"),
         ({"kind": "ppo", "steps": "many"}, "steps"),
     ],

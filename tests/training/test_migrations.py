@@ -5,7 +5,6 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
 BEFORE = [("training", "0004_fresh_scores_blind_eval")]
 AFTER = [("training", "0005_run_inputs")]
@@ -58,7 +57,10 @@ def write_old_rows(apps) -> dict:
 def test_the_run_inputs_migration_carries_existing_rows_over():
     ids = write_old_rows(migrate(BEFORE).loader.project_state(BEFORE).apps)
     try:
-        migrate(AFTER)
+        apps = migrate(AFTER).loader.project_state(AFTER).apps  # the models as they were at 0005
+        PolicyVersion, RewardModelVersion, TrainingRun = (  # noqa: N806 - model classes
+            apps.get_model("training", name) for name in ("PolicyVersion", "RewardModelVersion", "TrainingRun")
+        )
         runs = {name: TrainingRun.objects.get(pk=pk) for name, pk in ids.items() if name not in ("round", "ranking")}
         v0, v1 = (PolicyVersion.objects.get(project__name="Old rows", version=n) for n in (0, 1))
 

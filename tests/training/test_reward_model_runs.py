@@ -107,7 +107,7 @@ def test_the_worker_runs_training_in_a_child_process(project, child_env):
 @pytest.mark.django_db(transaction=True)
 def test_a_child_that_dies_marks_its_run_failed(project, child_env):
     run = launch(project, "rm", enqueue=False)
-    TrainingRun.objects.filter(pk=run.pk).update(kind="sft")  # no executor: the child crashes
+    TrainingRun.objects.filter(pk=run.pk).update(kind="eval")  # no executor: the child crashes
     supervise_in_child(run.pk)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED

@@ -35,7 +35,11 @@ def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
     assert ComparisonTask.objects.filter(policy_version=new).count() == project.prompts.count()
     assert not ComparisonTask.objects.filter(policy_version__version=0, state="open").exists()
     steps = round_.steps.order_by("id")
-    assert [(s.kind, s.status) for s in steps] == [("rm", "succeeded"), ("ppo", "succeeded"), ("generate", "succeeded")]
+    assert [(s.kind, s.status) for s in steps] == [
+        ("rm", "succeeded"),
+        ("rloo", "succeeded"),
+        ("generate", "succeeded"),
+    ]
     assert round_.progress == 1.0
 
 

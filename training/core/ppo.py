@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.advantages import compute_gae, group_advantages, masked_mean, masked_var, masked_whiten
 from training.core.config import PPOConfig, SamplingConfig
+from training.core.finetune import with_lora
 from training.core.generation import eos_ids, format_prompt, generate_kwargs
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
 from training.core.packed import pack_linears, packed_linears
@@ -126,8 +127,6 @@ class PPOTrainer:
         else:
             self.reference = None  # the same weights with the adapter disabled
         if config.lora_rank > 0:
-            from training.core.finetune import with_lora
-
             policy = with_lora(policy, config.lora_rank)
         trainable = [p for p in policy.parameters() if p.requires_grad]
         policy_opt = torch.optim.AdamW(trainable, lr=config.lr, fused=True)
