@@ -5,7 +5,6 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-
 BEFORE = [("training", "0004_fresh_scores_blind_eval")]
 AFTER = [("training", "0005_run_inputs")]
 
