@@ -51,7 +51,21 @@ class ProjectAdmin(admin.ModelAdmin):
             },
         ),
         ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
-        ("Training rounds", {"fields": ["retrain_threshold", "promotion", "reward_model_config", "ppo_config"]}),
+        (
+            "Training rounds",
+            {
+                "fields": [
+                    "algorithm",
+                    "retrain_threshold",
+                    "sft_threshold",
+                    "promotion",
+                    "reward_model_config",
+                    "ppo_config",
+                    "dpo_config",
+                    "sft_config",
+                ]
+            },
+        ),  # fmt: skip
         ("Quality", {"fields": ["dashboard", "agreement_threshold", "gold_rate", "flagged_labelers"]}),
     ]
     readonly_fields = ["dashboard", "flagged_labelers"]

@@ -69,7 +69,9 @@ class ProjectSerializer(serializers.ModelSerializer):
             "guidelines",
             "collect_likert",
             "collect_rationale",
+            "algorithm",
             "retrain_threshold",
+            "sft_threshold",
             "promotion",
             "created_at",
         ]

@@ -132,3 +132,25 @@ def test_after_normalisation_references_score_zero_on_average_and_it_survives_a_
     loaded, _ = load_reward_model(tmp_path / "rm")
     assert float(loaded.offset) == pytest.approx(offset)
     assert score_pairs(loaded, tokenizer, references, 64).tolist() == pytest.approx(scores.tolist(), abs=1e-5)
+
+
+def test_dropping_the_layers_the_heads_do_not_read_changes_no_score_or_value(tiny_folder):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaModel
+
+    from training.core.reward_model import RewardModel, drop_unread_layers
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=6,
+                         num_attention_heads=4, num_key_value_heads=2, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    torch.manual_seed(0)
+    model = RewardModel(LlamaModel(config), heads=3, pooling="mean", layer=2).eval()
+    items = [RankedPrompt("Hi there", ["Hello!", "Hey, how are you?"], [[0], [1]])]
+    batch = collate(items, tokenizer, 64, "drop")
+    ids = torch.cat([batch.prompt_ids[[0, 0]], batch.completion_ids], dim=1)
+    mask = torch.cat([batch.prompt_mask[[0, 0]], batch.completion_mask], dim=1)
+    with torch.no_grad():
+        scores, values = model.forward_batch(batch), model.token_values(ids, mask, 4)
+        drop_unread_layers(model)
+        assert len(model.backbone.layers) == 3  # the read layer's output, and one above it
+        assert torch.allclose(model.forward_batch(batch), scores, atol=1e-5)
+        assert torch.allclose(model.token_values(ids, mask, 4), values, atol=1e-5)

@@ -164,7 +164,25 @@ def save_reward_model(model: RewardModel, tokenizer: PreTrainedTokenizerBase, fo
     (folder / "reward.json").write_text(json.dumps(settings))
 
 
-def load_reward_model(folder: Path, dtype: str = "float32") -> tuple[RewardModel, PreTrainedTokenizerBase]:
+def drop_unread_layers(model: RewardModel) -> RewardModel:
+    """Removes the trunk's layers above the one the heads read: they change no score or value, and
+    take most of a forward when the heads read a shallow layer. One layer above it stays, because
+    transformers hands back the last layer's output through the final norm. Exact for scoring and
+    for a critic's training (no gradient reaches those layers), but the result is not a trunk to
+    save as the version's. Trunks without a `layers` list are left whole."""
+    layers = getattr(model.backbone, "layers", None)
+    if model.layer is None or layers is None or model.layer + 1 >= len(layers):
+        return model
+    model.backbone.layers = layers[: model.layer + 1]
+    model.backbone.config.num_hidden_layers = model.layer + 1
+    return model
+
+
+def load_reward_model(
+    folder: Path, dtype: str = "float32", reading_only: bool = False
+) -> tuple[RewardModel, PreTrainedTokenizerBase]:
+    """A saved reward model; `reading_only` drops the layers its heads do not read (for scoring,
+    or as a critic, never to be saved as a version)."""
     backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype])
     head = load_file(folder / "reward_head.safetensors")
     settings = json.loads((folder / "reward.json").read_text())
@@ -174,6 +192,8 @@ def load_reward_model(folder: Path, dtype: str = "float32") -> tuple[RewardModel
     model.head.load_state_dict(head)
     model.head.to(DTYPES[dtype])
     model.offset.fill_(settings["offset"])
+    if reading_only:
+        drop_unread_layers(model)
     return model, prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
 
 
