@@ -48,6 +48,7 @@ $PY manage.py evaluate_policy --project "$PROJECT" --preference "$PREFERENCE" \
   --prompts labeling/demo/heldout_prompts.jsonl --limit 24
 $PY manage.py shell -c "
 import json
+from pathlib import Path
 from benchmarks.policy_kl import kl_to_base
 from labeling.importing import prompt_texts_from_jsonl
 from labeling.models import Project
@@ -60,7 +61,7 @@ logged = [m for m in policy_step.metrics if 'step' in m and 'loss' in m or 'scor
 seconds = lambda run: (run.finished_at - run.started_at).total_seconds()
 rm = RewardModelVersion.objects.latest('id')
 evaluation = TrainingRun.objects.filter(kind='eval').latest('id').metrics[-1]
-prompts = prompt_texts_from_jsonl('labeling/demo/heldout_prompts.jsonl')[:24]
+prompts = prompt_texts_from_jsonl(Path('labeling/demo/heldout_prompts.jsonl'))[:24]
 print(json.dumps({
     'algorithm': '$ALGORITHM', 'preference': '$PREFERENCE', 'rankings': rm.rankings_count,
     'rm_heldout_accuracy': rm.heldout_accuracy, 'policy_steps': len(logged),

@@ -112,14 +112,24 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
-def figures(algorithm: str, side: str, steps: int, seconds: float, amount: int) -> dict:
+def clock() -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all its threads)."""
+    times = os.times()
+    return time.perf_counter(), times.user + times.system
+
+
+def figures(algorithm: str, side: str, steps: int, started: tuple, ended: tuple, amount: int) -> dict:
+    """The timed window's figures. cpu_per_wall near the thread count means the process had the
+    cores to itself; well below it, something else was running."""
     from importlib.metadata import version
 
     import torch
     import transformers
 
+    seconds = ended[0] - started[0]
     return {"algorithm": algorithm, "side": side, "steps": steps, "seconds": round(seconds, 2), "amount": amount,
             "unit": UNIT[algorithm], "rate": round(amount / seconds, 2), "peak_rss_mib": peak_rss_mib(),
+            "cpu_per_wall": round((ended[1] - started[1]) / seconds, 2),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": transformers.__version__, "trl": version("trl") if side == "trl" else None}  # fmt: skip
 
@@ -150,10 +160,10 @@ def ours(algorithm: str, model: str, steps: int) -> dict:
                                 temperature=TEMPERATURE, lr=LR["rloo"], kl_coef=KL_BETA, steps=steps)  # fmt: skip
         trainer = PPOTrainer(policy, tokenizer, None, score, config)
         trainer.step([r.prompt for r in warm])
-        started = time.perf_counter()
+        started = clock()
         for s in range(0, len(timed), BATCH_PROMPTS):
             trainer.step([r.prompt for r in timed[s : s + BATCH_PROMPTS]])
-        return figures(algorithm, "ours", steps, time.perf_counter() - started, len(timed) * K)
+        return figures(algorithm, "ours", steps, started, clock(), len(timed) * K)
     if algorithm == "sft":
         data = [RankedPrompt(r.prompt, [r.completions[r.order[0]]], [[0]]) for r in rankings]
         config = SFTConfig(lr=LR["sft"], epochs=1, patience=0, batch_prompts=BATCH_PROMPTS, max_length=MAX_LENGTH)
@@ -163,11 +173,11 @@ def ours(algorithm: str, model: str, steps: int) -> dict:
         config = DPOConfig(lr=LR["dpo"], epochs=1, patience=0, batch_prompts=BATCH_PROMPTS, max_length=MAX_LENGTH)
         train = train_dpo
     train(policy, tokenizer, data[:BATCH_PROMPTS], [], config)
-    started = time.perf_counter()
+    started = clock()
     _, last = train(policy, tokenizer, data[BATCH_PROMPTS:], [], config)
-    seconds = time.perf_counter() - started
+    ended = clock()
     amount = last["answer_tokens"] if algorithm == "sft" else last["pairs"]
-    return figures(algorithm, "ours", steps, seconds, amount)
+    return figures(algorithm, "ours", steps, started, ended, amount)
 
 
 def model_store() -> Path:
@@ -186,10 +196,10 @@ def trl(algorithm: str, model: str, steps: int) -> dict:
 
     class StepClock(TrainerCallback):
         def __init__(self):
-            self.ends: list[float] = []
+            self.ends: list[tuple[float, float]] = []
 
         def on_step_end(self, args, state, control, **kwargs):
-            self.ends.append(time.perf_counter())
+            self.ends.append(clock())
 
     if not Path(model).is_dir():
         raise SystemExit(f"TRL's side loads a folder, not {model!r}: pass --model FOLDER, or run 'all'.")
@@ -201,7 +211,7 @@ def trl(algorithm: str, model: str, steps: int) -> dict:
               "gradient_accumulation_steps": 1, "learning_rate": LR[algorithm], "bf16": False,
               "gradient_checkpointing": False, "use_cpu": True, "report_to": "none", "logging_strategy": "no",
               "save_strategy": "no", "disable_tqdm": True, "dataloader_num_workers": 0, "seed": 0}  # fmt: skip
-    clock = StepClock()
+    steps_ended = StepClock()
     if algorithm == "rloo":
         dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": r.prompt}] for r in rankings]})
 
@@ -212,7 +222,7 @@ def trl(algorithm: str, model: str, steps: int) -> dict:
                           max_completion_length=NEW_TOKENS, temperature=TEMPERATURE, top_p=1.0, top_k=0,
                           beta=KL_BETA, num_iterations=1, disable_dropout=True)  # fmt: skip
         trainer = RLOOTrainer(model=policy, reward_funcs=[vowel_share], args=args, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[clock])  # fmt: skip
+                              processing_class=tokenizer, callbacks=[steps_ended])  # fmt: skip
         per_step = BATCH_PROMPTS * K
     elif algorithm == "dpo":
         pairs = [(chat_prompt(tokenizer, r.prompt), c, x) for r in rankings for c, x in ranked_pairs(r)]
@@ -221,7 +231,7 @@ def trl(algorithm: str, model: str, steps: int) -> dict:
         args = DPOConfig(**common, per_device_train_batch_size=BATCH_PROMPTS * len(ranked_pairs(rankings[0])),
                          beta=0.1, max_length=MAX_LENGTH, precompute_ref_log_probs=False)  # fmt: skip
         trainer = DPOTrainer(model=policy, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             callbacks=[clock])  # fmt: skip
+                             callbacks=[steps_ended])  # fmt: skip
         per_step = args.per_device_train_batch_size
     else:
         dataset = Dataset.from_dict({"prompt": [chat_prompt(tokenizer, r.prompt) for r in rankings],
@@ -229,14 +239,13 @@ def trl(algorithm: str, model: str, steps: int) -> dict:
         args = SFTConfig(**common, per_device_train_batch_size=BATCH_PROMPTS, max_length=MAX_LENGTH,
                          completion_only_loss=True, packing=False)  # fmt: skip
         trainer = SFTTrainer(model=policy, args=args, train_dataset=dataset, processing_class=tokenizer,
-                             callbacks=[clock])  # fmt: skip
+                             callbacks=[steps_ended])  # fmt: skip
         trainer.data_collator = counting(trainer.data_collator)
     trainer.train()
-    if len(clock.ends) != steps + 1:
-        raise SystemExit(f"TRL ran {len(clock.ends)} steps, not {steps + 1}.")
-    seconds = clock.ends[-1] - clock.ends[0]
+    if len(steps_ended.ends) != steps + 1:
+        raise SystemExit(f"TRL ran {len(steps_ended.ends)} steps, not {steps + 1}.")
     amount = sum(trainer.data_collator.answer_tokens[1:]) if algorithm == "sft" else steps * per_step
-    return figures(algorithm, "trl", steps, seconds, amount)
+    return figures(algorithm, "trl", steps, steps_ended.ends[0], steps_ended.ends[-1], amount)
 
 
 def counting(collate):
@@ -287,13 +296,14 @@ def table(model: str, steps: int, results: dict) -> str:
     lines = [
         f"model {model}, {steps} timed steps after 1 warm-up, {THREADS} threads, fp32, TRL {sft['trl']['trl']}, "
         f"transformers {sft['ours']['transformers']} (ours) / {sft['trl']['transformers']} (TRL)",
-        "algorithm  unit        ours       TRL        ours/TRL  goal   peak RSS MiB ours / TRL",
+        "algorithm  unit        ours       TRL        ours/TRL  goal   peak RSS MiB ours / TRL  CPU/wall ours / TRL",
     ]
     for algorithm, row in results.items():
         ours_, trl_ = row["ours"], row["trl"]
         lines.append(
             f"{algorithm:<9}  {UNIT[algorithm]:<10}  {ours_['rate']:<9}  {trl_['rate']:<9}  {row['ratio']:<8}  "
-            f"{GOAL[algorithm]:<5}  {ours_['peak_rss_mib']} / {trl_['peak_rss_mib']}"
+            f"{GOAL[algorithm]:<5}  {ours_['peak_rss_mib']:>6} / {trl_['peak_rss_mib']:<12}  "
+            f"{ours_['cpu_per_wall']} / {trl_['cpu_per_wall']}"
         )
     return "\n".join(lines)
 

@@ -134,10 +134,10 @@ def test_after_normalisation_references_score_zero_on_average_and_it_survives_a_
     assert score_pairs(loaded, tokenizer, references, 64).tolist() == pytest.approx(scores.tolist(), abs=1e-5)
 
 
-def test_dropping_the_layers_the_heads_do_not_read_changes_no_score_or_value(tiny_folder):
+def test_dropping_the_layers_the_heads_do_not_read_changes_no_score_or_value(tiny_folder, tmp_path):
     from transformers import AutoTokenizer, LlamaConfig, LlamaModel
 
-    from training.core.reward_model import RewardModel, drop_unread_layers
+    from training.core.reward_model import RewardModel, drop_unread_layers, load_reward_model, save_reward_model
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=6,
@@ -154,3 +154,8 @@ def test_dropping_the_layers_the_heads_do_not_read_changes_no_score_or_value(tin
         assert len(model.backbone.layers) == 3  # the read layer's output, and one above it
         assert torch.allclose(model.forward_batch(batch), scores, atol=1e-5)
         assert torch.allclose(model.token_values(ids, mask, 4), values, atol=1e-5)
+    save_reward_model(model, tokenizer, tmp_path / "rm")
+    loaded, _ = load_reward_model(tmp_path / "rm")
+    assert (loaded.trunk_layers, loaded.layer, len(loaded.backbone.layers)) == (6, 2, 3)  # warm starts compare 6
+    with torch.no_grad():
+        assert torch.allclose(loaded.forward_batch(batch), scores, atol=1e-5)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.urls import reverse
 
 from labeling.models import ComparisonTask
 from training.executors.reward_model import execute_reward_model_run
@@ -58,11 +59,25 @@ def project(ranked_project):
     return ranked_project
 
 
-def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_policy(tiny_project, worker):
+@pytest.mark.parametrize("algorithm", ["rloo", "ppo", "dpo", "sft then rloo"])
+def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_policy(
+    tiny_project, worker, labeler, client, algorithm
+):
     project = tiny_project
+    project.algorithm = algorithm.split()[-1]
     project.reward_model_config = {"lr": 1e-3, "max_length": 64}
     project.ppo_config = {"steps": 2, "batch_prompts": 4, "minibatch_size": 2, "ppo_epochs": 1, "max_new_tokens": 8}
+    project.dpo_config = {"epochs": 1, "max_length": 64}
+    project.sft_config = {"epochs": 1, "max_length": 64}
+    project.sft_threshold = 2
     project.save()
+    if algorithm.startswith("sft"):  # ideal answers written through the page start the round with SFT
+        project.labelers.add(labeler)
+        project.prompts.filter(pk__in=project.prompts.values("pk")[:3]).update(needs_demonstration=True)
+        client.force_login(labeler)
+        for prompt in project.prompts.filter(needs_demonstration=True):
+            url = reverse("labeling:demonstrations", args=[project.pk])
+            assert client.post(url, {"prompt": prompt.pk, "text": "A short, plain answer."}).status_code == 302
     sampling = launch(project, "generate", prompts=5)  # comparisons sampled by the worker
     sampling = wait_for(lambda: TrainingRun.objects.filter(pk=sampling.pk, status__in=TrainingRun.FINISHED).first())
     assert sampling.status == "succeeded", sampling.error
@@ -72,9 +87,15 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
     round_ = launch(project, "round")
     round_ = wait_for(lambda: TrainingRun.objects.filter(pk=round_.pk, status__in=TrainingRun.FINISHED).first())
     assert round_.status == "succeeded", round_.error
+    kinds = [step.kind for step in round_.steps.order_by("id")]
+    policy_step = {"rloo": "rloo", "ppo": "ppo", "dpo": "dpo", "sft then rloo": "rloo"}[algorithm]
+    assert kinds == [*(["sft"] if algorithm.startswith("sft") else []), "rm", policy_step, "generate"]
     new = PolicyVersion.objects.get(project=project, status="active")
-    assert new.version == 1 and RewardModelVersion.objects.filter(project=project).count() == 1
-    assert ComparisonTask.objects.filter(policy_version=new).exists()
+    assert new.version == len(kinds) - 2 and new.created_by_run.kind == policy_step
+    assert RewardModelVersion.objects.filter(project=project).count() == 1
+    assert ComparisonTask.objects.filter(policy_version=new).exists()  # the next comparisons come from it
+    if algorithm.startswith("sft"):
+        assert new.kl_reference == new.parent and new.parent.created_by_run.kind == "sft"
     for step in round_.steps.all():
         assert step.status == "succeeded" and step.progress == 1.0 and step.metrics
 

@@ -174,9 +174,10 @@ class PPOConfig:
     def rloo(cls, **overrides) -> "PPOConfig":
         """Critic-free RL with k = 4 samples per prompt and a leave-one-out baseline: one update per
         rollout batch (the ratio is then 1 and the clip idle, REINFORCE with a baseline), as in
-        TRL's RLOOTrainer and the RLOO paper."""
+        TRL's RLOOTrainer and the RLOO paper. 8 steps of 16 samples at lr 2e-5 fit a round in 10
+        minutes on 2 CPU cores with the bundled model (README, learning check)."""
         recipe = {"advantage_estimator": "rloo", "samples_per_prompt": 4, "batch_prompts": 4, "ppo_epochs": 1,
-                  "minibatch_size": 16, "lr": 1e-5, "steps": 16}  # fmt: skip
+                  "minibatch_size": 16, "lr": 2e-5, "steps": 8}  # fmt: skip
         return cls(**{**recipe, **overrides})
 
 
@@ -221,8 +222,8 @@ class DPOConfig:
 
     beta: float = 0.1
     """β: the KL strength; smaller lets the policy move further from the reference [0.1]."""
-    lr: float = 5e-6
-    """Peak learning rate (full fine-tuning; near 5e-5 with LoRA)."""
+    lr: float = 1e-5
+    """Peak learning rate (full fine-tuning; near 1e-4 with LoRA)."""
     epochs: int = 2
     """Passes over the rankings, fewer when `patience` stops early."""
     patience: int = 0

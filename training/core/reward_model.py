@@ -46,6 +46,7 @@ class RewardModel(nn.Module):
         if pooling not in ("last", "mean"):
             raise ValueError(f"pooling must be 'last' or 'mean', not {pooling!r}")
         self.backbone, self.pooling, self.layer = backbone, pooling, layer
+        self.trunk_layers = backbone.config.num_hidden_layers  # of the policy's trunk, before any were dropped
         hidden = backbone.config.hidden_size
         self.head = nn.Linear(hidden, heads)
         nn.init.normal_(self.head.weight, std=head_init_std or 1 / math.sqrt(hidden + 1))
@@ -144,12 +145,13 @@ def read_layer(config: RewardModelConfig, layers: int) -> int | None:
 def new_reward_model(
     policy_reference: str, store: Path, config: RewardModelConfig
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
-    """A fresh head on the policy's trunk (its LM head is not loaded)."""
+    """A fresh head on the policy's trunk (its LM head is not loaded), without the layers above the
+    one the heads read: they would change no score, and cost two thirds of every forward at depth 1/3."""
     source = resolve(policy_reference, store)
     torch.manual_seed(config.seed)
     backbone = AutoModel.from_pretrained(source, dtype=DTYPES[config.dtype])
     layer = read_layer(config, backbone.config.num_hidden_layers)
-    model = RewardModel(backbone, config.head_init_std, config.heads, config.pooling, layer)
+    model = drop_unread_layers(RewardModel(backbone, config.head_init_std, config.heads, config.pooling, layer))
     model.head.to(DTYPES[config.dtype])
     return model, prepare_tokenizer(AutoTokenizer.from_pretrained(source))
 
@@ -160,16 +162,16 @@ def save_reward_model(model: RewardModel, tokenizer: PreTrainedTokenizerBase, fo
     tokenizer.save_pretrained(folder)
     head = {**model.head.state_dict(), "feature_shift": model.feature_shift, "feature_scale": model.feature_scale}
     save_file({k: v.contiguous() for k, v in head.items()}, folder / "reward_head.safetensors")
-    settings = {"offset": float(model.offset), "pooling": model.pooling, "layer": model.layer}
+    settings = {"offset": float(model.offset), "pooling": model.pooling, "layer": model.layer,
+                "trunk_layers": model.trunk_layers}  # fmt: skip
     (folder / "reward.json").write_text(json.dumps(settings))
 
 
 def drop_unread_layers(model: RewardModel) -> RewardModel:
-    """Removes the trunk's layers above the one the heads read: they change no score or value, and
-    take most of a forward when the heads read a shallow layer. One layer above it stays, because
-    transformers hands back the last layer's output through the final norm. Exact for scoring and
-    for a critic's training (no gradient reaches those layers), but the result is not a trunk to
-    save as the version's. Trunks without a `layers` list are left whole."""
+    """Removes the trunk's layers above the one the heads read: they change no score or value and
+    get no gradient, and take most of a forward when the heads read a shallow layer. One layer above
+    it stays, because transformers hands back the last layer's output through the final norm.
+    `trunk_layers` keeps the count it had. Trunks without a `layers` list are left whole."""
     layers = getattr(model.backbone, "layers", None)
     if model.layer is None or layers is None or model.layer + 1 >= len(layers):
         return model
@@ -178,11 +180,9 @@ def drop_unread_layers(model: RewardModel) -> RewardModel:
     return model
 
 
-def load_reward_model(
-    folder: Path, dtype: str = "float32", reading_only: bool = False
-) -> tuple[RewardModel, PreTrainedTokenizerBase]:
-    """A saved reward model; `reading_only` drops the layers its heads do not read (for scoring,
-    or as a critic, never to be saved as a version)."""
+def load_reward_model(folder: Path, dtype: str = "float32") -> tuple[RewardModel, PreTrainedTokenizerBase]:
+    """A saved reward model, without trunk layers its heads do not read (versions saved before they
+    were dropped still have them)."""
     backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype])
     head = load_file(folder / "reward_head.safetensors")
     settings = json.loads((folder / "reward.json").read_text())
@@ -192,9 +192,8 @@ def load_reward_model(
     model.head.load_state_dict(head)
     model.head.to(DTYPES[dtype])
     model.offset.fill_(settings["offset"])
-    if reading_only:
-        drop_unread_layers(model)
-    return model, prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
+    model.trunk_layers = settings.get("trunk_layers", model.trunk_layers)  # absent before layers were dropped
+    return drop_unread_layers(model), prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
 
 
 @torch.no_grad()

@@ -41,7 +41,7 @@ def best_of_n(
     model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
     groups = sample(model, tokenizer, prompts, n, sampling_config(project, seed))
     del model
-    rm, rm_tokenizer = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint, reading_only=True)
+    rm, rm_tokenizer = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint)
     texts = [(prompt, [s.text for s in group]) for prompt, group in zip(prompts, groups, strict=True)]
     scores = score_groups(rm, rm_tokenizer, texts, reward_model_config(project).max_length)
     return [group[row.index(max(row))] for group, row in zip(groups, scores, strict=True)]

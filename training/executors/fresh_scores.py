@@ -65,5 +65,5 @@ def execute_fresh_scoring(project_id: int, limit: int = MAX_PER_TASK) -> int:
     latest = latest_reward_model(project_id)
     if latest is None or not fresh_rankings(latest).exists():
         return 0
-    model, tokenizer = load_reward_model(settings.MODEL_STORE / latest.checkpoint, reading_only=True)
+    model, tokenizer = load_reward_model(settings.MODEL_STORE / latest.checkpoint)
     return score_fresh_rankings(latest, model, tokenizer, limit=limit)

@@ -28,8 +28,8 @@ def execute_rl_run(run_id: int, on_progress: ProgressLine | None = None) -> Trai
         )
         policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
         rm_folder = settings.MODEL_STORE / run.reward_model.checkpoint
-        rm, _ = load_reward_model(rm_folder, reading_only=True)
-        critic = load_reward_model(rm_folder, reading_only=True)[0] if config.advantage_estimator == "gae" else None
+        rm, _ = load_reward_model(rm_folder)
+        critic = load_reward_model(rm_folder)[0] if config.advantage_estimator == "gae" else None
         scorer = reward_model_scorer(rm.requires_grad_(False), tokenizer, RM_MAX_LENGTH)
         trainer = PPOTrainer(policy, tokenizer, critic, scorer, config, reference=load_kl_reference(run))
 

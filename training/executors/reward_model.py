@@ -84,7 +84,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
 def same_architecture(model: RewardModel, config: RewardModelConfig) -> bool:
     """Whether a loaded reward model has the heads, pooling and layer the config asks for: a new
     version warm-starts from the last only then, else it starts afresh from the policy's trunk."""
-    layer = read_layer(config, model.backbone.config.num_hidden_layers)
+    layer = read_layer(config, model.trunk_layers)
     return (model.head.out_features, model.pooling, model.layer) == (config.heads, config.pooling, layer)
 
 

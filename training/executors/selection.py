@@ -29,7 +29,7 @@ class Selector:
         version = latest_reward_model(project)
         if project.selection != Project.Selection.UNCERTAINTY or version is None:
             return None
-        model, tokenizer = load_reward_model(settings.MODEL_STORE / version.checkpoint, reading_only=True)
+        model, tokenizer = load_reward_model(settings.MODEL_STORE / version.checkpoint)
         return cls(project, model, tokenizer) if model.head.out_features > 1 else None
 
     def choose(self, prompts: list[str], candidates: list[list[Sample]], k: int) -> list[tuple[list[Sample], float]]:
