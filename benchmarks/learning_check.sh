@@ -24,7 +24,7 @@ PY=.venv/bin/python
 PROJECT="Demo: helpful answers"
 
 rm -rf "$VAR_DIR" && mkdir -p "$VAR_DIR"
-if [ -f "$CACHE/db.sqlite3" ]; then
+if [ -f "$CACHE/demo.sqlite3" ]; then
   cp -r "$CACHE"/. "$VAR_DIR"/
   $PY manage.py migrate --noinput -v 0
 else
