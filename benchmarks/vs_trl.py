@@ -112,15 +112,13 @@ def peak_rss_mib() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
 
 
-def clock() -> tuple[float, float]:
-    """(wall seconds, CPU seconds of this process, all its threads)."""
-    times = os.times()
-    return time.perf_counter(), times.user + times.system
+def clock() -> tuple[float, int]:
+    """(wall seconds, times this process's threads were preempted so far)."""
+    return time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
 
 
 def figures(algorithm: str, side: str, steps: int, started: tuple, ended: tuple, amount: int) -> dict:
-    """The timed window's figures. cpu_per_wall near the thread count means the process had the
-    cores to itself; well below it, something else was running."""
+    """The timed window's figures. Many preemptions a second mean something else was running."""
     from importlib.metadata import version
 
     import torch
@@ -129,7 +127,7 @@ def figures(algorithm: str, side: str, steps: int, started: tuple, ended: tuple,
     seconds = ended[0] - started[0]
     return {"algorithm": algorithm, "side": side, "steps": steps, "seconds": round(seconds, 2), "amount": amount,
             "unit": UNIT[algorithm], "rate": round(amount / seconds, 2), "peak_rss_mib": peak_rss_mib(),
-            "cpu_per_wall": round((ended[1] - started[1]) / seconds, 2),
+            "preempted_per_s": round((ended[1] - started[1]) / seconds, 1),
             "threads": torch.get_num_threads(), "torch": torch.__version__,
             "transformers": transformers.__version__, "trl": version("trl") if side == "trl" else None}  # fmt: skip
 
@@ -196,7 +194,7 @@ def trl(algorithm: str, model: str, steps: int) -> dict:
 
     class StepClock(TrainerCallback):
         def __init__(self):
-            self.ends: list[tuple[float, float]] = []
+            self.ends: list[tuple[float, int]] = []
 
         def on_step_end(self, args, state, control, **kwargs):
             self.ends.append(clock())
@@ -296,14 +294,14 @@ def table(model: str, steps: int, results: dict) -> str:
     lines = [
         f"model {model}, {steps} timed steps after 1 warm-up, {THREADS} threads, fp32, TRL {sft['trl']['trl']}, "
         f"transformers {sft['ours']['transformers']} (ours) / {sft['trl']['transformers']} (TRL)",
-        "algorithm  unit        ours       TRL        ours/TRL  goal   peak RSS MiB ours / TRL  CPU/wall ours / TRL",
+        "algorithm  unit        ours       TRL        ours/TRL  goal   peak RSS MiB ours / TRL  preempted/s ours / TRL",
     ]
     for algorithm, row in results.items():
         ours_, trl_ = row["ours"], row["trl"]
         lines.append(
             f"{algorithm:<9}  {UNIT[algorithm]:<10}  {ours_['rate']:<9}  {trl_['rate']:<9}  {row['ratio']:<8}  "
             f"{GOAL[algorithm]:<5}  {ours_['peak_rss_mib']:>6} / {trl_['peak_rss_mib']:<12}  "
-            f"{ours_['cpu_per_wall']} / {trl_['cpu_per_wall']}"
+            f"{ours_['preempted_per_s']} / {trl_['preempted_per_s']}"
         )
     return "\n".join(lines)
 
@@ -320,6 +318,9 @@ def main() -> None:
         parser.error("--steps must be at least 1")
     if args.algorithm == "all":
         model = model_folder(args.model)
+        if os.getloadavg()[0] > 0.5:
+            print(f"Load average {os.getloadavg()[0]:.2f}: something else is running, the figures will be off.",
+                  file=sys.stderr)  # fmt: skip
         results = {}
         for algorithm in ALGORITHMS:
             row = {side: in_child(algorithm, side, model, args.steps) for side in ("ours", "trl")}
