@@ -23,7 +23,11 @@ checkpointing, no LoRA, 2 threads on both sides. Data: P synthetic prompts with 
 of 40-64 tokens each, ranked by `reward_of`, which is also the RLOO reward. Per step, 4 prompts:
 SFT on each prompt's best completion (loss on the answer and its EOS), DPO on the C(4,2) = 6 pairs
 of each ranking (24 pairs), RLOO on 4 samples of each prompt (16 completions, 64 new tokens at
-most, temperature 0.7, one update per batch, KL β 0.05).
+most, temperature 0.7, one update per batch, KL β 0.05). `preempted_per_s` counts how often the
+child's threads were preempted: high (hundreds a second) when something else had the cores.
+
+The full run on the bundled SmolLM2-135M-Instruct, about 15 minutes (10-20) at the default 5 steps:
+    .venv/bin/python benchmarks/vs_trl.py all
 """
 
 import argparse
