@@ -103,6 +103,8 @@ def test_adding_a_project_in_the_admin_registers_its_base_policy(client, admin_u
         "retrain_threshold": 100,
         "promotion": "automatic",
         "selection": "random",
+        "algorithm": "rloo",
+        "sft_threshold": 20,
     }
     assert client.post(reverse("admin:labeling_project_add"), data).status_code == 302
     policy = PolicyVersion.objects.get(project__name="New")
