@@ -28,13 +28,18 @@ def full_sequence_answer_logprobs(model, tokenizer, prompt: str, answer: str) ->
     return picked[len(prompt_ids) - 1 :], len(answer_ids)
 
 
-def test_completion_log_probs_are_those_of_the_answer_tokens_only_as_a_plain_forward_gives(policy):
+SHARED_PROMPT = [RankedPrompt("What is 2 + 2?", ["Four.", "It is 4, I think"], [[0], [1]]),
+                 RankedPrompt("Hi", ["Hello!"], [[0]])]  # fmt: skip
+ONE_ANSWER_EACH = [RankedPrompt("What is 2 + 2?", ["It is 4, I think"], [[0]]),
+                   RankedPrompt("Hi", ["Hello!"], [[0]])]  # fmt: skip
+
+
+@pytest.mark.parametrize("items", [SHARED_PROMPT, ONE_ANSWER_EACH], ids=["prompt cache shared", "one forward"])
+def test_completion_log_probs_are_those_of_the_answer_tokens_only_as_a_plain_forward_gives(policy, items):
     model, tokenizer = policy
-    items = [RankedPrompt("What is 2 + 2?", ["Four.", "It is 4, I think"], [[0], [1]]),
-             RankedPrompt("Hi", ["Hello!"], [[0]])]  # fmt: skip
     batch = collate(items, tokenizer, 512, "drop")
     with torch.no_grad():
-        got = completion_token_logprobs(model, batch)  # (3, C)
+        got = completion_token_logprobs(model, batch)  # (N, C)
         for row, (prompt, answer) in enumerate([(p.prompt, c) for p in items for c in p.completions]):
             expected, tokens = full_sequence_answer_logprobs(model, tokenizer, prompt, answer)
             assert int(batch.completion_mask[row].sum()) == tokens  # the answer and its EOS: no prompt token

@@ -24,9 +24,12 @@ def completion_token_logprobs(model: PreTrainedModel, batch: RewardBatch) -> tor
 
     The prompts (G, P) are forwarded once and their cache copied to their completions (N, C): the
     prompt's last position predicts a completion's first token, completion token t predicts t + 1.
+    A batch of one completion per prompt (SFT's) is one forward of the prompt and answer together.
     -> (N, C)
     """
     prompt_positions = (batch.prompt_mask.cumsum(dim=1) - 1).clamp(min=0)  # (G, P)
+    if torch.equal(batch.group, torch.arange(len(batch.prompt_ids), device=batch.group.device)):
+        return _single_completion_logprobs(model, batch, prompt_positions)
     prompt = model(
         input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_positions,
         use_cache=True, logits_to_keep=1,
@@ -43,7 +46,25 @@ def completion_token_logprobs(model: PreTrainedModel, batch: RewardBatch) -> tor
         position_ids=prompt_lengths[:, None] + steps,
         past_key_values=cache,
     ).logits  # (N, C - 1, V)
-    logits = torch.cat([first[:, None], rest], dim=1).float()  # (N, C, V)
+    return _picked(torch.cat([first[:, None], rest], dim=1), batch)
+
+
+def _single_completion_logprobs(model: PreTrainedModel, batch: RewardBatch, prompt_positions: torch.Tensor):
+    """Completion row n follows prompt row n: [prompt | completion] in one forward, the logits kept
+    only where they predict a completion token (the prompt's last position onwards). -> (N, C)"""
+    steps = torch.arange(batch.completion_ids.shape[1] - 1, device=batch.group.device)  # (C - 1,)
+    logits = model(
+        input_ids=torch.cat([batch.prompt_ids, batch.completion_ids[:, :-1]], dim=1),  # (N, P + C - 1)
+        attention_mask=torch.cat([batch.prompt_mask, batch.completion_mask[:, :-1]], dim=1),
+        position_ids=torch.cat([prompt_positions, batch.prompt_mask.sum(dim=1, keepdim=True) + steps], dim=1),
+        logits_to_keep=batch.completion_ids.shape[1],
+    ).logits  # (N, C, V)
+    return _picked(logits, batch)
+
+
+def _picked(logits: torch.Tensor, batch: RewardBatch) -> torch.Tensor:
+    """Log-softmax at each completion token, 0 on padding. (N, C, V) -> (N, C)"""
+    logits = logits.float()
     picked = logits.gather(-1, batch.completion_ids[..., None]).squeeze(-1) - logits.logsumexp(dim=-1)  # (N, C)
     return picked * batch.completion_mask
 
