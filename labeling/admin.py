@@ -56,6 +56,7 @@ class ProjectAdmin(admin.ModelAdmin):
             {
                 "fields": [
                     "algorithm",
+                    "dpo_trains_reward_model",
                     "retrain_threshold",
                     "sft_threshold",
                     "promotion",

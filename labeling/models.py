@@ -90,6 +90,12 @@ class Project(models.Model):
         blank=True,
         help_text='Overrides of the SFT defaults, e.g. {"epochs": 2, "include_top_ranked": true}.',
     )
+    dpo_trains_reward_model = models.BooleanField(
+        "DPO rounds train a reward model",
+        default=True,
+        help_text="A DPO round still trains a reward model, which fresh-label accuracy, best-of-n and uncertainty "
+        "selection read; off, the round is DPO alone and those figures stay at the last reward model.",
+    )
     sft_threshold = models.PositiveIntegerField(
         "SFT threshold",
         default=20,

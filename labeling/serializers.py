@@ -70,6 +70,7 @@ class ProjectSerializer(serializers.ModelSerializer):
             "collect_likert",
             "collect_rationale",
             "algorithm",
+            "dpo_trains_reward_model",
             "retrain_threshold",
             "sft_threshold",
             "promotion",

@@ -104,6 +104,7 @@ def test_adding_a_project_in_the_admin_registers_its_base_policy(client, admin_u
         "promotion": "automatic",
         "selection": "random",
         "algorithm": "rloo",
+        "dpo_trains_reward_model": "on",
         "sft_threshold": 20,
     }
     assert client.post(reverse("admin:labeling_project_add"), data).status_code == 302

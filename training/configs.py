@@ -62,6 +62,12 @@ def check_project_settings(project: Project) -> None:
     if project.selection == Project.Selection.UNCERTAINTY and reward_model_config(project).heads < 2:
         message = 'Uncertainty selection needs an ensemble: set "heads" to 2 or more in the reward-model config.'
         raise ValidationError({"selection": message})
+    if (project.selection == Project.Selection.UNCERTAINTY and project.algorithm == Project.Algorithm.DPO
+            and not project.dpo_trains_reward_model):  # fmt: skip
+        message = (
+            "Uncertainty selection reads each round's reward model: let DPO rounds train one, or select at random."
+        )
+        raise ValidationError({"dpo_trains_reward_model": message})
 
 
 def _overrides(value: object) -> dict:

@@ -24,6 +24,18 @@ def is_heldout(prompt_id: int, fraction: float) -> bool:
     return (prompt_id * 2654435761) % 1000 < fraction * 1000
 
 
+def split_by_prompt(
+    data: list[tuple[int, RankedPrompt]], fraction: float, what: str = "ranking"
+) -> tuple[list[RankedPrompt], list[RankedPrompt]]:
+    """(training, held-out) items of (prompt id, item) pairs, by `is_heldout`; refused, naming
+    `what` the items are, when nothing is left to train on."""
+    train = [item for prompt_id, item in data if not is_heldout(prompt_id, fraction)]
+    heldout = [item for prompt_id, item in data if is_heldout(prompt_id, fraction)]
+    if not train:
+        raise ValueError(f"Every {what} fell in the held-out split; collect a few more.")
+    return train, heldout
+
+
 def ranked_prompts(
     project: Project, through_ranking_id: int, weights: dict[str, float] | None = None
 ) -> list[tuple[int, RankedPrompt]]:

@@ -10,7 +10,7 @@ from django.urls import reverse
 from labeling.models import ComparisonTask, Demonstration
 from training.executors.reward_model import execute_reward_model_run
 from training.executors.round import execute_round, round_steps
-from training.models import PolicyVersion, TrainingRun
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import do_cancel_run
 from training.services import LaunchRefused, executor_of, launch
 
@@ -149,6 +149,20 @@ def test_a_round_runs_the_project_s_algorithm(project, algorithm, policy_step):
     assert steps == [("rm", "succeeded"), (policy_step, "succeeded"), ("generate", "succeeded")]
     new = PolicyVersion.objects.get(project=project, status="active")
     assert new.version == 1 and ComparisonTask.objects.filter(policy_version=new).exists()
+
+
+def test_a_dpo_round_can_leave_the_reward_model_out(project):
+    project.algorithm = "dpo"
+    assert steps_of(project) == ["rm", "dpo", "generate"]
+    project.dpo_trains_reward_model = False
+    project.save()
+    assert steps_of(project) == ["dpo", "generate"]
+    round_ = execute_round(launch(project, "round", enqueue=False).pk)
+    assert round_.status == "succeeded", round_.error
+    assert [s.kind for s in round_.steps.order_by("id")] == ["dpo", "generate"]
+    assert not RewardModelVersion.objects.filter(project=project).exists()
+    project.algorithm = "rloo"  # the switch is DPO's: an RL step needs its reward model
+    assert steps_of(project) == ["rm", "rloo", "generate"]
 
 
 def test_a_round_starts_with_sft_once_enough_new_demonstrations_arrived(project, client, labeler):

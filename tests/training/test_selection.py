@@ -99,3 +99,14 @@ def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_project_for
         {**data, "selection": "uncertainty", "reward_model_config": '{"heads": 4}'}, instance=tiny_project
     )
     assert form.is_valid(), form.errors
+
+
+def test_uncertainty_selection_is_refused_for_dpo_rounds_that_train_no_reward_model(tiny_project):
+    fields = [*ProjectAdminForm.Meta.fields, "selection", "algorithm", "dpo_trains_reward_model"]
+    form_class = modelform_factory(Project, form=ProjectAdminForm, fields=fields)
+    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"heads": 4}', "ppo_config": "{}",
+            "selection": "uncertainty", "algorithm": "dpo"}  # fmt: skip
+    form = form_class(data, instance=tiny_project)  # the checkbox unticked
+    assert not form.is_valid()
+    assert "let DPO rounds train one" in " ".join(form.errors["dpo_trains_reward_model"])
+    assert form_class({**data, "dpo_trains_reward_model": "on"}, instance=tiny_project).is_valid()

@@ -6,7 +6,7 @@ from labeling.quality import labeler_weights
 from training.core.config import DPOConfig
 from training.core.finetune import train_dpo
 from training.core.loading import load_model
-from training.datasets import is_heldout, ranked_prompts
+from training.datasets import ranked_prompts, split_by_prompt
 from training.executors.policies import load_kl_reference, register_policy, save_policy
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run
@@ -23,10 +23,7 @@ def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         record_progress(run, 0.0, phase="reading rankings and loading the policy", on_progress=on_progress)
         weights = labeler_weights(run.project) if config.labeler_weights else None
         data = ranked_prompts(run.project, run.through_ranking_id, weights)
-        train = [item for prompt_id, item in data if not is_heldout(prompt_id, config.heldout_fraction)]
-        heldout = [item for prompt_id, item in data if is_heldout(prompt_id, config.heldout_fraction)]
-        if not train:
-            raise ValueError("Every ranking fell in the held-out split; collect more rankings.")
+        train, heldout = split_by_prompt(data, config.heldout_fraction)
         policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
         reference = load_kl_reference(run)
         record_progress(run, 0.02, phase="reference log-probs of every completion", on_progress=on_progress)

@@ -18,7 +18,7 @@ from training.core.reward_model import (
     save_reward_model,
 )
 from training.core.reward_training import evaluate, train_reward_model
-from training.datasets import is_heldout, ranked_prompts, reference_completions
+from training.datasets import ranked_prompts, reference_completions, split_by_prompt
 from training.executors.fresh_scores import score_fresh_rankings
 from training.executors.selection import refresh_task_uncertainty
 from training.models import RewardModelVersion, TrainingRun
@@ -47,10 +47,7 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         project, config = run.project, RewardModelConfig(**run.config)
         weights = labeler_weights(project) if config.labeler_weights else None
         data = ranked_prompts(project, run.through_ranking_id, weights)
-        train = [item for prompt_id, item in data if not is_heldout(prompt_id, config.heldout_fraction)]
-        heldout = [item for prompt_id, item in data if is_heldout(prompt_id, config.heldout_fraction)]
-        if not train:
-            raise ValueError("Every ranking fell in the held-out split; collect more rankings.")
+        train, heldout = split_by_prompt(data, config.heldout_fraction)
         parent = latest_reward_model(project)
         if parent is not None:
             model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, config.dtype)

@@ -19,10 +19,13 @@ class RoundStepFailed(Exception):
 
 def round_steps(project: Project) -> list[Kind]:
     """SFT when the project's threshold of new demonstrations has arrived; the reward model (which
-    a DPO round trains too: fresh-label accuracy and uncertainty selection read it); the policy
-    step of the project's algorithm; then new comparisons from the new policy."""
+    a DPO round trains too unless the project turns it off: fresh-label accuracy and uncertainty
+    selection read it); the policy step of the project's algorithm; then new comparisons from the
+    new policy."""
     sft_due = project.sft_threshold and new_demonstrations_since_last_sft(project) >= project.sft_threshold
-    return [*([Kind.SFT] if sft_due else []), Kind.RM, POLICY_STEP[project.algorithm], Kind.GENERATE]
+    reward_model = project.algorithm != Project.Algorithm.DPO or project.dpo_trains_reward_model
+    return [*([Kind.SFT] if sft_due else []), *([Kind.RM] if reward_model else []), POLICY_STEP[project.algorithm],
+            Kind.GENERATE]  # fmt: skip
 
 
 def execute_round(run_id: int, on_progress: ProgressLine | None = None, in_child: bool = False) -> TrainingRun | None:

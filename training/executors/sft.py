@@ -6,7 +6,7 @@ from django.conf import settings
 from training.core.config import SFTConfig
 from training.core.finetune import train_sft
 from training.core.loading import load_model
-from training.datasets import is_heldout, sft_examples
+from training.datasets import sft_examples, split_by_prompt
 from training.executors.policies import register_policy, save_policy
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run
@@ -20,10 +20,7 @@ def execute_sft_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         config = SFTConfig(**run.config)
         record_progress(run, 0.0, phase="reading demonstrations and loading the policy", on_progress=on_progress)
         examples = sft_examples(run.project, config.include_top_ranked)
-        train = [item for prompt_id, item in examples if not is_heldout(prompt_id, config.heldout_fraction)]
-        heldout = [item for prompt_id, item in examples if is_heldout(prompt_id, config.heldout_fraction)]
-        if not train:
-            raise ValueError("Every demonstration fell in the held-out split; collect a few more.")
+        train, heldout = split_by_prompt(examples, config.heldout_fraction, "demonstration")
         policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
 
         def log_step(figures: dict) -> None:
