@@ -68,6 +68,9 @@ class TrainingRun(models.Model):
     error = models.TextField(blank=True)
     log_tail = models.TextField(blank=True)
     child_pid = models.PositiveIntegerField(null=True, blank=True, help_text="The training process, while it runs.")
+    hardware = models.JSONField(
+        default=dict, blank=True, help_text="Device, dtype, accelerator name and peak memory (MiB) it ran with."
+    )
     launched_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

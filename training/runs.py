@@ -61,12 +61,25 @@ def carried_out(run: TrainingRun) -> Iterator[None]:
     try:
         yield
     except RunCancelled:
+        _record_peak_memory(run)
         return
     except Exception as exc:
         log.exception("%s run %s failed", run.kind, run.pk)
+        _record_peak_memory(run)
         fail_run(run, exc)
         return
+    _record_peak_memory(run)
     finish_run(run, TrainingRun.Status.SUCCEEDED)
+
+
+def _record_peak_memory(run: TrainingRun) -> None:
+    """Adds the peak memory of the device the run was placed on (training.executors.placement)."""
+    if not run.hardware.get("device"):
+        return
+    from training.core.devices import peak_memory_mib  # torch: only where a run was placed, never in the web server
+
+    run.hardware = {**run.hardware, "peak_memory_mib": peak_memory_mib(run.hardware["device"])}
+    TrainingRun.objects.filter(pk=run.pk).update(hardware=run.hardware)
 
 
 def record_progress(run: TrainingRun, progress: float, on_progress: ProgressLine | None = None, **metrics) -> None:

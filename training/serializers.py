@@ -85,7 +85,7 @@ class TrainingRunDetailSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = TrainingRun
-        fields = [*RUN_FIELDS, "metrics", "log_tail"]
+        fields = [*RUN_FIELDS, "metrics", "log_tail", "hardware"]
         read_only_fields = fields
 
 

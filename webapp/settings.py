@@ -158,6 +158,12 @@ SPECTACULAR_SETTINGS = {
 # Where checkpoints live: written to a temporary folder inside it, then renamed into place.
 MODEL_STORE = env_path("MODEL_STORE", VAR_DIR / "models")
 
+# Where a worker's models run and in what precision (training.core.devices.decide): "auto" takes
+# the first GPU in bfloat16 when there is one, else the CPU in float32; or "cpu", "cuda", "cuda:1";
+# "float32", "bfloat16", "float16".
+TRAINING_DEVICE = env_str("TRAINING_DEVICE", "auto")
+TRAINING_DTYPE = env_str("TRAINING_DTYPE", "auto")
+
 # Celery. The demo default is kombu's filesystem transport: no broker server needed.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS = (

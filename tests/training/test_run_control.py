@@ -64,7 +64,7 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monke
     ranked_project.save()
     run = launch(ranked_project, "rm", enqueue=False)
 
-    def train_then_cancel(model, tokenizer, data, config, log, heldout):
+    def train_then_cancel(model, tokenizer, data, config, log, heldout, **placement):
         do_cancel_run(run, by="admin")  # the admin presses Cancel while the model trains
         if cancel_at == "a training step":
             log({"step": 1, "steps": 1, "loss": 0.5})

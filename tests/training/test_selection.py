@@ -6,6 +6,7 @@ from django.forms import modelform_factory
 
 from labeling.forms import ProjectAdminForm
 from labeling.models import ComparisonTask, Project
+from training.core.devices import CPU
 from training.core.generation import Sample
 from training.core.selection import group_members, most_disputed_subset, task_uncertainty
 from training.executors.reward_model import execute_reward_model_run
@@ -42,7 +43,7 @@ def test_a_new_reward_model_rescores_the_open_training_tasks(project):
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.log_tail == "Rescored 3 open training tasks for selection."
     assert any(m.get("phase") == "scoring open tasks" for m in run.metrics)
-    selector = Selector.for_project(project)
+    selector = Selector.for_project(project, CPU)
     tasks = list(open_train.order_by("id"))
     expected = selector.task_scores(
         [t.prompt.text for t in tasks], [[c.text for c in t.display_completions()] for t in tasks]
@@ -65,7 +66,7 @@ def test_sampling_keeps_the_k_most_disputed_of_2k_distinct_candidates(project, m
     run = execute_sampling_run(launch(project, "generate", prompts=2, enqueue=False).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert asked == [(6, 3)]  # 2K candidates, at least K
-    selector = Selector.for_project(project)
+    selector = Selector.for_project(project, CPU)
     for task in ComparisonTask.objects.filter(project=project, state="open").order_by("id"):
         candidates = [f"Answer {n} to {task.prompt.text[:14]}" for n in range(6)]
         (members,) = group_members(

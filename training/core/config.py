@@ -65,8 +65,10 @@ class RewardModelConfig:
     """Share of prompts (never of pairs) kept out of training to measure accuracy."""
     seed: int = 0
     """Seeds the head's initialisation and the order of the batches."""
-    dtype: str = "float32"
-    """'float32' or 'bfloat16' for the weights and the forward pass."""
+    dtype: str = "auto"
+    """'auto' follows the worker's TRAINING_DTYPE (a trained trunk in float32 under autocast, a frozen
+    one and every scorer in the compute dtype, heads in float32); 'float32' or 'bfloat16' forces
+    the weights and the forward pass of trunk and heads into that dtype."""
 
     @classmethod
     def instructgpt(cls, **overrides) -> "RewardModelConfig":
@@ -78,7 +80,7 @@ class RewardModelConfig:
 
     def __post_init__(self) -> None:
         choices = {"pooling": ("last", "mean"), "trunk": ("full", "frozen", "lora"), "tie_mode": ("drop", "half"),
-                   "dtype": ("float32", "bfloat16")}  # fmt: skip
+                   "dtype": ("auto", "float32", "bfloat16")}  # fmt: skip
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {getattr(self, name)!r}.")

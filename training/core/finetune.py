@@ -13,6 +13,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.config import DPOConfig, SFTConfig
 from training.core.data import RewardBatch, collate, completion_rows, pair_index
+from training.core.devices import CPU, Placement
 from training.core.losses import dpo_loss
 from training.core.rankings import RankedPrompt
 
@@ -72,17 +73,18 @@ def _picked(logits: torch.Tensor, batch: RewardBatch) -> torch.Tensor:
 @torch.no_grad()
 def sequence_logprobs(
     model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: list[RankedPrompt], batch_prompts: int,
-    max_length: int,
+    max_length: int, placement: Placement = CPU,
 ) -> torch.Tensor:  # fmt: skip
     """Summed log-prob of every completion of `data`, laid end to end, a batch of prompts at a time
     (a DPO reference's figures, computed once). -> (N,)"""
     model.eval()
     device = next(model.parameters()).device
-    out = [
-        completion_token_logprobs(model, collate(data[s : s + batch_prompts], tokenizer, max_length, "drop").to(device))
-        .sum(dim=1).float().cpu()
-        for s in range(0, len(data), batch_prompts)
-    ]  # fmt: skip
+    with placement.autocast():
+        out = [
+            completion_token_logprobs(model, collate(data[s : s + batch_prompts], tokenizer, max_length, "drop")
+                                      .to(device)).sum(dim=1).float().cpu()
+            for s in range(0, len(data), batch_prompts)
+        ]  # fmt: skip
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -124,9 +126,10 @@ Heldout = Callable[[], dict]  # -> figures on held-out prompts, "heldout_loss" a
 
 def fit(
     model: PreTrainedModel, items: int, loss_of: Loss, heldout: Heldout | None, schedule: Schedule,
-    log: Log | None = None, heldout_every_step: bool = False,
+    log: Log | None = None, heldout_every_step: bool = False, placement: Placement = CPU,
 ) -> dict:  # fmt: skip
-    """Trains `model`'s trainable weights on `items` training items, `schedule.batch_prompts` a step.
+    """Trains `model`'s trainable weights on `items` training items, `schedule.batch_prompts` a step,
+    each forward under `placement`'s autocast (the backward outside it, as torch.autocast asks).
 
     With `heldout`, its figures are logged after each epoch (and each step with `heldout_every_step`),
     and with `schedule.patience` training stops after that many epochs without a lower held-out loss,
@@ -145,7 +148,8 @@ def fit(
         for start in range(0, items, schedule.batch_prompts):
             for group in optimiser.param_groups:
                 group["lr"] = schedule.lr * schedule.scale(step, total)
-            loss, figures = loss_of(order[start : start + schedule.batch_prompts])
+            with placement.autocast():
+                loss, figures = loss_of(order[start : start + schedule.batch_prompts])
             optimiser.zero_grad()
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, schedule.max_grad_norm)
@@ -154,7 +158,8 @@ def fit(
             figures = {"step": step, "steps": total, "epoch": epoch, "loss": float(loss.detach()),
                        "lr": optimiser.param_groups[0]["lr"], "grad_norm": float(grad_norm), **figures}  # fmt: skip
             if heldout is not None and (heldout_every_step or start + schedule.batch_prompts >= items):
-                figures.update(heldout())
+                with placement.autocast():
+                    figures.update(heldout())
             if log:
                 log(figures)
         if heldout is None or not schedule.patience:
@@ -186,10 +191,11 @@ def sft_loss(token_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def train_sft(
     policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, examples: list[RankedPrompt],
-    heldout: list[RankedPrompt], config: SFTConfig, log: Log | None = None,
+    heldout: list[RankedPrompt], config: SFTConfig, log: Log | None = None, placement: Placement = CPU,
 ) -> tuple[PreTrainedModel, dict]:  # fmt: skip
     """Fine-tunes on (prompt, answers) items: each RankedPrompt's completions are answers to its
-    prompt. Returns the trained policy (LoRA merged) and the last figures with `answer_tokens`."""
+    prompt, the forwards in `placement`'s compute dtype. Returns the trained policy (LoRA merged)
+    and the last figures with `answer_tokens`."""
     device = next(policy.parameters()).device
     torch.manual_seed(config.seed)
     model = with_lora(policy, config.lora_rank) if config.lora_rank else policy.requires_grad_(True)
@@ -214,7 +220,8 @@ def train_sft(
             count += int(batch.completion_mask.sum())
         return {"heldout_loss": total / max(count, 1)}
 
-    figures = fit(model, len(examples), loss_of, heldout_figures if heldout else None, schedule_of(config), log)
+    figures = fit(model, len(examples), loss_of, heldout_figures if heldout else None, schedule_of(config), log,
+                  placement=placement)  # fmt: skip
     trained = model.merge_and_unload() if config.lora_rank else model
     return trained.requires_grad_(False), {**figures, "answer_tokens": tokens_seen}
 
@@ -235,7 +242,7 @@ def implicit_accuracy(
 def train_dpo(
     policy: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, data: list[RankedPrompt],
     heldout: list[RankedPrompt], config: DPOConfig, log: Log | None = None,
-    reference: PreTrainedModel | None = None,
+    reference: PreTrainedModel | None = None, placement: Placement = CPU,
 ) -> tuple[PreTrainedModel, dict]:  # fmt: skip
     """DPO from rankings. The reference's log-probs are computed once, before any step: from
     `reference` when given (an SFT anchor the policy has moved from), else from the policy's own
@@ -245,8 +252,10 @@ def train_dpo(
     device = next(policy.parameters()).device
     torch.manual_seed(config.seed)
     reference_model = reference if reference is not None else policy
-    ref_train = sequence_logprobs(reference_model, tokenizer, data, config.batch_prompts, config.max_length)
-    ref_heldout = sequence_logprobs(reference_model, tokenizer, heldout, config.batch_prompts, config.max_length)
+    ref_train = sequence_logprobs(reference_model, tokenizer, data, config.batch_prompts, config.max_length, placement)
+    ref_heldout = sequence_logprobs(reference_model, tokenizer, heldout, config.batch_prompts, config.max_length,
+                                    placement)  # fmt: skip
+    del reference, reference_model  # the reference's figures are all it is needed for: free its memory
     rows = completion_rows(data)
     model = with_lora(policy, config.lora_rank) if config.lora_rank else policy.requires_grad_(True)
     pairs_seen = 0
@@ -271,7 +280,7 @@ def train_dpo(
 
     @torch.no_grad()
     def heldout_figures() -> dict:
-        logps = sequence_logprobs(model, tokenizer, heldout, config.batch_prompts, config.max_length)
+        logps = sequence_logprobs(model, tokenizer, heldout, config.batch_prompts, config.max_length, placement)
         pairs = pair_index(heldout, config.tie_mode)
         loss = dpo_loss(logps, ref_heldout, pairs.winners, pairs.losers, pairs.weights, pairs.mu, config.beta)
         correct, counted = implicit_accuracy(logps, ref_heldout, heldout, config.tie_mode)
@@ -279,6 +288,6 @@ def train_dpo(
                 "heldout_pairs": counted}  # fmt: skip
 
     figures = fit(model, len(data), loss_of, heldout_figures if heldout else None, schedule_of(config), log,
-                  heldout_every_step=True)  # fmt: skip
+                  heldout_every_step=True, placement=placement)  # fmt: skip
     trained = model.merge_and_unload() if config.lora_rank else model
     return trained.requires_grad_(False), figures

@@ -14,6 +14,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, P
 from transformers.utils import logging as transformers_logging
 
 from training.core.checkpoints import write_once
+from training.core.devices import CPU, Placement
 from training.core.references import BUNDLED, ModelLoadError, check_reference
 
 transformers_logging.disable_progress_bar()  # workers and commands print their own progress
@@ -77,14 +78,16 @@ def prepare_tokenizer(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizer
     return tokenizer
 
 
-def load_model(reference: str, store: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Loads a causal LM (float32, on the CPU) and its tokenizer in eval mode; raises ModelLoadError
-    naming `reference`."""
+def load_model(
+    reference: str, store: Path, placement: Placement = CPU, trainable: bool = True
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Loads a causal LM and its tokenizer in eval mode, on `placement`'s device: to train, in
+    float32; else frozen, in the compute dtype. Raises ModelLoadError naming `reference`."""
     source = resolve(reference, store)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=placement.weights_dtype(trainable))
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"Could not load model {reference!r}: {exc}".splitlines()[0]) from exc
-    model.eval()
+    model = model.to(placement.device).eval() if trainable else placement.frozen(model)
     return model, prepare_tokenizer(tokenizer)

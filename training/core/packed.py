@@ -27,6 +27,8 @@ class _PackedForward:
         weight, bias = self.module.weight, self.module.bias
         if torch.is_grad_enabled() and (weight.requires_grad or x.requires_grad):
             return F.linear(x, weight, bias)  # the packed op has no backward
+        if x.dtype != weight.dtype or torch.is_autocast_enabled("cpu"):
+            return F.linear(x, weight, bias)  # under autocast the product is in its dtype, not the weight's
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, bias, "none", [], "")
 
 

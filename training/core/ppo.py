@@ -16,6 +16,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from training.core.advantages import compute_gae, group_advantages, masked_mean, masked_var, masked_whiten
 from training.core.config import PPOConfig, SamplingConfig
+from training.core.devices import CPU, Placement
 from training.core.finetune import with_lora
 from training.core.generation import eos_ids, format_prompt, generate_kwargs
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
@@ -112,17 +113,23 @@ class PPOTrainer:
         config: PPOConfig,
         accelerator: Accelerator | None = None,
         reference: PreTrainedModel | None = None,
+        placement: Placement = CPU,
     ):
         if (critic is None) != (config.advantage_estimator != "gae"):
             raise ValueError("A critic goes with the 'gae' estimator, and only with it.")
         self.config, self.tokenizer, self.score = config, tokenizer, score
-        self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        if accelerator is None and placement.device.type == "cuda":
+            torch.cuda.set_device(placement.device)  # accelerate takes the current GPU
+        self.accelerator = accelerator or Accelerator(
+            cpu=placement.device.type == "cpu", mixed_precision=placement.mixed_precision
+        )
         self.rows = config.batch_prompts * config.samples_per_prompt  # sequences in a rollout batch
+        frozen = Placement(self.accelerator.device, placement.dtype)
         if reference is not None:
-            self.reference = reference.requires_grad_(False).eval().to(self.accelerator.device)
+            self.reference = frozen.frozen(reference)
             pack_linears(self.reference, self.rows)
         elif config.lora_rank == 0:
-            self.reference = copy.deepcopy(policy).requires_grad_(False).eval().to(self.accelerator.device)
+            self.reference = frozen.frozen(copy.deepcopy(policy))
             pack_linears(self.reference, self.rows)  # frozen for good
         else:
             self.reference = None  # the same weights with the adapter disabled
@@ -291,7 +298,8 @@ class PPOTrainer:
     def _values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, steps: int) -> torch.Tensor:
         """The critic's value before each response token. -> (B, steps)"""
         critic = self.accelerator.unwrap_model(self.critic)
-        return critic.token_values(input_ids, attention_mask, steps, self.share_prefix)
+        with self.accelerator.autocast():  # accelerate wraps `forward` only, and this is not it
+            return critic.token_values(input_ids, attention_mask, steps, self.share_prefix)
 
     def _update(
         self,

@@ -14,11 +14,11 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 
 from training.core.config import RewardModelConfig
 from training.core.data import RankedPrompt, RewardBatch, collate
+from training.core.devices import CPU, DTYPES, Placement
 from training.core.loading import prepare_tokenizer, resolve
 from training.core.prefix import shared_prefix_inputs
 
 Log = Callable[[dict], None]
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -142,18 +142,36 @@ def read_layer(config: RewardModelConfig, layers: int) -> int | None:
     return None if config.depth >= 1 else round(config.depth * layers)
 
 
+def weight_dtypes(dtype: str, placement: Placement, trainable: bool) -> tuple[torch.dtype, torch.dtype]:
+    """(trunk, head) weight dtypes: an explicit `dtype` for both (the config's "float32" or
+    "bfloat16"); "auto" follows the placement, a trained trunk in float32 (under autocast), a frozen
+    one in the compute dtype, and the small head always in float32."""
+    if dtype != "auto":
+        return DTYPES[dtype], DTYPES[dtype]
+    return placement.weights_dtype(trainable), torch.float32
+
+
+def _placed(model: RewardModel, head_dtype: torch.dtype, placement: Placement, trainable: bool) -> RewardModel:
+    model.head.to(head_dtype)
+    model = model.to(placement.device)
+    return model if trainable else model.requires_grad_(False).eval()
+
+
 def new_reward_model(
-    policy_reference: str, store: Path, config: RewardModelConfig
+    policy_reference: str, store: Path, config: RewardModelConfig, placement: Placement = CPU
 ) -> tuple[RewardModel, PreTrainedTokenizerBase]:
     """A fresh head on the policy's trunk (its LM head is not loaded), without the layers above the
-    one the heads read: they would change no score, and cost two thirds of every forward at depth 1/3."""
+    one the heads read: they would change no score, and cost two thirds of every forward at depth 1/3.
+    On `placement`'s device, the trunk in the compute dtype when `config.trunk` freezes it."""
     source = resolve(policy_reference, store)
     torch.manual_seed(config.seed)
-    backbone = AutoModel.from_pretrained(source, dtype=DTYPES[config.dtype])
+    trunk_dtype, head_dtype = weight_dtypes(config.dtype, placement, trainable=config.trunk != "frozen")
+    backbone = AutoModel.from_pretrained(source, dtype=trunk_dtype)
     layer = read_layer(config, backbone.config.num_hidden_layers)
     model = drop_unread_layers(RewardModel(backbone, config.head_init_std, config.heads, config.pooling, layer))
-    model.head.to(DTYPES[config.dtype])
-    return model, prepare_tokenizer(AutoTokenizer.from_pretrained(source))
+    return _placed(model, head_dtype, placement, trainable=True), prepare_tokenizer(
+        AutoTokenizer.from_pretrained(source)
+    )
 
 
 def save_reward_model(model: RewardModel, tokenizer: PreTrainedTokenizerBase, folder: Path) -> None:
@@ -180,20 +198,25 @@ def drop_unread_layers(model: RewardModel) -> RewardModel:
     return model
 
 
-def load_reward_model(folder: Path, dtype: str = "float32") -> tuple[RewardModel, PreTrainedTokenizerBase]:
-    """A saved reward model, without trunk layers its heads do not read (versions saved before they
-    were dropped still have them)."""
-    backbone = AutoModel.from_pretrained(folder, dtype=DTYPES[dtype])
+def load_reward_model(
+    folder: Path, placement: Placement = CPU, trunk: str | None = None, dtype: str = "auto"
+) -> tuple[RewardModel, PreTrainedTokenizerBase]:
+    """A saved reward model on `placement`'s device, without trunk layers its heads do not read
+    (versions saved before they were dropped still have them). With `trunk` None it is a frozen
+    scorer; with a trunk mode ("full", "lora", "frozen") it is to be trained so, its trunk in float32
+    unless frozen. `dtype` as in `weight_dtypes`."""
+    trunk_dtype, head_dtype = weight_dtypes(dtype, placement, trainable=trunk not in (None, "frozen"))
+    backbone = AutoModel.from_pretrained(folder, dtype=trunk_dtype)
     head = load_file(folder / "reward_head.safetensors")
     settings = json.loads((folder / "reward.json").read_text())
     model = RewardModel(backbone, None, head["weight"].shape[0], settings.get("pooling", "last"), settings.get("layer"))
     model.feature_shift.copy_(head.pop("feature_shift", model.feature_shift))  # absent before standardisation
     model.feature_scale.copy_(head.pop("feature_scale", model.feature_scale))
     model.head.load_state_dict(head)
-    model.head.to(DTYPES[dtype])
     model.offset.fill_(settings["offset"])
     model.trunk_layers = settings.get("trunk_layers", model.trunk_layers)  # absent before layers were dropped
-    return drop_unread_layers(model), prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
+    model = _placed(drop_unread_layers(model), head_dtype, placement, trainable=trunk is not None)
+    return model, prepare_tokenizer(AutoTokenizer.from_pretrained(folder))
 
 
 @torch.no_grad()

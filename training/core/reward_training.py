@@ -13,6 +13,7 @@ from transformers import PreTrainedTokenizerBase
 
 from training.core.config import RewardModelConfig
 from training.core.data import PairIndex, RankedPrompt, collate, completion_rows, count_pairs, pair_index
+from training.core.devices import CPU, Placement
 from training.core.losses import bradley_terry_loss
 from training.core.reward_model import RewardModel
 
@@ -41,8 +42,9 @@ def bootstrap_counts(items: int, heads: int, seed: int) -> torch.Tensor:
 
 @torch.no_grad()
 def completion_features(
-    model: RewardModel, tokenizer: PreTrainedTokenizerBase, data: list[RankedPrompt], config: RewardModelConfig
-) -> torch.Tensor:
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, data: list[RankedPrompt], config: RewardModelConfig,
+    placement: Placement = CPU,
+) -> torch.Tensor:  # fmt: skip
     """The trunk's output at every completion's last real token, the items' completions laid end to
     end. -> (N, H)"""
     model.eval()
@@ -50,7 +52,8 @@ def completion_features(
     out = []
     for start in range(0, len(data), config.batch_prompts):
         batch = collate(data[start : start + config.batch_prompts], tokenizer, config.max_length, config.tie_mode)
-        out.append(model.features_batch(batch.to(device)).float())
+        with placement.autocast():
+            out.append(model.features_batch(batch.to(device)).float())
     return torch.cat(out) if out else torch.zeros(0, model.backbone.config.hidden_size)
 
 
@@ -58,9 +61,9 @@ class _Scorer:
     """Member scores (N, E) of a list of ranked prompts: through the trunk, or, frozen, from features
     computed once."""
 
-    def __init__(self, model, tokenizer, data, config, features: torch.Tensor | None):
+    def __init__(self, model, tokenizer, data, config, features: torch.Tensor | None, placement: Placement = CPU):
         self.model, self.tokenizer, self.data, self.config = model, tokenizer, data, config
-        self.features, self.rows = features, completion_rows(data)
+        self.features, self.rows, self.placement = features, completion_rows(data), placement
 
     def __call__(self, indices: list[int]) -> torch.Tensor:
         items = [self.data[i] for i in indices]
@@ -68,7 +71,8 @@ class _Scorer:
             rows = [r for i in indices for r in self.rows[i]]
             return self.model.members(self.features[rows].to(self.model.head.weight.device))  # (N, E)
         batch = collate(items, self.tokenizer, self.config.max_length, self.config.tie_mode)
-        return self.model.members(self.model.features_batch(batch.to(self.model.head.weight.device)))
+        with self.placement.autocast():  # a trained trunk: float32 weights, forward in the compute dtype
+            return self.model.members(self.model.features_batch(batch.to(self.model.head.weight.device))).float()
 
 
 def train_reward_model(
@@ -79,8 +83,10 @@ def train_reward_model(
     log: Log | None = None,
     heldout: list[RankedPrompt] | None = None,
     features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
+    placement: Placement = CPU,
 ) -> dict:
     """Trains in place, where the model is, and returns the last step's figures with the epoch kept.
+    A trained trunk's forward runs under `placement`'s autocast.
 
     With `patience` and held-out rankings, training stops after that many epochs without a lower
     held-out loss, and the weights of the best epoch are kept. With a frozen trunk, `features` may
@@ -90,16 +96,19 @@ def train_reward_model(
     model.eval()
     frozen = config.trunk == "frozen"
     model.backbone.requires_grad_(config.trunk == "full")
+    model.head.requires_grad_(True)  # a model loaded as a scorer is frozen whole
     if config.trunk == "lora":
         model.backbone = with_adapters(model.backbone, config.lora_rank)
     if frozen and features is None:
-        features = (completion_features(model, tokenizer, data, config),
-                    completion_features(model, tokenizer, heldout, config) if heldout else None)  # fmt: skip
+        features = (completion_features(model, tokenizer, data, config, placement),
+                    completion_features(model, tokenizer, heldout, config, placement) if heldout else None)  # fmt: skip
     train_features, heldout_features = features if frozen else (None, None)
     if config.standardise and not model.standardised:  # a warm start keeps the statistics its heads learned on
-        model.set_standardisation(train_features if frozen else completion_features(model, tokenizer, data, config))
-    scorer = _Scorer(model, tokenizer, data, config, train_features)
-    heldout_scorer = _Scorer(model, tokenizer, heldout, config, heldout_features) if heldout else None
+        model.set_standardisation(
+            train_features if frozen else completion_features(model, tokenizer, data, config, placement)
+        )
+    scorer = _Scorer(model, tokenizer, data, config, train_features, placement)
+    heldout_scorer = _Scorer(model, tokenizer, heldout, config, heldout_features, placement) if heldout else None
     counts = bootstrap_counts(len(data), model.head.out_features, config.seed)  # (n, E)
     groups = [{"params": list(model.head.parameters()), "lr": config.head_lr or config.lr}]
     if not frozen:

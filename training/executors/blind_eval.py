@@ -13,6 +13,7 @@ from labeling.models import ComparisonTask
 from labeling.services import do_create_comparison_tasks
 from training.datasets import heldout_prompts_for
 from training.executors.evaluation import sample_one_each
+from training.executors.placement import placed
 from training.models import EvalPair, TrainingRun
 from training.runs import ProgressLine, carried_out, check_still_running, record_progress, start_run
 
@@ -34,7 +35,8 @@ def execute_blind_evaluation_run(run_id: int, on_progress: ProgressLine | None =
             raise ValueError("No held-out prompts are left for this pair of versions.")
         seed = run.config["seed"]
         record_progress(run, 0.05, step=0, steps=2, on_progress=on_progress)
-        samples_a, samples_b = sample_one_each(run.project, [a, b], [p.text for p in prompts], seeds=[seed, seed + 1])
+        texts = [p.text for p in prompts]
+        samples_a, samples_b = sample_one_each(run.project, [a, b], texts, [seed, seed + 1], placed(run))
         pairs = [(p, [sa, sb]) for p, sa, sb in zip(prompts, samples_a, samples_b, strict=True) if sa.text != sb.text]
         tasks = _store_blind_tasks(run, pairs)
         identical = len(prompts) - len(pairs)

@@ -7,6 +7,7 @@ from training.core.config import DPOConfig
 from training.core.finetune import train_dpo
 from training.core.loading import load_model
 from training.datasets import ranked_prompts, split_by_prompt
+from training.executors.placement import placed
 from training.executors.policies import load_kl_reference, register_policy, save_policy
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run
@@ -24,8 +25,8 @@ def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         weights = labeler_weights(run.project) if config.labeler_weights else None
         data = ranked_prompts(run.project, run.through_ranking_id, weights)
         train, heldout = split_by_prompt(data, config.heldout_fraction)
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
-        reference = load_kl_reference(run)
+        placement = placed(run)
+        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement)
         record_progress(run, 0.02, phase="reference log-probs of every completion", on_progress=on_progress)
 
         def log_step(figures: dict) -> None:
@@ -33,7 +34,9 @@ def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
             record_progress(run, 0.05 + 0.85 * figures["step"] / figures["steps"], phase=phase, **figures,
                             on_progress=on_progress)  # fmt: skip
 
-        trained, figures = train_dpo(policy, tokenizer, train, heldout, config, log=log_step, reference=reference)
+        # the reference is not kept here: train_dpo frees it once it has read its log-probs
+        trained, figures = train_dpo(policy, tokenizer, train, heldout, config, log=log_step,
+                                     reference=load_kl_reference(run, placement), placement=placement)  # fmt: skip
         record_progress(run, 0.9, phase="saving the policy", on_progress=on_progress)
         version = register_policy(run, save_policy(run, trained, tokenizer))
         record_progress(run, 1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"),

@@ -12,36 +12,39 @@ from django.utils import timezone
 
 from labeling.models import Project
 from training.configs import reward_model_config, sampling_config
+from training.core.devices import Placement, peak_memory_mib
 from training.core.generation import Sample, sample
 from training.core.loading import load_model
 from training.core.reward_model import load_reward_model, score_groups
+from training.executors.placement import worker_placement
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 
 Preference = Callable[[str, list[str]], list[float]]
 
 
 def sample_one_each(
-    project: Project, versions: list[PolicyVersion], prompts: list[str], seeds: list[int]
+    project: Project, versions: list[PolicyVersion], prompts: list[str], seeds: list[int], placement: Placement
 ) -> list[list[Sample]]:
     """One completion per prompt from each version, with the project's sampling settings; version
     i samples with seeds[i]. One model is loaded at a time."""
     out = []
     for version, seed in zip(versions, seeds, strict=True):
-        model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
+        model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE, placement, trainable=False)
         out.append([group[0] for group in sample(model, tokenizer, prompts, 1, sampling_config(project, seed))])
         del model
     return out
 
 
 def best_of_n(
-    project: Project, version: PolicyVersion, prompts: list[str], n: int, reward_model: RewardModelVersion, seed: int
-) -> list[Sample]:
+    project: Project, version: PolicyVersion, prompts: list[str], n: int, reward_model: RewardModelVersion, seed: int,
+    placement: Placement,
+) -> list[Sample]:  # fmt: skip
     """Per prompt, of n completions from `version` (the project's sampling settings), the one
     `reward_model` scores highest (the first of equals). The policy is freed before the RM loads."""
-    model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE)
+    model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE, placement, trainable=False)
     groups = sample(model, tokenizer, prompts, n, sampling_config(project, seed))
     del model
-    rm, rm_tokenizer = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint)
+    rm, rm_tokenizer = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint, placement)
     texts = [(prompt, [s.text for s in group]) for prompt, group in zip(prompts, groups, strict=True)]
     scores = score_groups(rm, rm_tokenizer, texts, reward_model_config(project).max_length)
     return [group[row.index(max(row))] for group, row in zip(groups, scores, strict=True)]
@@ -61,11 +64,13 @@ def evaluate_policies(
     """Samples one completion per prompt from each version (same settings and seed), or for b with
     `best_of` > 1 the best of that many by `reward_model` (then required); scores each pair with
     `preference`, and stores the win rate of b over a (ties count half) as an eval run."""
+    placement = worker_placement()
+    placement.reset_peak_memory()
     if best_of == 1:
-        samples_a, samples_b = sample_one_each(project, [a, b], prompts, seeds=[seed, seed])
+        samples_a, samples_b = sample_one_each(project, [a, b], prompts, [seed, seed], placement)
     else:
-        [samples_a] = sample_one_each(project, [a], prompts, seeds=[seed])
-        samples_b = best_of_n(project, b, prompts, best_of, reward_model, seed)
+        [samples_a] = sample_one_each(project, [a], prompts, [seed], placement)
+        samples_b = best_of_n(project, b, prompts, best_of, reward_model, seed, placement)
     wins, score_a, score_b = 0.0, 0.0, 0.0
     for prompt, sample_a, sample_b in zip(prompts, samples_a, samples_b, strict=True):
         sa, sb = preference(prompt, [sample_a.text, sample_b.text])
@@ -93,6 +98,7 @@ def evaluate_policies(
         preference=label,
         config=vars(sampling_config(project, seed)),
         metrics=[{"time": now.isoformat(), **figures}],
+        hardware={**placement.describe(), "peak_memory_mib": peak_memory_mib(placement.device)},
         started_at=now,
         finished_at=now,
     )

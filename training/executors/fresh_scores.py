@@ -13,6 +13,7 @@ from labeling.models import Ranking
 from training.configs import reward_model_config
 from training.core.reward_model import RewardModel, load_reward_model, score_groups
 from training.datasets import as_ranked_prompts, fresh_rankings
+from training.executors.placement import worker_placement
 from training.models import RankingScore, RewardModelVersion
 from training.services import latest_reward_model
 
@@ -65,5 +66,5 @@ def execute_fresh_scoring(project_id: int, limit: int = MAX_PER_TASK) -> int:
     latest = latest_reward_model(project_id)
     if latest is None or not fresh_rankings(latest).exists():
         return 0
-    model, tokenizer = load_reward_model(settings.MODEL_STORE / latest.checkpoint)
+    model, tokenizer = load_reward_model(settings.MODEL_STORE / latest.checkpoint, worker_placement())
     return score_fresh_rankings(latest, model, tokenizer, limit=limit)

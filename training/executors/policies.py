@@ -10,6 +10,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from labeling.models import Project
 from training.core.checkpoints import write_once
+from training.core.devices import Placement
 from training.core.loading import load_model
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import check_still_running, checkpoint_name
@@ -21,13 +22,14 @@ def kl_reference(policy: PolicyVersion) -> PolicyVersion:
     return policy.kl_reference or PolicyVersion.objects.get(project_id=policy.project_id, version=0)
 
 
-def load_kl_reference(run: TrainingRun) -> PreTrainedModel | None:
-    """The KL reference's weights when they are not the run's starting policy's; None when they are
-    (the trainer then keeps the starting weights, or reads them before its first step)."""
+def load_kl_reference(run: TrainingRun, placement: Placement) -> PreTrainedModel | None:
+    """The KL reference's weights, frozen in the compute dtype, when they are not the run's starting
+    policy's; None when they are (the trainer then keeps the starting weights, or reads them before
+    its first step)."""
     reference = kl_reference(run.policy)
     if reference.pk == run.policy_id:
         return None
-    model, _ = load_model(reference.checkpoint, settings.MODEL_STORE)
+    model, _ = load_model(reference.checkpoint, settings.MODEL_STORE, placement, trainable=False)
     return model
 
 

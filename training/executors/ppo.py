@@ -8,6 +8,7 @@ from training.core.loading import load_model
 from training.core.ppo import PPOTrainer
 from training.core.reward_model import load_reward_model, reward_model_scorer
 from training.datasets import training_prompts
+from training.executors.placement import placed
 from training.executors.policies import load_kl_reference, register_policy, save_policy
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run
@@ -26,12 +27,14 @@ def execute_rl_run(run_id: int, on_progress: ProgressLine | None = None) -> Trai
         record_progress(
             run, 0.0, phase="loading the policy, its reference and the reward model", on_progress=on_progress
         )
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
+        placement = placed(run)
+        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement)
         rm_folder = settings.MODEL_STORE / run.reward_model.checkpoint
-        rm, _ = load_reward_model(rm_folder)
-        critic = load_reward_model(rm_folder)[0] if config.advantage_estimator == "gae" else None
-        scorer = reward_model_scorer(rm.requires_grad_(False), tokenizer, RM_MAX_LENGTH)
-        trainer = PPOTrainer(policy, tokenizer, critic, scorer, config, reference=load_kl_reference(run))
+        rm, _ = load_reward_model(rm_folder, placement)  # frozen, in the compute dtype
+        critic = load_reward_model(rm_folder, placement, "full")[0] if config.advantage_estimator == "gae" else None
+        scorer = reward_model_scorer(rm, tokenizer, RM_MAX_LENGTH)
+        trainer = PPOTrainer(policy, tokenizer, critic, scorer, config, reference=load_kl_reference(run, placement),
+                             placement=placement)  # fmt: skip
 
         def log_step(figures: dict) -> None:
             phase = f"training step {figures['step']} of {figures['steps']}"

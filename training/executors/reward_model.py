@@ -20,6 +20,7 @@ from training.core.reward_model import (
 from training.core.reward_training import evaluate, train_reward_model
 from training.datasets import ranked_prompts, reference_completions, split_by_prompt
 from training.executors.fresh_scores import score_fresh_rankings
+from training.executors.placement import placed
 from training.executors.selection import refresh_task_uncertainty
 from training.models import RewardModelVersion, TrainingRun
 from training.runs import (
@@ -45,29 +46,33 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         return None
     with carried_out(run):
         project, config = run.project, RewardModelConfig(**run.config)
+        placement = placed(run)
         weights = labeler_weights(project) if config.labeler_weights else None
         data = ranked_prompts(project, run.through_ranking_id, weights)
         train, heldout = split_by_prompt(data, config.heldout_fraction)
         parent = latest_reward_model(project)
         if parent is not None:
-            model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, config.dtype)
+            model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, placement, config.trunk,
+                                                 config.dtype)  # fmt: skip
             # No ranking enters training unscored: the parent scores the fresh ones first.
             score_fresh_rankings(parent, model, tokenizer, through=run.through_ranking_id)
         if parent is None or not same_architecture(model, config):
-            model, tokenizer = new_reward_model(run.policy.checkpoint, settings.MODEL_STORE, config)
+            model, tokenizer = new_reward_model(run.policy.checkpoint, settings.MODEL_STORE, config, placement)
 
         def log_step(figures: dict) -> None:
             record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures, on_progress=on_progress)
 
-        train_reward_model(model, tokenizer, train, config, log=log_step, heldout=heldout)
-        on_train = evaluate(model, tokenizer, train, config)
-        on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
-        offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
+        train_reward_model(model, tokenizer, train, config, log=log_step, heldout=heldout, placement=placement)
+        with placement.autocast():  # a trained trunk is in float32: score it as it trained
+            on_train = evaluate(model, tokenizer, train, config)
+            on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
+            offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
         checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
         write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
         version = _register(run, parent, checkpoint, len(data), on_train, on_heldout, offset)
         if project.selection == Project.Selection.UNCERTAINTY and model.head.out_features > 1:
-            _refresh_task_scores(run, project, model, tokenizer, on_progress)
+            with placement.autocast():
+                _refresh_task_scores(run, project, model, tokenizer, on_progress)
         record_progress(
             run,
             1.0,

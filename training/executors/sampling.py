@@ -10,6 +10,7 @@ from training.core.config import SamplingConfig
 from training.core.generation import sample_distinct
 from training.core.loading import load_model
 from training.datasets import prompts_to_sample
+from training.executors.placement import placed
 from training.executors.selection import Selector
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run
@@ -31,8 +32,10 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
     with carried_out(run):
         prompts = list(prompts_to_sample(run.project, run.policy)[: run.prompts])
         sampling = SamplingConfig(**run.config)
-        model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
-        selector = Selector.for_project(run.project) if run.task_kind == ComparisonTask.Kind.TRAIN else None
+        placement = placed(run)
+        model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, trainable=False)
+        is_training = run.task_kind == ComparisonTask.Kind.TRAIN
+        selector = Selector.for_project(run.project, placement) if is_training else None
         candidates = CANDIDATES_PER_SLOT * run.k if selector else run.k
         created = flagged = tokens = 0
         started = time.monotonic()

@@ -8,6 +8,7 @@ from django.conf import settings
 
 from labeling.models import ComparisonTask, Project
 from training.configs import reward_model_config
+from training.core.devices import Placement
 from training.core.generation import Sample
 from training.core.reward_model import RewardModel, load_reward_model
 from training.core.selection import group_members, most_disputed_subset, task_uncertainty
@@ -23,13 +24,13 @@ class Selector:
         self.model, self.tokenizer, self.config = model, tokenizer, reward_model_config(project)
 
     @classmethod
-    def for_project(cls, project: Project) -> "Selector | None":
+    def for_project(cls, project: Project, placement: Placement) -> "Selector | None":
         """None unless the project selects by uncertainty and has an ensemble reward model (a
         single-head one, trained before the setting, cannot disagree with itself)."""
         version = latest_reward_model(project)
         if project.selection != Project.Selection.UNCERTAINTY or version is None:
             return None
-        model, tokenizer = load_reward_model(settings.MODEL_STORE / version.checkpoint)
+        model, tokenizer = load_reward_model(settings.MODEL_STORE / version.checkpoint, placement)
         return cls(project, model, tokenizer) if model.head.out_features > 1 else None
 
     def choose(self, prompts: list[str], candidates: list[list[Sample]], k: int) -> list[tuple[list[Sample], float]]:

@@ -7,6 +7,7 @@ from training.core.config import SFTConfig
 from training.core.finetune import train_sft
 from training.core.loading import load_model
 from training.datasets import sft_examples, split_by_prompt
+from training.executors.placement import placed
 from training.executors.policies import register_policy, save_policy
 from training.models import TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run
@@ -21,14 +22,15 @@ def execute_sft_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         record_progress(run, 0.0, phase="reading demonstrations and loading the policy", on_progress=on_progress)
         examples = sft_examples(run.project, config.include_top_ranked)
         train, heldout = split_by_prompt(examples, config.heldout_fraction, "demonstration")
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
+        placement = placed(run)
+        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement)
 
         def log_step(figures: dict) -> None:
             phase = f"training step {figures['step']} of {figures['steps']}"
             record_progress(run, 0.9 * figures["step"] / figures["steps"], phase=phase, **figures,
                             on_progress=on_progress)  # fmt: skip
 
-        trained, figures = train_sft(policy, tokenizer, train, heldout, config, log=log_step)
+        trained, figures = train_sft(policy, tokenizer, train, heldout, config, log=log_step, placement=placement)
         record_progress(run, 0.9, phase="saving the policy", on_progress=on_progress)
         version = register_policy(run, save_policy(run, trained, tokenizer), anchor=True)
         record_progress(run, 1.0, policy_version=version.version, demonstrations=sum(len(t.completions) for t in train),
