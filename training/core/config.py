@@ -146,6 +146,9 @@ class PPOConfig:
     training on several processes."""
     lora_rank: int = 0
     """0 trains every weight; > 0 trains LoRA adapters and uses the base with them off as reference."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward instead of keeping them: about a third
+    more compute for activations of one layer at a time (what lets a 1-8B model train on one GPU)."""
     advantage_estimator: str = "gae"
     """'gae': a critic (initialised from the RM) and GAE, PPO as in InstructGPT; 'rloo': no critic,
     each sample's baseline is the mean score of the other samples of its prompt (Ahmadian et al.
@@ -209,6 +212,9 @@ class SFTConfig:
     fine-tuning on the policy's own best samples."""
     lora_rank: int = 0
     """0 trains every weight; > 0 trains LoRA adapters, merged into the weights when saved."""
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward instead of keeping them: about a third
+    more compute for activations of one layer at a time (what lets a 1-8B model train on one GPU)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -243,6 +249,9 @@ class DPOConfig:
     labeler_weights: bool = False
     """Weigh each ranking by its labeler's reliability, as the reward model can."""
     lora_rank: int = 0
+    gradient_checkpointing: bool = False
+    """Recompute each layer's activations in the backward instead of keeping them: about a third
+    more compute for activations of one layer at a time (what lets a 1-8B model train on one GPU)."""
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ from training.core.data import RewardBatch, collate, completion_rows, pair_index
 from training.core.devices import CPU, Placement
 from training.core.losses import dpo_loss
 from training.core.rankings import RankedPrompt
+from training.core.recompute import is_recomputed, recompute_layers
 
 Log = Callable[[dict], None]
 
@@ -25,12 +26,14 @@ def completion_token_logprobs(model: PreTrainedModel, batch: RewardBatch) -> tor
 
     The prompts (G, P) are forwarded once and their cache copied to their completions (N, C): the
     prompt's last position predicts a completion's first token, completion token t predicts t + 1.
-    A batch of one completion per prompt (SFT's) is one forward of the prompt and answer together.
+    A batch of one completion per prompt (SFT's), or a model whose layers are recomputed in the
+    backward (a cache cannot be), forwards each prompt and completion together instead.
     -> (N, C)
     """
     prompt_positions = (batch.prompt_mask.cumsum(dim=1) - 1).clamp(min=0)  # (G, P)
-    if torch.equal(batch.group, torch.arange(len(batch.prompt_ids), device=batch.group.device)):
-        return _single_completion_logprobs(model, batch, prompt_positions)
+    one_each = torch.equal(batch.group, torch.arange(len(batch.prompt_ids), device=batch.group.device))
+    if one_each or (torch.is_grad_enabled() and is_recomputed(model)):
+        return _joined_logprobs(model, batch, prompt_positions)
     prompt = model(
         input_ids=batch.prompt_ids, attention_mask=batch.prompt_mask, position_ids=prompt_positions,
         use_cache=True, logits_to_keep=1,
@@ -50,14 +53,17 @@ def completion_token_logprobs(model: PreTrainedModel, batch: RewardBatch) -> tor
     return _picked(torch.cat([first[:, None], rest], dim=1), batch)
 
 
-def _single_completion_logprobs(model: PreTrainedModel, batch: RewardBatch, prompt_positions: torch.Tensor):
-    """Completion row n follows prompt row n: [prompt | completion] in one forward, the logits kept
+def _joined_logprobs(model: PreTrainedModel, batch: RewardBatch, prompt_positions: torch.Tensor):
+    """Each completion after its prompt row: [prompt | completion] in one forward, the logits kept
     only where they predict a completion token (the prompt's last position onwards). -> (N, C)"""
-    steps = torch.arange(batch.completion_ids.shape[1] - 1, device=batch.group.device)  # (C - 1,)
+    group = batch.group
+    steps = torch.arange(batch.completion_ids.shape[1] - 1, device=group.device)  # (C - 1,)
     logits = model(
-        input_ids=torch.cat([batch.prompt_ids, batch.completion_ids[:, :-1]], dim=1),  # (N, P + C - 1)
-        attention_mask=torch.cat([batch.prompt_mask, batch.completion_mask[:, :-1]], dim=1),
-        position_ids=torch.cat([prompt_positions, batch.prompt_mask.sum(dim=1, keepdim=True) + steps], dim=1),
+        input_ids=torch.cat([batch.prompt_ids[group], batch.completion_ids[:, :-1]], dim=1),  # (N, P + C - 1)
+        attention_mask=torch.cat([batch.prompt_mask[group], batch.completion_mask[:, :-1]], dim=1),
+        position_ids=torch.cat(
+            [prompt_positions[group], batch.prompt_mask[group].sum(dim=1, keepdim=True) + steps], dim=1
+        ),  # fmt: skip
         logits_to_keep=batch.completion_ids.shape[1],
     ).logits  # (N, C, V)
     return _picked(logits, batch)
@@ -199,6 +205,8 @@ def train_sft(
     device = next(policy.parameters()).device
     torch.manual_seed(config.seed)
     model = with_lora(policy, config.lora_rank) if config.lora_rank else policy.requires_grad_(True)
+    if config.gradient_checkpointing:
+        recompute_layers(model)
 
     def batch_of(items: list[RankedPrompt]) -> RewardBatch:
         return collate(items, tokenizer, config.max_length, "drop").to(device)
@@ -258,6 +266,8 @@ def train_dpo(
     del reference, reference_model  # the reference's figures are all it is needed for: free its memory
     rows = completion_rows(data)
     model = with_lora(policy, config.lora_rank) if config.lora_rank else policy.requires_grad_(True)
+    if config.gradient_checkpointing:
+        recompute_layers(model)
     pairs_seen = 0
 
     def loss_of(indices: list[int]) -> tuple[torch.Tensor, dict]:

@@ -22,6 +22,7 @@ from training.core.generation import eos_ids, format_prompt, generate_kwargs
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
 from training.core.packed import pack_linears, packed_linears
 from training.core.prefix import shared_prefix_inputs
+from training.core.recompute import recompute_layers
 from training.core.reward_model import RewardModel
 
 Scorer = Callable[[list[str], list[str]], torch.Tensor]  # (prompts, completions) -> (B,) scores
@@ -135,6 +136,10 @@ class PPOTrainer:
             self.reference = None  # the same weights with the adapter disabled
         if config.lora_rank > 0:
             policy = with_lora(policy, config.lora_rank)
+        if config.gradient_checkpointing:
+            recompute_layers(policy)
+            if critic is not None:
+                recompute_layers(critic)
         trainable = [p for p in policy.parameters() if p.requires_grad]
         policy_opt = torch.optim.AdamW(trainable, lr=config.lr, fused=True)
         if critic is None:
@@ -149,7 +154,9 @@ class PPOTrainer:
         self.policy.eval()  # dropout off: sampling and recomputation must see the same model
         self.beta = config.kl_coef
         # several processes wrap the models (DDP), which expects one forward per backward
-        self.share_prefix = config.share_prompt_prefix and self.accelerator.num_processes == 1
+        # and a prefix cache cannot be recomputed in the backward
+        self.share_prefix = (config.share_prompt_prefix and self.accelerator.num_processes == 1
+                             and not config.gradient_checkpointing)  # fmt: skip
         self.eos_ids = eos_ids(self.unwrapped_policy, tokenizer)
         self.sampling = SamplingConfig(
             temperature=config.temperature, top_p=config.top_p, top_k=0, max_new_tokens=config.max_new_tokens
