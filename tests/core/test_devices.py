@@ -13,16 +13,11 @@ no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="checks what a wor
 def test_auto_is_the_cpu_in_float32_without_a_gpu():
     assert decide("auto", "auto") == decide("", "") == CPU
     assert CPU.describe() == {"device": "cpu", "dtype": "float32", "accelerator": None}
-    assert CPU.mixed_precision == "no"
 
 
 def test_an_explicit_cpu_in_bfloat16_is_honoured():
     placement = decide("CPU", "bfloat16")
-    assert (placement.device, placement.dtype, placement.mixed_precision) == (
-        torch.device("cpu"),
-        torch.bfloat16,
-        "bf16",
-    )
+    assert (placement.device, placement.dtype) == (torch.device("cpu"), torch.bfloat16)
 
 
 @no_gpu

@@ -126,3 +126,18 @@ def test_a_worker_asked_for_a_gpu_it_lacks_fails_the_run_saying_so(project, sett
     run = executor_of("rm")(launch(project, "rm", enqueue=False).pk)
     assert run.status == TrainingRun.Status.FAILED
     assert "TRAINING_DEVICE is 'cuda', but this worker sees no CUDA GPU" in run.error
+
+
+def test_with_lora_the_base_is_frozen_in_the_compute_dtype_and_the_merged_policy_saved_in_float32(project):
+    import json
+
+    from django.conf import settings
+
+    from training.models import PolicyVersion
+
+    project.sft_config = {**FAST["sft_config"], "lora_rank": 4, "lr": 1e-2}
+    project.save()
+    run = run_stage(project, "sft")  # the base's weights frozen in bfloat16, the forwards in it too
+    version = PolicyVersion.objects.get(created_by_run=run)
+    saved = json.loads((settings.MODEL_STORE / version.checkpoint / "config.json").read_text())
+    assert saved.get("dtype", saved.get("torch_dtype")) == "float32"

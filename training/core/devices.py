@@ -41,11 +41,6 @@ class Placement:
             return nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    @property
-    def mixed_precision(self) -> str:
-        """The same decision in accelerate's words."""
-        return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(self.dtype, "no")
-
     def describe(self) -> dict:
         """What a run row records: device, dtype and the accelerator's name (None on the CPU)."""
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else None

@@ -101,6 +101,12 @@ def with_lora(policy: PreTrainedModel, rank: int) -> PreTrainedModel:
     return get_peft_model(policy, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
 
 
+def merged(model: PreTrainedModel, lora: bool) -> PreTrainedModel:
+    """The trained policy as one plain model: LoRA adapters merged into float32 weights (a bfloat16
+    base would round small adapter deltas away), saved and loaded as any checkpoint."""
+    return model.float().merge_and_unload() if lora else model
+
+
 @dataclass(frozen=True)
 class Schedule:
     lr: float
@@ -230,7 +236,7 @@ def train_sft(
 
     figures = fit(model, len(examples), loss_of, heldout_figures if heldout else None, schedule_of(config), log,
                   placement=placement)  # fmt: skip
-    trained = model.merge_and_unload() if config.lora_rank else model
+    trained = merged(model, bool(config.lora_rank))
     return trained.requires_grad_(False), {**figures, "answer_tokens": tokens_seen}
 
 
@@ -299,5 +305,5 @@ def train_dpo(
 
     figures = fit(model, len(data), loss_of, heldout_figures if heldout else None, schedule_of(config), log,
                   heldout_every_step=True, placement=placement)  # fmt: skip
-    trained = model.merge_and_unload() if config.lora_rank else model
+    trained = merged(model, bool(config.lora_rank))
     return trained.requires_grad_(False), figures

@@ -17,7 +17,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from training.core.advantages import compute_gae, group_advantages, masked_mean, masked_var, masked_whiten
 from training.core.config import PPOConfig, SamplingConfig
 from training.core.devices import CPU, Placement
-from training.core.finetune import with_lora
+from training.core.finetune import merged, with_lora
 from training.core.generation import eos_ids, format_prompt, generate_kwargs
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
 from training.core.packed import pack_linears, packed_linears
@@ -121,9 +121,10 @@ class PPOTrainer:
         self.config, self.tokenizer, self.score = config, tokenizer, score
         if accelerator is None and placement.device.type == "cuda":
             torch.cuda.set_device(placement.device)  # accelerate takes the current GPU
-        self.accelerator = accelerator or Accelerator(
-            cpu=placement.device.type == "cpu", mixed_precision=placement.mixed_precision
-        )
+        # Precision is the placement's autocast around each forward, not accelerate's: its state
+        # is one per process, and a process may carry out runs placed differently (--sync, tests).
+        self.accelerator = accelerator or Accelerator(cpu=placement.device.type == "cpu")
+        self.autocast = placement.autocast
         self.rows = config.batch_prompts * config.samples_per_prompt  # sequences in a rollout batch
         frozen = Placement(self.accelerator.device, placement.dtype)
         if reference is not None:
@@ -174,6 +175,10 @@ class PPOTrainer:
     def rollout(self, prompts: list[str], with_values: bool = True) -> Rollout:
         """Steps 1 to 3 for one sequence per entry of `prompts`, and the critic's values unless
         `with_values` is False or there is no critic (then they are zeros)."""
+        with self.autocast():
+            return self._rollout(prompts, with_values)
+
+    def _rollout(self, prompts: list[str], with_values: bool) -> Rollout:
         config, tokenizer, device = self.config, self.tokenizer, self.accelerator.device
         # 1) rollout: sample one completion per prompt, cut after the first EOS
         texts = [format_prompt(tokenizer, p) for p in prompts]
@@ -305,7 +310,7 @@ class PPOTrainer:
     def _values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, steps: int) -> torch.Tensor:
         """The critic's value before each response token. -> (B, steps)"""
         critic = self.accelerator.unwrap_model(self.critic)
-        with self.accelerator.autocast():  # accelerate wraps `forward` only, and this is not it
+        with self.autocast():
             return critic.token_values(input_ids, attention_mask, steps, self.share_prefix)
 
     def _update(
@@ -332,9 +337,10 @@ class PPOTrainer:
             )  # fmt: skip
             self.accelerator.backward(config.vf_coef * v_loss)
             figures["value_loss"] = float(v_loss.detach())
-        logprobs, entropy = response_logprobs(
-            self.policy, input_ids, attention_mask, response, config.temperature, self.share_prefix
-        )  # fmt: skip
+        with self.autocast():
+            logprobs, entropy = response_logprobs(
+                self.policy, input_ids, attention_mask, response, config.temperature, self.share_prefix
+            )  # fmt: skip
         loss, clipfrac = clipped_policy_loss(logprobs, batch.logprobs[rows], advantages[rows], mask, config.clip_range)
         figures["policy_loss"] = float(loss.detach())
         if not config.kl_in_reward:
@@ -372,7 +378,7 @@ class PPOTrainer:
     def trained_policy(self) -> PreTrainedModel:
         """The policy with any LoRA adapter merged in, ready for save_pretrained."""
         policy = self.unwrapped_policy
-        return policy.merge_and_unload() if self.config.lora_rank > 0 else policy
+        return merged(policy, self.config.lora_rank > 0)
 
 
 def _mean(stats: list[dict], key: str) -> float:

@@ -26,7 +26,8 @@ def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         data = ranked_prompts(run.project, run.through_ranking_id, weights)
         train, heldout = split_by_prompt(data, config.heldout_fraction)
         placement = placed(run)
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement)
+        # with LoRA only the adapters train: the base is frozen, held in the compute dtype
+        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, not config.lora_rank)
         record_progress(run, 0.02, phase="reference log-probs of every completion", on_progress=on_progress)
 
         def log_step(figures: dict) -> None:

@@ -28,7 +28,8 @@ def execute_rl_run(run_id: int, on_progress: ProgressLine | None = None) -> Trai
             run, 0.0, phase="loading the policy, its reference and the reward model", on_progress=on_progress
         )
         placement = placed(run)
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement)
+        # with LoRA only the adapters train: the base is frozen, held in the compute dtype
+        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, not config.lora_rank)
         rm_folder = settings.MODEL_STORE / run.reward_model.checkpoint
         rm, _ = load_reward_model(rm_folder, placement)  # frozen, in the compute dtype
         critic = load_reward_model(rm_folder, placement, "full")[0] if config.advantage_estimator == "gae" else None

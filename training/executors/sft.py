@@ -23,7 +23,8 @@ def execute_sft_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         examples = sft_examples(run.project, config.include_top_ranked)
         train, heldout = split_by_prompt(examples, config.heldout_fraction, "demonstration")
         placement = placed(run)
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement)
+        # with LoRA only the adapters train: the base is frozen, held in the compute dtype
+        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, not config.lora_rank)
 
         def log_step(figures: dict) -> None:
             phase = f"training step {figures['step']} of {figures['steps']}"
