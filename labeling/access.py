@@ -6,7 +6,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
-from labeling.models import Assignment, Project, Ranking
+from labeling.models import Assignment, Project, Prompt, Ranking
 from labeling.services import available_tasks, prompts_needing_demonstration
 
 
@@ -33,7 +33,8 @@ def get_assignment_for_labeler(user: AbstractBaseUser, task_id: int) -> Assignme
 
 
 def projects_with_counts(user: AbstractBaseUser) -> QuerySet[Project]:
-    """The user's projects with `tasks_left` (available to them now) and `done_today`."""
+    """The user's projects with `tasks_left` (available to them now), `done_today`, and the ideal
+    answers staff ask for (`demonstrations_asked`) and the user has yet to write (`demonstrations_left`)."""
     now = timezone.now()
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     tasks_left = (
@@ -58,9 +59,17 @@ def projects_with_counts(user: AbstractBaseUser) -> QuerySet[Project]:
         .annotate(n=Count("pk"))
         .values("n")
     )
+    demonstrations_asked = (
+        Prompt.objects.filter(project=OuterRef("pk"), needs_demonstration=True)
+        .order_by()
+        .values("project")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
     zero = Value(0, output_field=IntegerField())
     return labeler_projects(user).annotate(
         tasks_left=Coalesce(Subquery(tasks_left, output_field=IntegerField()), zero),
         done_today=Coalesce(Subquery(done_today, output_field=IntegerField()), zero),
         demonstrations_left=Coalesce(Subquery(demonstrations_left, output_field=IntegerField()), zero),
+        demonstrations_asked=Coalesce(Subquery(demonstrations_asked, output_field=IntegerField()), zero),
     )

@@ -48,7 +48,7 @@ def parse_ranking_form(data: QueryDict) -> RankingInput:
         if (cid := _id_field(name, "rank-")) is not None:
             values = [v for v in values if v.strip()]
             if len(values) > 1:
-                raise ValidationError(f"Completion {cid} is placed twice.", code="repeated")
+                raise ValidationError("Completion %(id)s is placed twice.", code="repeated", params={"id": cid})
             if values:
                 ranks[cid] = _integer(values[0], "A rank")
         elif (cid := _id_field(name, "likert-")) is not None and values[-1].strip():

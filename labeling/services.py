@@ -85,16 +85,25 @@ def check_order(completion_ids: Sequence[int], order: object) -> list[list[int]]
             if isinstance(cid, bool) or not isinstance(cid, int):
                 raise ValidationError(f"{cid!r} at rank {rank} is not a completion id.", code="not_an_id")
             if cid not in position_of:
-                raise ValidationError(f"Completion {cid} is not one of this task's completions.", code="foreign")
+                raise ValidationError(
+                    "Completion %(id)s is not one of this task's completions.", code="foreign", params={"id": cid}
+                )
             if cid in seen:
                 raise ValidationError(
-                    f"Completion {letter(position_of[cid])} (id {cid}) is placed twice.", code="repeated"
+                    "Completion %(letter)s (id %(id)s) is placed twice.",
+                    code="repeated",
+                    params={"letter": letter(position_of[cid]), "id": cid},
                 )
             seen.add(cid)
     missing = [cid for cid in completion_ids if cid not in seen]
     if missing:
-        names = ", ".join(f"{letter(position_of[cid])} (id {cid})" for cid in missing)
-        raise ValidationError(f"Not every completion is ranked: {names} missing.", code="missing")
+        letters = [letter(position_of[cid]) for cid in missing]
+        names = ", ".join(f"{x} (id {cid})" for x, cid in zip(letters, missing, strict=True))
+        raise ValidationError(
+            "Not every completion is ranked: %(names)s missing.",
+            code="missing",
+            params={"names": names, "letters": letters},  # the ranking page names letters alone
+        )
     # Within a tie group the order carries no meaning: store it in display order.
     return [sorted(group, key=position_of.__getitem__) for group in order]
 
@@ -111,9 +120,15 @@ def check_likert(completion_ids: Sequence[int], likert: object) -> dict[str, int
         except (TypeError, ValueError):
             raise ValidationError(f"Likert key {key!r} is not a completion id.", code="likert") from None
         if cid not in completion_ids:
-            raise ValidationError(f"Likert score for completion {cid}, which is not in this task.", code="likert")
+            raise ValidationError(
+                "Likert score for completion %(id)s, which is not in this task.", code="likert", params={"id": cid}
+            )
         if isinstance(score, bool) or not isinstance(score, int) or not 1 <= score <= 7:
-            raise ValidationError(f"Likert score {score!r} for completion {cid} is not 1–7.", code="likert")
+            raise ValidationError(
+                "Likert score %(score)r for completion %(id)s is not 1–7.",
+                code="likert",
+                params={"score": score, "id": cid},
+            )
         cleaned[str(cid)] = score
     return cleaned
 

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.http import QueryDict
 from django.utils import timezone
 
@@ -40,3 +41,33 @@ def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dic
         "posted_rationale": posted.get("rationale", ""),
         "posted_flags": posted.getlist("flags"),
     }
+
+
+def _answers(letters: list[str]) -> str:
+    """["D"] -> "answer D"; ["B", "C", "D"] -> "answers B, C and D"."""
+    if len(letters) == 1:
+        return f"answer {letters[0]}"
+    return f"answers {', '.join(letters[:-1])} and {letters[-1]}"
+
+
+def refusal_message(error: ValidationError, shown: list[ShownCompletion]) -> str:
+    """A refused ranking as the page says it, naming answers by the letters labelers see.
+
+    The services' messages also give completion ids, which the API and the admin use; here an id
+    only reaches the page from a form that was tampered with, so it is never repeated back.
+    """
+    code, params = getattr(error, "code", None), getattr(error, "params", None) or {}
+    letter_of = {s.completion.pk: s.letter for s in shown}
+    if code == "missing":
+        letters = params["letters"]
+        verb = "has" if len(letters) == 1 else "have"
+        return f"Rank every answer before submitting: {_answers(letters)} {verb} no rank yet."
+    if code in ("empty", "empty_rank"):
+        return "Rank every answer before submitting: none has a rank yet."
+    if code == "repeated" and params.get("id") in letter_of:
+        return f"Answer {letter_of[params['id']]} is placed twice: give each answer one rank."
+    if code == "likert" and params.get("id") in letter_of:
+        return f"The overall quality of answer {letter_of[params['id']]} must be from 1 to 7."
+    if code in ("foreign", "repeated", "likert", "not_an_id"):
+        return "The form named an answer that is not part of this task: reload the page and rank again."
+    return " ".join(error.messages)

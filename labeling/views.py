@@ -25,7 +25,7 @@ from labeling.services import (
     do_submit_ranking,
     prompts_needing_demonstration,
 )
-from labeling.task_view import task_context
+from labeling.task_view import refusal_message, task_context
 
 
 @login_required
@@ -69,7 +69,8 @@ def _next_task_response(request: HttpRequest, assignment: Assignment, notice: st
 
 
 def _form_error(request: HttpRequest, assignment: Assignment, error: ValidationError) -> HttpResponse:
-    context = {**task_context(assignment, posted=request.POST), "error": " ".join(error.messages)}
+    context = task_context(assignment, posted=request.POST)
+    context["error"] = refusal_message(error, context["completions"])
     template = "labeling/task.html#task" if request.htmx else "labeling/task.html"
     return render(request, template, context, status=422)
 
@@ -129,5 +130,6 @@ def demonstrations(request: HttpRequest, project_id: int) -> HttpResponse:
             prompt, text = prompts_needing_demonstration(project, request.user).first(), ""
     saved = request.method == "POST" or "saved" in request.GET
     context = {"project": project, "prompt": prompt, "error": error, "text": text, "saved": saved}
+    context["asks_for_none"] = prompt is None and not project.prompts.filter(needs_demonstration=True).exists()
     template = "labeling/demonstrations.html#demo" if request.htmx else "labeling/demonstrations.html"
     return render(request, template, context, status=status)

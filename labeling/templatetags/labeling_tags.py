@@ -3,14 +3,27 @@ from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
 register = template.Library()
-# Raw HTML in the source is escaped, and markdown-it refuses javascript: and data: links.
-_markdown = MarkdownIt("commonmark", {"html": False})
+# Raw HTML in the source is escaped, and markdown-it refuses javascript:, vbscript:, file: and
+# data: links (validateLink), so what these render is safe to mark safe.
+_guidelines = MarkdownIt("commonmark", {"html": False})
+# Prompts and completions as chat models write them: one newline is a line break, GFM tables and
+# ~~strikethrough~~. Images are off: `![alt](url)` shows as a link, so a URL a model wrote is never
+# fetched by the labeler's browser.
+_model_text = (
+    MarkdownIt("commonmark", {"html": False, "breaks": True}).enable(["table", "strikethrough"]).disable("image")
+)
 
 
 @register.filter
 def markdown(text: str) -> SafeString:
-    """Renders staff-written Markdown (project guidelines); never used on prompts or completions."""
-    return mark_safe(_markdown.render(text))  # noqa: S308 - html is disabled above
+    """Renders staff-written Markdown (project guidelines)."""
+    return mark_safe(_guidelines.render(text))  # noqa: S308 - html is disabled above
+
+
+@register.filter
+def markdown_text(text: str) -> SafeString:
+    """Renders a prompt or a completion as Markdown, raw HTML shown as text, no images."""
+    return mark_safe(_model_text.render(text))  # noqa: S308 - html is disabled above
 
 
 @register.filter

@@ -1,6 +1,9 @@
 /* Ranking by keyboard and mouse. The form's rank selects are the source of truth the server
  * reads (and what a browser without JavaScript shows); this script keeps them in step with
- * the ranking bar: `placed` is the order so far, each item tied or not with the one before. */
+ * the ranking bar: `placed` is the order so far, each item tied or not with the one before.
+ *
+ * One message at a time: the server's refusal of the last submit while nothing has changed
+ * since, else the live hint (what is left to place, or why a submit was refused here). */
 (function () {
   "use strict";
 
@@ -11,6 +14,7 @@
     const list = form.querySelector("[data-rank-list]");
     const pool = form.querySelector("[data-rank-pool]");
     const hint = form.querySelector("[data-rank-hint]");
+    let refusal = form.querySelector("[data-form-error]");  // the server's answer to the last submit
     const started = Date.now();
     let placed = [];       // [{cid, tied}] best first; tied = tied with the previous item
     let tiePending = false;
@@ -48,7 +52,14 @@
       return li;
     }
 
-    function render() {
+    function unplacedLetters() {
+      const names = cards.filter((c) => !isPlaced(c.dataset.cid)).map((c) => c.dataset.letter);
+      return names.length === 1 ? names[0] : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`;
+    }
+
+    function render(changed = true) {
+      // A change makes the server's refusal stale: the hint speaks for the current state.
+      if (changed && refusal) { refusal.remove(); refusal = null; }
       const r = ranks();
       list.replaceChildren(...placed.map((p, i) => chip(p.cid, i > 0 && p.tied, true)));
       pool.replaceChildren(...cards.filter((c) => !isPlaced(c.dataset.cid)).map((c) => chip(c.dataset.cid, false, false)));
@@ -59,10 +70,21 @@
         card.classList.toggle("placed", Boolean(r[cid]));
       });
       const left = cards.length - placed.length;
-      hint.textContent = left === 0
-        ? "Every answer is placed: press Enter or Submit."
-        : `${left} left to place${tiePending ? " (the next one ties with the previous)" : ""}.`;
+      hint.classList.remove("refused");
+      if (refusal) hint.textContent = "";
+      else if (left === 0) hint.textContent = "Every answer is placed: press Enter or Submit.";
+      else hint.textContent = `${left} left to place${tiePending ? " (the next one ties with the previous)" : ""}.`;
     }
+
+    function refuse() {
+      // A submit before every answer is placed: said here, and nothing is posted.
+      render();
+      const one = placed.length === cards.length - 1;
+      hint.textContent = `Place every answer before submitting: ${unplacedLetters()} ${one ? "is" : "are"} not placed yet.`;
+      hint.classList.add("refused");
+    }
+
+    const complete = () => placed.length === cards.length;
 
     function place(cid) {
       if (isPlaced(cid)) return;
@@ -98,16 +120,9 @@
       placed = ranked.map((x, i) => ({ cid: x.cid, tied: i > 0 && ranked[i - 1].rank === x.rank }));
     }
 
-    function submit() {
-      if (placed.length < cards.length) {
-        hint.textContent = `Place every answer before submitting (${cards.length - placed.length} left).`;
-        return;
-      }
-      form.requestSubmit();
-    }
-
     cards.forEach((card) => card.addEventListener("click", (event) => {
       if (event.target.closest("select, label, a, button, input")) return;
+      if (String(window.getSelection())) return;  // selecting text (code, say) to copy it places nothing
       place(card.dataset.cid);
     }));
     form.querySelector("[data-rank-clear]").addEventListener("click", () => { placed = []; tiePending = false; render(); });
@@ -126,7 +141,7 @@
       if (card) { place(card.dataset.cid); event.preventDefault(); }
       else if (key === "=" && placed.length > 0) { tiePending = true; render(); event.preventDefault(); }
       else if (key === "BACKSPACE") { undo(); event.preventDefault(); }
-      else if (key === "ENTER" && !event.target.closest("button")) { submit(); event.preventDefault(); }
+      else if (key === "ENTER" && !event.target.closest("button")) { form.requestSubmit(); event.preventDefault(); }
     }
 
     function stamp() {
@@ -134,14 +149,23 @@
     }
 
     restoreFromSelects();
-    render();
-    form.rank = { onKey, stamp };
+    render(false);
+    form.rank = { onKey, stamp, complete, refuse };
   }
 
   // Capture phase on the document: runs before htmx's own submit listener on the form (added
-  // first, when htmx processed the page), which reads the form's values as the event arrives.
+  // first, when htmx processed the page), which reads the form's values as the event arrives;
+  // a refused submit stops here, before htmx or the browser posts anything.
   document.addEventListener("submit", (event) => {
-    if (event.target.rank) event.target.rank.stamp();
+    const rank = event.target.rank;
+    if (!rank) return;
+    if (!rank.complete()) {
+      event.preventDefault();
+      event.stopPropagation();
+      rank.refuse();
+      return;
+    }
+    rank.stamp();
   }, true);
   document.addEventListener("keydown", (event) => {
     const form = document.querySelector("[data-rank-form]");

@@ -34,3 +34,31 @@ def test_a_draft_is_kept_when_the_labeler_leaves_and_dropped_once_saved(page, li
     assert Demonstration.objects.get().text == "A function that calls itself"
     # htmx runs the page's script on the new content once it settles: wait for the draft to go.
     page.wait_for_function("Object.keys(localStorage).every((k) => !k.startsWith('demo-draft:'))")
+
+
+def test_the_prompt_renders_as_markdown_and_a_project_asking_for_none_says_so(page, live_server, labeler):
+    project = ProjectFactory(name="Helpful answers", guidelines="Answer as a **patient** teacher would.")
+    project.labelers.add(labeler)
+    other = ProjectFactory(name="Ranking only")
+    other.labelers.add(labeler)
+    PromptFactory(
+        project=project,
+        needs_demonstration=True,
+        text="Explain what this does, **step by step**:\n\n```python\nprint(sum(x * x for x in range(10)))\n```\n"
+        "<script>alert(1)</script>",
+    )
+    log_in(page, live_server, "labeler")
+    expect(page.get_by_role("link", name="Write ideal answers")).to_have_count(1)  # only where asked for
+    page.get_by_role("link", name="Write ideal answers (1)").click()
+    prompt = page.locator(".prompt .text")
+    expect(prompt.locator("strong")).to_have_text("step by step")
+    expect(prompt.locator("pre > code")).to_have_text("print(sum(x * x for x in range(10)))\n")
+    expect(prompt).to_contain_text("<script>alert(1)</script>")
+    assert prompt.locator("script").count() == 0
+    page.get_by_label("Your answer").fill("It adds up the squares of 0 to 9 and prints 285.")
+    screenshot(page, "demonstration-markdown-1280")
+
+    page.goto(f"{live_server.url}/projects/{other.pk}/demonstrations/")
+    expect(page.get_by_role("heading", name="No ideal answers asked for")).to_be_visible()
+    expect(page.locator("#demo")).to_contain_text("Ranking only does not ask for ideal answers at the moment.")
+    screenshot(page, "demonstration-none-asked-1280")

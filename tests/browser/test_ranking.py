@@ -319,3 +319,117 @@ def test_ranking_without_javascript(browser, live_server, labeler):
         assert Ranking.objects.get(task=first, labeler=labeler).order == order_of(first, ["B", "AD", "C"])
     finally:
         context.close()
+
+
+MARKDOWN_ANSWER = (
+    "Use **bold** for the key step, then run `git status`.\n\n"
+    "```python\n"
+    "def undo_last_commit(repository_path: str, keep_changes_in_the_working_tree: bool = True) -> None:"
+    "  # a long line that has to scroll\n"
+    "    run(['git', 'reset', '--soft' if keep_changes_in_the_working_tree else '--hard', 'HEAD~1'])\n"
+    "```\n\n"
+    "<script>alert(1)</script> and [a link](javascript:alert(2))"
+)
+
+
+def test_answers_render_as_markdown_with_code_that_scrolls_and_markup_as_text(page, live_server, labeler):
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    project = ProjectFactory(name="Helpful answers")
+    project.labelers.add(labeler)
+    task = ComparisonTaskFactory(prompt=PromptFactory(project=project, text="How do I **undo** a commit?"), k=4)
+    others = [
+        "Two ways:\n\n1. `git reset --soft HEAD~1` keeps the changes staged\n2. `git revert HEAD` adds an undo commit",
+        "| command | keeps changes |\n| --- | --- |\n"
+        "| `git reset --soft HEAD~1` | yes |\n| `git reset --hard HEAD~1` | no |",
+        "Just delete the .git folder.\nThen start again.",
+    ]
+    for letter, text in zip("ABCD", [MARKDOWN_ANSWER, *others], strict=True):
+        Completion.objects.filter(pk=ids_by_letter(task)[letter]).update(text=text)
+    log_in(page, live_server, "labeler")
+    page.goto(f"{live_server.url}/projects/{project.pk}/next/")
+    wait_until_ready(page)
+
+    card = page.locator('.completion[data-letter="A"]')
+    expect(card.locator(".text strong")).to_have_text("bold")
+    expect(card.locator(".text p code")).to_have_text("git status")
+    code = card.locator(".text pre > code")
+    expect(code).to_contain_text("def undo_last_commit(")
+    expect(card.locator(".text")).to_contain_text("<script>alert(1)</script> and [a link](javascript:alert(2))")
+    assert card.locator("script, a").count() == 0
+    expect(page.locator(".prompt .text strong")).to_have_text("undo")
+
+    # The code is monospace and scrolls inside its card; the card stays in its grid column.
+    pre = card.locator(".text pre")
+    assert "monospace" in code.evaluate("(el) => getComputedStyle(el).fontFamily").lower()
+    assert pre.evaluate("(el) => getComputedStyle(el).overflowX") == "auto"
+    assert pre.evaluate("(el) => el.scrollWidth > el.clientWidth")
+    other = page.locator('.completion[data-letter="B"]').bounding_box()
+    assert card.bounding_box()["width"] == pytest.approx(other["width"], abs=1)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1280
+    screenshot(page, "ranking-markdown-1280")
+    page.set_viewport_size({"width": 375, "height": 740})
+    assert pre.evaluate("(el) => el.scrollWidth > el.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375
+    screenshot(page, "ranking-markdown-375")
+    page.set_viewport_size({"width": 1280, "height": 800})
+
+    # Selecting text in an answer (to copy code, say) does not place it; a plain click does.
+    code.select_text()
+    code.click()
+    expect(page.locator("[data-rank-list] > li.chip")).to_have_count(0)
+    page.evaluate("window.getSelection().removeAllRanges()")
+    card.locator(".text strong").click()
+    expect(page.locator("[data-rank-list] > li.chip")).to_have_count(1)
+    page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve)))")
+    assert dialogs == []
+
+
+def visible_messages(page) -> list[str]:
+    """The texts of the ranking form's messages that show: the server's refusal and the hint."""
+    shown = "(el) => el.offsetParent !== null && el.textContent.trim()"
+    return page.locator("#task .error, [data-rank-hint]").evaluate_all(
+        f"els => els.filter({shown}).map((el) => el.textContent.trim())"
+    )
+
+
+def test_a_refused_submit_shows_one_message_that_matches_the_state(page, live_server, labeler):
+    project = ProjectFactory(name="Helpful answers")
+    project.labelers.add(labeler)
+    task = ComparisonTaskFactory(prompt__project=project, k=4)
+    ids = ids_by_letter(task)
+    log_in(page, live_server, "labeler")
+    page.goto(f"{live_server.url}/projects/{project.pk}/next/")
+    wait_until_ready(page)
+
+    # Refused here: two answers placed, the button clicked. Nothing is posted.
+    page.keyboard.press("C")
+    page.keyboard.press("A")
+    page.get_by_role("button", name="Submit ranking").click()
+    refused = "Place every answer before submitting: B and D are not placed yet."
+    expect(page.locator("[data-rank-hint]")).to_have_text(refused)
+    assert visible_messages(page) == [refused]
+    page.keyboard.press("B")
+    assert visible_messages(page) == ["1 left to place."]
+    page.keyboard.press("Enter")
+    assert visible_messages(page) == ["Place every answer before submitting: D is not placed yet."]
+    assert not Ranking.objects.exists()
+
+    # Refused by the server: the bar is complete, but the posted form lacks D's rank (as a stale
+    # or tampered page would send). The refusal names the letter, and is the one message.
+    page.keyboard.press("D")
+    page.evaluate(f"document.querySelector('select[name=\"rank-{ids['D']}\"]').value = ''")
+    page.get_by_role("button", name="Submit ranking").click()
+    server = "Rank every answer before submitting: answer D has no rank yet."
+    expect(page.get_by_role("alert")).to_have_text(server)
+    assert visible_messages(page) == [server]
+    assert not Ranking.objects.exists()
+    screenshot(page, "ranking-refused-1280")
+
+    # Any change makes the refusal stale: the hint alone speaks for the ranking as it now is.
+    page.keyboard.press("D")
+    expect(page.get_by_role("alert")).to_have_count(0)
+    assert visible_messages(page) == ["Every answer is placed: press Enter or Submit."]
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="All done for now")).to_be_visible()
+    assert Ranking.objects.get(task=task, labeler=labeler).order == order_of(task, ["C", "A", "B", "D"])

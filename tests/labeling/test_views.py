@@ -1,4 +1,8 @@
+import re
+
 import pytest
+from django.contrib.staticfiles import finders
+from django.templatetags.static import static
 from django.test import Client
 from django.urls import reverse
 
@@ -32,6 +36,13 @@ def form_for(task: ComparisonTask, ranks: list[int], **extra) -> dict:
     """The POST a browser sends: rank numbers in display order (A, B, C, ...)."""
     data = {f"rank-{c.pk}": str(rank) for c, rank in zip(task.display_completions(), ranks, strict=False)}
     return {**data, **extra}
+
+
+def refusal(response) -> str:
+    """The text of the page's one error banner."""
+    banners = re.findall(r'<div class="error" role="alert" data-form-error>(.*?)</div>', response.content.decode())
+    assert len(banners) == 1, banners
+    return banners[0]
 
 
 def submit_url(task: ComparisonTask) -> str:
@@ -109,14 +120,21 @@ def foreign_id() -> int:
 @pytest.mark.parametrize(
     ("make_data", "message"),
     [
-        (lambda t: {**form_for(t, [1, 2])}, "Not every completion is ranked"),
-        (lambda t: {}, "The ranking is empty"),
+        (lambda t: {**form_for(t, [1, 2])}, "Rank every answer before submitting: answer C has no rank yet."),
+        (lambda t: form_for(t, [1]), "Rank every answer before submitting: answers B and C have no rank yet."),
+        (lambda t: {}, "Rank every answer before submitting: none has a rank yet."),
         (
             lambda t: {**form_for(t, [1, 2, 3]), f"rank-{foreign_id()}": "4"},
-            "is not one of this task&#x27;s completions",
+            "The form named an answer that is not part of this task",
         ),
-        (lambda t: {**form_for(t, [1, 2, 3]), **likert_of_a(t, "0")}, "is not 1–7"),
-        (lambda t: {**form_for(t, [1, 2, 3]), **likert_of_a(t, "8")}, "is not 1–7"),
+        (
+            lambda t: {**form_for(t, [1, 2, 3]), **likert_of_a(t, "0")},
+            "The overall quality of answer A must be from 1 to 7.",
+        ),
+        (
+            lambda t: {**form_for(t, [1, 2, 3]), **likert_of_a(t, "8")},
+            "The overall quality of answer A must be from 1 to 7.",
+        ),
         (lambda t: form_for(t, [1, 2, "x"]), "A rank must be a whole number"),
         (lambda t: {**form_for(t, [1, 2, 3]), "rank-abc": "1"}, "A completion id must be a whole number"),
         (lambda t: form_for(t, [1, 2, 3], rationale="x" * 1_000_000), "the limit is 10,000"),
@@ -125,7 +143,8 @@ def foreign_id() -> int:
 def test_bad_input_gets_a_422_with_a_message_and_changes_nothing(as_labeler, task, make_data, message):
     response = as_labeler.post(submit_url(task), make_data(task))
     assert response.status_code == 422
-    assert message in response.content.decode()
+    assert message in refusal(response)
+    assert "(id " not in refusal(response)  # answers by the letter labelers see, never by id
     assert Ranking.objects.count() == 0
     assert Assignment.objects.get(task=task).state == Assignment.State.LEASED
 
@@ -135,7 +154,7 @@ def test_a_completion_named_twice_is_refused(as_labeler, task):
     body = "&".join(f"{key}={value}" for key, value in form_for(task, [1, 2, 3]).items()) + f"&rank-{a.pk}=3"
     response = as_labeler.post(submit_url(task), body, content_type="application/x-www-form-urlencoded")
     assert response.status_code == 422
-    assert f"Completion {a.pk} is placed twice" in response.content.decode()
+    assert refusal(response) == "Answer A is placed twice: give each answer one rank."
     assert Ranking.objects.count() == 0
 
 
@@ -214,3 +233,47 @@ def test_a_demonstration_for_a_prompt_not_asking_for_one_is_a_404(as_labeler, pr
     prompt = PromptFactory(project=project, needs_demonstration=False)
     url = reverse("labeling:demonstrations", args=[project.pk])
     assert as_labeler.post(url, {"prompt": prompt.pk, "text": "x"}).status_code == 404
+
+
+def test_prompts_and_answers_render_as_markdown_with_raw_html_escaped(as_labeler, project, labeler):
+    task = ComparisonTaskFactory(prompt__project=project, prompt__text="Why is `x` **bold**?")
+    AssignmentFactory(task=task, labeler=labeler)
+    a, b, c = task.display_completions()
+    a.text = "It is **bold**.\n\n```python\nprint('<b>hi</b>')\n```\n<script>alert(1)</script>"
+    b.text = "[click](javascript:alert(1)) and ![pixel](https://example.com/p.png)"
+    a.save(update_fields=["text"])
+    b.save(update_fields=["text"])
+    body = as_labeler.get(reverse("labeling:task", args=[task.pk])).content.decode()
+    assert "Why is <code>x</code> <strong>bold</strong>?" in body
+    assert "<p>It is <strong>bold</strong>.</p>" in body
+    assert "<pre><code class=\"language-python\">print('&lt;b&gt;hi&lt;/b&gt;')\n</code></pre>" in body
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body and "<script>alert(1)" not in body
+    assert 'href="javascript' not in body  # the link is refused
+    assert "[click](javascript:alert(1))" in body  # shown as the text it is
+    assert "<img" not in body and 'href="https://example.com/p.png"' in body  # images are never fetched
+
+
+def test_the_demonstrations_page_says_when_the_project_asks_for_none(as_labeler, project):
+    body = as_labeler.get(reverse("labeling:demonstrations", args=[project.pk])).content.decode()
+    assert "No ideal answers asked for" in body and "does not ask for ideal answers at the moment" in body
+    assert "You have written an ideal answer" not in body
+    home = as_labeler.get(reverse("labeling:home")).content.decode()
+    assert reverse("labeling:demonstrations", args=[project.pk]) not in home
+
+
+def test_the_demonstrations_page_and_home_say_when_every_answer_is_written(as_labeler, project, labeler):
+    prompt = PromptFactory(project=project, needs_demonstration=True)
+    Demonstration.objects.create(prompt=prompt, labeler=labeler, text="Mine.")
+    body = as_labeler.get(reverse("labeling:demonstrations", args=[project.pk])).content.decode()
+    assert "All ideal answers written" in body and "You have written an ideal answer for every prompt" in body
+    home = as_labeler.get(reverse("labeling:home")).content.decode()
+    assert reverse("labeling:demonstrations", args=[project.pk]) in home
+    assert "you have written the one this project asks for" in home
+
+
+def test_favicon_ico_redirects_to_the_static_icon_that_every_page_links(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 302 and response["Location"] == static("img/favicon.ico")
+    assert finders.find("img/favicon.ico") and finders.find("img/favicon.svg")
+    body = client.get(reverse("login")).content.decode()
+    assert f'<link rel="icon" href="{static("img/favicon.svg")}" type="image/svg+xml">' in body
