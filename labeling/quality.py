@@ -14,9 +14,11 @@ from django.db.models import Count, Exists, OuterRef, QuerySet
 
 from labeling.agreement import Agreement, PairCounts, gold_accuracy, overlap_agreement, reliability_weights
 from labeling.models import ComparisonTask, Project, Ranking
+from training.shares import MIN_PAIRS_TO_TELL, share_of_pairs
 
-MIN_PAIRS_TO_FLAG = 10
-"""A labeler is judged once this many pairs were compared: one K=4 task (6 pairs) is too few."""
+MIN_PAIRS_TO_FLAG = MIN_PAIRS_TO_TELL
+"""A labeler is judged once this many pairs were compared, as many as the dashboard needs to show a
+share at all: one K=4 task (6 pairs) is far too few."""
 
 
 @dataclass
@@ -109,10 +111,12 @@ def flagged_labelers(project: Project) -> dict[str, list[str]]:
 
 
 def with_agreement(projects: list[Project], labeler: AbstractBaseUser) -> list[Project]:
-    """Sets `agreement` on each project: the labeler's Agreement with the others there, or None
-    until they share a ranked task with someone (1 query for all projects)."""
+    """Sets `agreement` on each project: the labeler's agreement with the others there as a share of
+    pairs (`training.shares.share_of_pairs`), or None until they share a ranked task with someone
+    (1 query for all projects)."""
     figures = agreement_of(labeler, Project.objects.filter(pk__in=[p.pk for p in projects]))
     for project in projects:
         figure = figures.get(project.pk)
-        project.agreement = figure if figure is not None and figure.pairs.compared else None
+        compared = figure.pairs.compared if figure is not None else 0
+        project.agreement = share_of_pairs(figure.share, compared) if compared else None
     return projects

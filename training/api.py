@@ -91,7 +91,9 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
         200: OpenApiResponse(
             OpenApiTypes.OBJECT,
             description="Rankings per day and labeler, agreement, gold accuracy, RM held-out and fresh-label "
-            "accuracy per version, PPO score and KL per step, blind win rates with 95% intervals.",
+            "accuracy per version, PPO score and KL per step, blind win rates. Every accuracy, agreement and "
+            'win rate is {"share", "pairs", "low", "high"}: the 95% Wilson interval over the pairs behind it, '
+            "and share null under 20 pairs (too few to tell).",
         ),
         404: OpenApiResponse(description="No such project."),
     },

@@ -5,6 +5,9 @@ A chart spec: `title`; `unit` (the y-axis label); `x_label`; `x` ("number", "tim
 or "category" with `categories` as tick labels at 0, 1, ...); `series` {name: [[x, y], ...]};
 `styles` {name: "line" | "bars" | "points"}; `lines` (labelled horizontal reference lines);
 `intervals` {name: [[x, low, high], ...]} drawn as whiskers; `y_range` and `percent` for shares.
+
+Shares of pairs (`training.shares`) are drawn only where there are enough pairs to tell; the tables
+under the charts give every count.
 """
 
 from datetime import UTC, date, datetime
@@ -19,6 +22,11 @@ def _day_seconds(day: str) -> int:
 
 def _points(xs: list, ys: list) -> list[list]:
     return [[x, y] for x, y in zip(xs, ys, strict=True) if y is not None]
+
+
+def _shares(xs: list, figures: list[dict]) -> list[list]:
+    """Points of the shares of pairs that have enough pairs behind them."""
+    return _points(xs, [f["share"] for f in figures])
 
 
 def _share_chart(title: str, unit: str, x_label: str, categories: list[str], **spec) -> dict:
@@ -69,9 +77,9 @@ def labeler_agreement(metrics: dict) -> dict:
     rows = metrics["labelers"]
     xs = list(range(len(rows)))
     series = {
-        "agreement with others": _points(xs, [r["agreement"] for r in rows]),
-        "gold accuracy": _points(xs, [r["gold_accuracy"] for r in rows]),
-        "RM agrees with them": _points(xs, [r["rm_agreement"] for r in rows]),
+        "agreement with others": _shares(xs, [r["agreement"] for r in rows]),
+        "gold accuracy": _shares(xs, [r["gold_accuracy"] for r in rows]),
+        "RM agrees with them": _shares(xs, [r["rm_agreement"] for r in rows]),
     }
     threshold = metrics["project"]["agreement_threshold"]
     return _share_chart(
@@ -89,10 +97,10 @@ def reward_model_accuracy(metrics: dict) -> dict:
     rows = metrics["reward_models"]
     xs = list(range(len(rows)))
     series = {
-        "held-out accuracy": _points(xs, [r["heldout_accuracy"] for r in rows]),
-        "fresh-label accuracy": _points(xs, [r["fresh_accuracy"] for r in rows]),
+        "held-out accuracy": _shares(xs, [r["heldout_accuracy"] for r in rows]),
+        "fresh-label accuracy": _shares(xs, [r["fresh_accuracy"] for r in rows]),
     }
-    ceiling = metrics["agreement"]["pairwise"]
+    ceiling = metrics["agreement"]["pairwise"]["share"]
     lines = [{"label": "chance", "y": 0.5}]
     if ceiling is not None:
         lines.insert(0, {"label": "human–human agreement (ceiling)", "y": ceiling})
@@ -115,7 +123,7 @@ def calibration(metrics: dict) -> dict:
         latest = rows[-1]
         predicted = [b["predicted"] for b in latest["calibration"]]
         series = {
-            f"RM v{latest['version']} ({latest['heldout_pairs']} pairs)": [
+            f"RM v{latest['version']} ({latest['heldout_accuracy']['pairs']} pairs)": [
                 [b["predicted"], b["observed"]] for b in latest["calibration"]
             ],
             "calibrated": [[x, x] for x in sorted({0.0, *predicted, 1.0})],  # a point at every x: one line
@@ -148,9 +156,9 @@ def win_rates(metrics: dict) -> dict:
     series: dict[str, list] = {}
     intervals: dict[str, list] = {}
     for i, (name, r) in enumerate(rows):
-        if r["win_rate"] is not None:
-            series.setdefault(name, []).append([i, r["win_rate"]])
-            intervals.setdefault(name, []).append([i, r["low"], r["high"]])
+        if r["win_rate"]["share"] is not None:
+            series.setdefault(name, []).append([i, r["win_rate"]["share"]])
+            intervals.setdefault(name, []).append([i, r["win_rate"]["low"], r["win_rate"]["high"]])
     return _share_chart(
         "Win rate of b over a, with 95% intervals",
         "win rate of b over a",

@@ -5,7 +5,9 @@ the reward model agree with labels it never saw (beside held-out accuracy, with 
 agreement as the ceiling)? Do people prefer the new policy to the old one? A PPO score that
 rises while the human win rate stays flat is reward hacking, and it shows here.
 
-The dashboard page, `manage.py project_report` and the API all read `project_metrics`.
+The dashboard page, `manage.py project_report` and the API all read `project_metrics`. Every
+accuracy, agreement and win rate is a `training.shares.share_of_pairs` dict: the share (None under
+`MIN_PAIRS_TO_TELL` pairs), the number of pairs behind it and its 95% Wilson interval.
 """
 
 from collections import defaultdict
@@ -13,16 +15,18 @@ from collections import defaultdict
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 
-from labeling.agreement import Agreement
+from labeling.agreement import Agreement, PairCounts
 from labeling.models import Completion, Project, Ranking
 from labeling.quality import MIN_PAIRS_TO_FLAG, labeler_quality
 from training.datasets import fresh_rankings
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
-from training.win_rate import wilson_interval, win_rate
+from training.shares import MIN_PAIRS_TO_TELL, share_of_pairs
+from training.win_rate import win_rate
 
 
-def _share(agreed: int | None, pairs: int | None) -> float | None:
-    return agreed / pairs if pairs else None
+def _counted(agreed: int | None, pairs: int | None) -> dict:
+    """Agreed of `pairs` pairs (sums from SQL: None where there were no rows) as a share of pairs."""
+    return share_of_pairs(PairCounts(agreed or 0, pairs or 0).share, pairs or 0)
 
 
 def project_metrics(project: Project) -> dict:
@@ -35,6 +39,7 @@ def project_metrics(project: Project) -> dict:
             "name": project.name,
             "agreement_threshold": project.agreement_threshold,
             "min_pairs_to_flag": MIN_PAIRS_TO_FLAG,
+            "min_pairs_to_tell": MIN_PAIRS_TO_TELL,
             "gold_rate": project.gold_rate,
             "eval_ratio": project.eval_ratio,
             "overlap": project.overlap,
@@ -51,8 +56,7 @@ def project_metrics(project: Project) -> dict:
 
 def _agreement(agreement: Agreement) -> dict:
     return {
-        "pairwise": agreement.share,
-        "pairs": agreement.pairs.compared,
+        "pairwise": share_of_pairs(agreement.share, agreement.pairs.compared),
         "tau_b": agreement.tau_b,
         "ranking_pairs": agreement.ranking_pairs,
     }
@@ -92,20 +96,18 @@ def labeler_rows(project: Project, quality: dict, counts: dict[str, int]) -> lis
     for name in sorted(counts.keys() | quality.keys()):
         figures = quality.get(name)
         agreement = figures.agreement if figures else Agreement()
+        gold = figures.gold if figures else PairCounts()
         flags = figures.flags(project.agreement_threshold) if figures else []
         rm_row = rm.get(name, {})
         rows.append(
             {
                 "labeler": name,
                 "rankings": counts.get(name, 0),
-                "agreement": agreement.share,
-                "agreement_pairs": agreement.pairs.compared,
+                "agreement": share_of_pairs(agreement.share, agreement.pairs.compared),
                 "tau_b": agreement.tau_b,
-                "gold_accuracy": figures.gold.share if figures else None,
-                "gold_pairs": figures.gold.compared if figures else 0,
+                "gold_accuracy": share_of_pairs(gold.share, gold.compared),
                 "gold_rankings": figures.gold_rankings if figures else 0,
-                "rm_agreement": _share(rm_row.get("agreed"), rm_row.get("pairs")),
-                "rm_pairs": rm_row.get("pairs") or 0,
+                "rm_agreement": _counted(rm_row.get("agreed"), rm_row.get("pairs")),
                 "weight": figures.weight if figures else 1.0,
                 "flagged": bool(flags),
                 "flags": flags,
@@ -127,21 +129,21 @@ def reward_model_rows(project: Project) -> list[dict]:
     rows = []
     for version in versions:
         row = by_version.get(version.pk, {})
+        heldout, train = version.metrics.get("heldout", {}), version.metrics.get("train", {})
         rows.append(
             {
                 "version": version.version,
-                "heldout_accuracy": version.heldout_accuracy,
-                "train_accuracy": version.accuracy,
+                # the pair counts are in `metrics` for versions trained since they were recorded
+                "heldout_accuracy": share_of_pairs(version.heldout_accuracy, heldout.get("pairs")),
+                "train_accuracy": share_of_pairs(version.accuracy, train.get("pairs")),
                 "tie_rate": version.tie_rate,
                 "trained_on_rankings": version.rankings_count,
                 "trained_through_ranking_id": version.trained_through_ranking_id,
-                "fresh_accuracy": _share(row.get("agreed"), row.get("pairs")),
-                "fresh_pairs": row.get("pairs") or 0,
+                "fresh_accuracy": _counted(row.get("agreed"), row.get("pairs")),
                 "fresh_rankings": row.get("rankings") or 0,
                 "created_at": version.created_at.isoformat(),
-                "heldout_pairs": version.metrics.get("heldout", {}).get("pairs", 0),
-                "heldout_spread": version.metrics.get("heldout", {}).get("spread"),
-                "calibration": version.metrics.get("heldout", {}).get("calibration", []),
+                "heldout_spread": heldout.get("spread"),
+                "calibration": heldout.get("calibration", []),
             }
         )
     if versions:
@@ -186,7 +188,8 @@ def ppo_curves(project: Project) -> list[dict]:
 
 def win_rates(project: Project) -> list[dict]:
     """Per pair of policy versions a blind evaluation compared: the Bradley–Terry win rate of b
-    (the newer side) over a, ties counting half, with its 95% Wilson interval over rankings."""
+    (the newer side) over a, ties counting half, with its 95% Wilson interval over rankings (each
+    ranking of an eval task is one pair of answers)."""
     pairs = (
         EvalPair.objects.filter(run__project=project)
         .values("version_a_id", "version_b_id", "version_a__version", "version_b__version")
@@ -218,13 +221,10 @@ def win_rates(project: Project) -> list[dict]:
                 "b": b,
                 "label": f"v{b} vs v{a}",
                 "tasks": pair["tasks"],
-                "comparisons": result.n,
                 "wins": result.wins,
                 "ties": result.ties,
                 "losses": result.losses,
-                "win_rate": result.estimate,
-                "low": result.low,
-                "high": result.high,
+                "win_rate": share_of_pairs(result.estimate, result.n),
                 "strength": result.strength,
             }
         )
@@ -238,8 +238,8 @@ def eval_label(a: int, b: int, best_of: int) -> str:
 
 def preference_evals(project: Project) -> list[dict]:
     """Per finished evaluation by a preference function (`manage.py evaluate_policy`), oldest first:
-    b's win rate over a on its prompts with a 95% Wilson interval, and for best-of-n (b's best of n
-    samples by a reward model, no RL) n and that reward model's version."""
+    b's win rate over a on its prompts (one pair of answers each) with a 95% Wilson interval, and for
+    best-of-n (b's best of n samples by a reward model, no RL) n and that reward model's version."""
     runs = (
         TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.EVAL, status=TrainingRun.Status.SUCCEEDED)
         .values("pk", "preference", "baseline__version", "policy__version", "metrics")
@@ -250,7 +250,6 @@ def preference_evals(project: Project) -> list[dict]:
         figures = run["metrics"][-1]
         best_of = figures.get("best_of", 1)  # runs stored before --best-of have none
         a, b = run["baseline__version"], run["policy__version"]
-        low, high = wilson_interval(figures["win_rate_b_over_a"], figures["n"])
         rows.append(
             {
                 "run": run["pk"],
@@ -260,10 +259,7 @@ def preference_evals(project: Project) -> list[dict]:
                 "reward_model_version": figures.get("reward_model_version"),
                 "label": eval_label(a, b, best_of),
                 "preference": run["preference"],
-                "prompts": figures["n"],
-                "win_rate": figures["win_rate_b_over_a"],
-                "low": low,
-                "high": high,
+                "win_rate": share_of_pairs(figures["win_rate_b_over_a"], figures["n"]),
                 "mean_score_a": figures["mean_score_a"],
                 "mean_score_b": figures["mean_score_b"],
             }

@@ -2,6 +2,8 @@ from django import template
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
+from training.shares import evidence_text, figure_text, share_text
+
 register = template.Library()
 # Raw HTML in the source is escaped, and markdown-it refuses javascript:, vbscript:, file: and
 # data: links (validateLink), so what these render is safe to mark safe.
@@ -36,3 +38,9 @@ def percent(share: float | None, digits: int = 0) -> str:
 def signed(value: float | None) -> str:
     """A figure with its sign and 3 significant digits; None or a missing value -> "–"."""
     return f"{value:+.3g}" if isinstance(value, int | float) else "–"
+
+
+# Shares of pairs (training.shares): "62%" / "95% CI 47–75%, 40 pairs" / both in one line.
+register.filter("share_text", share_text)
+register.filter("evidence_text", evidence_text)
+register.filter("figure", figure_text)

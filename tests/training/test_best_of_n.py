@@ -76,29 +76,33 @@ def test_the_dashboard_shows_best_of_n_beside_the_policys_win_rate(client, admin
         project=project, version=3, checkpoint="x", trained_through_ranking_id=0,
         trained_through_time="2025-01-01T00:00Z", rankings_count=12,
     )  # fmt: skip
-    figures = {"n": 10, "mean_score_a": 1.0, "mean_score_b": 2.0}
-    for b, win_rate, best_of, reward_model in [(v2, 0.7, 1, None), (v0, 0.6, 8, rm)]:
-        metrics = [{**figures, "win_rate_b_over_a": win_rate, "best_of": best_of, "reward_model_version": 3}]
+    figures = {"mean_score_a": 1.0, "mean_score_b": 2.0}
+    for b, win_rate, n, best_of, reward_model in [(v2, 0.7, 40, 1, None), (v0, 0.6, 10, 8, rm)]:
+        metrics = [{**figures, "n": n, "win_rate_b_over_a": win_rate, "best_of": best_of, "reward_model_version": 3}]
         TrainingRun.objects.create(
             project=project, kind="eval", status="succeeded", policy=b, baseline=v0, reward_model=reward_model,
             preference="labeling.demo.preferences:shorter", metrics=metrics,
         )  # fmt: skip
 
     rows = project_metrics(project)["preference_evals"]
-    assert [(r["label"], r["best_of"], r["win_rate"]) for r in rows] == [
-        ("v2 over v0", 1, 0.7),
-        ("v0 best-of-8 over v0", 8, 0.6),
+    assert [(r["label"], r["best_of"], r["win_rate"]["share"], r["win_rate"]["pairs"]) for r in rows] == [
+        ("v2 over v0", 1, 0.7, 40),
+        ("v0 best-of-8 over v0", 8, None, 10),  # 10 prompts: too few to tell
     ]
     # Wilson over the 10 prompts, p = 0.6: centre = (0.6 + 3.8416/20) / 1.38416 = 0.572246,
     # half = 1.96 · sqrt(0.6·0.4/10 + 3.8416/400) / 1.38416 = 1.96 · 0.183314 / 1.38416 = 0.259576
-    assert rows[1]["low"] == pytest.approx(0.312670, abs=1e-6) and rows[1]["high"] == pytest.approx(0.831822, abs=1e-6)
+    best_of_8 = rows[1]["win_rate"]
+    assert best_of_8["low"] == pytest.approx(0.312670, abs=1e-6)
+    assert best_of_8["high"] == pytest.approx(0.831822, abs=1e-6)
     [chart] = [c for c in dashboard_charts(project_metrics(project)) if c["title"].startswith("Win rate of b over a")]
     assert chart["categories"] == ["v2 over v0", "v0 best-of-8 over v0"]
-    assert chart["series"] == {"preference function: policy": [[0, 0.7]], "preference function: best-of-n": [[1, 0.6]]}
+    assert chart["series"] == {"preference function: policy": [[0, 0.7]]}  # only the one with enough prompts
 
     client.force_login(admin_user)
     body = client.get(reverse("training:dashboard", args=[project.pk])).content.decode()
     assert "<td>v0 best-of-8 over v0</td>" in body and "RM v3, best of 8" in body
     assert "<td>v2 over v0</td>" in body
+    assert '<td>70%<span class="evidence">95% CI 55–82%, 40 prompts</span></td>' in body
+    assert '<td>too few prompts to tell<span class="evidence">10 prompts</span></td>' in body
     call_command("project_report", project=project.name)
     assert "v0 best-of-8 over v0" in capsys.readouterr().out

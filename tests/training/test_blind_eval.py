@@ -19,6 +19,8 @@ from training.executors.blind_eval import execute_blind_evaluation_run
 from training.metrics import project_metrics
 from training.models import EvalPair, PolicyVersion, TrainingRun
 from training.services import LaunchRefused, do_promote_policy, launch
+from training.shares import MIN_PAIRS_TO_TELL, evidence_text, share_text
+from training.win_rate import wilson_interval
 
 pytestmark = pytest.mark.django_db
 
@@ -92,19 +94,27 @@ def test_the_eval_flow_from_sampling_to_the_win_rate_on_the_dashboard(project, c
 
     [figure] = project_metrics(project)["win_rates"]
     assert (figure["a"], figure["b"], figure["label"], figure["tasks"]) == (0, 1, "v1 vs v0", len(tasks))
-    assert (figure["comparisons"], figure["wins"], figure["ties"]) == (n, wins, 0)
-    assert figure["win_rate"] == pytest.approx(wins / n)
-    assert figure["low"] <= figure["win_rate"] <= figure["high"]
+    assert (figure["win_rate"]["pairs"], figure["wins"], figure["ties"]) == (n, wins, 0)
+    low, high = wilson_interval(wins / n, n)
+    assert figure["win_rate"]["low"] == pytest.approx(low) and figure["win_rate"]["high"] == pytest.approx(high)
+    enough = n >= MIN_PAIRS_TO_TELL  # one ranking of an eval task is one comparison
+    assert figure["win_rate"]["share"] == (pytest.approx(wins / n) if enough else None)
     assert not training_rankings(project).exists()  # eval rankings never train the reward model
 
     client.force_login(admin_user)
     page = client.get(reverse("training:dashboard", args=[project.pk]))
     assert page.status_code == 200
     text = page.content.decode()
-    assert "v1 vs v0" in text and f"{wins / n:.1%}" in text
+    share, evidence = share_text(figure["win_rate"], "comparisons"), evidence_text(figure["win_rate"], "comparisons")
+    cell = f'{share}<span class="evidence">{evidence}</span>'
+    assert "v1 vs v0" in text and cell in text
     [chart] = [c for c in page.context["charts"] if c["title"].startswith("Win rate of b over a")]
-    assert chart["categories"] == ["v1 vs v0"] and chart["series"]["human judges"] == [[0, figure["win_rate"]]]
-    assert chart["intervals"]["human judges"] == [[0, figure["low"], figure["high"]]]
+    assert chart["categories"] == ["v1 vs v0"]
+    if enough:
+        assert chart["series"]["human judges"] == [[0, figure["win_rate"]["share"]]]
+        assert chart["intervals"]["human judges"] == [[0, figure["win_rate"]["low"], figure["win_rate"]["high"]]]
+    else:
+        assert chart["series"] == {}
 
     through_api = client_for(admin_user).get(f"/api/metrics/?project={project.pk}")
     assert through_api.status_code == 200

@@ -46,15 +46,19 @@ def test_a_labeler_who_always_reverses_the_others_is_flagged(project):
     rows = {row["labeler"]: row for row in figures["labelers"]}
     # Per task, each of ann/bob/cat agrees with the other two on all 3 pairs and with rev on none.
     # ann: 2 partners × 3 pairs agreed, of 3 partners × 3 pairs, over 4 tasks: 24 / 36 = 2/3.
-    assert rows["ann"]["agreement"] == pytest.approx(2 / 3) and rows["ann"]["agreement_pairs"] == 36
+    assert rows["ann"]["agreement"]["share"] == pytest.approx(2 / 3) and rows["ann"]["agreement"]["pairs"] == 36
     assert rows["ann"]["tau_b"] == pytest.approx((1 + 1 - 1) / 3)
-    assert rows["rev"]["agreement"] == 0.0 and rows["rev"]["tau_b"] == -1.0
+    assert rows["rev"]["agreement"]["share"] == 0.0 and rows["rev"]["tau_b"] == -1.0
     assert [name for name, row in rows.items() if row["flagged"]] == ["rev"]
     assert rows["rev"]["flags"] == ["agreement with others 0% is below 60%"]
-    # Gold (3 strict pairs): ann 3/3, rev 0/3; too few pairs (3 < 10) to flag on gold alone.
-    assert (rows["ann"]["gold_accuracy"], rows["rev"]["gold_accuracy"]) == (1.0, 0.0)
+    # Gold (3 strict pairs): ann 3/3, rev 0/3: too few pairs (3 < 20) to give, or to flag on.
+    assert [rows[name]["gold_accuracy"]["share"] for name in ("ann", "rev")] == [None, None]
+    assert [rows[name]["gold_accuracy"]["pairs"] for name in ("ann", "rev")] == [3, 3]
+    # Wilson for 0 of 3: centre = (3.8416/6) / (1 + 3.8416/3) = 0.640267 / 2.280533 = 0.280753 = half: [0, 0.561506]
+    assert rows["rev"]["gold_accuracy"]["low"] == 0.0
+    assert rows["rev"]["gold_accuracy"]["high"] == pytest.approx(0.561506, abs=1e-6)
     # Overall: 6 pairs of labelers per task × 3 pairs × 4 tasks = 72 pairs, 3 of the 6 labeler pairs agree.
-    assert figures["agreement"]["pairwise"] == 0.5 and figures["agreement"]["pairs"] == 72
+    assert figures["agreement"]["pairwise"]["share"] == 0.5 and figures["agreement"]["pairwise"]["pairs"] == 72
     assert figures["rankings"]["total"] == 18 and figures["rankings"]["per_labeler"]["rev"] == 5
     json.dumps(figures)  # plain values only: the API returns this dict as it is
 
@@ -135,9 +139,10 @@ def test_a_labeler_sees_their_agreement_once_they_share_tasks(client, project):
     client.force_login(UserFactory(username="ann"))
     response = client.get(reverse("labeling:home"))
     [shown] = response.context["projects"]
-    assert shown.agreement.share == pytest.approx(2 / 3)
+    assert shown.agreement["share"] == pytest.approx(2 / 3) and shown.agreement["pairs"] == 36
     body = response.content.decode()
-    assert "Agreement with others" in body and "67%" in body and "On the 36 pairs" in body
+    assert "Agreement with others" in body and "67%" in body and "95% CI 50–80%, 36 pairs" in body
+    assert "On the 36 pairs" in body
 
 
 def test_ppo_runs_are_laid_end_to_end_and_labelled_by_policy_version(project):
@@ -160,10 +165,14 @@ def test_the_report_prints_readable_tables_and_the_same_dict_as_json(project, ca
     )  # fmt: skip
     call_command("project_report", project=project.name)
     out = capsys.readouterr().out
-    assert "Labeler agreement: 50.0% of 72 pairs" in out
-    rev = r"^ +rev +5 +0\.0% +36 +-1\.000 +0\.0% +1 +– +0\.34 +agreement with others 0% is below 60%$"
+    assert "Labeler agreement: 50% (95% CI 39–61%, 72 pairs)" in out
+    rev = (
+        r"^ +rev +5 +0% \(95% CI 0–10%, 36 pairs\) +-1\.000 +too few pairs to tell \(3 pairs\) +1 +– +0\.34"
+        r" +agreement with others 0% is below 60%$"
+    )
     assert re.search(rev, out, re.M)  # 0.34: its weight in the reward model
-    assert re.search(r"^ +v1 +12 +70\.0% +– +0 +0 +16$", out, re.M)  # 16 non-gold rankings await scoring
+    # 70% held-out on a count not recorded; 16 non-gold rankings await scoring
+    assert re.search(r"^ +v1 +12 +70% \(number of pairs not recorded\) +– +0 +16$", out, re.M)
     call_command("project_report", project=str(project.pk), json=True)
     assert json.loads(capsys.readouterr().out) == json.loads(json.dumps(project_metrics(project)))
 
@@ -177,3 +186,49 @@ def test_the_latest_reward_models_calibration_is_charted_against_the_diagonal(pr
     )  # fmt: skip
     [chart] = [c for c in dashboard_charts(project_metrics(project)) if c["title"].startswith("Reward-model calib")]
     assert chart["series"] == {"RM v1 (40 pairs)": [[0.7, 0.65]], "calibrated": [[0.0, 0.0], [0.7, 0.7], [1.0, 1.0]]}
+
+
+def reward_models_on_12_and_40_heldout_pairs(project) -> None:
+    """RM v1: 9 of 12 held-out pairs right (too few to tell); v2: 25 of 40 (62.5%)."""
+    for version, accuracy, pairs in [(1, 0.75, 12), (2, 0.625, 40)]:
+        RewardModelVersion.objects.create(
+            project=project, version=version, checkpoint="x", heldout_accuracy=accuracy, accuracy=0.9,
+            trained_through_ranking_id=0, trained_through_time="2025-01-01T00:00Z", rankings_count=12,
+            metrics={"heldout": {"pairs": pairs}, "train": {"pairs": 30}},
+        )  # fmt: skip
+
+
+def test_the_dashboard_gives_each_share_with_its_interval_and_too_few_pairs_to_tell(client, admin_user, project):
+    reward_models_on_12_and_40_heldout_pairs(project)
+    client.force_login(admin_user)
+    response = client.get(reverse("training:dashboard", args=[project.pk]))
+    body = response.content.decode()
+    # v2, 25 of 40: Wilson [0.470, 0.758]; v1, 9 of 12, is under the minimum of 20 pairs.
+    assert '<td>62%<span class="evidence">95% CI 47–76%, 40 pairs</span></td>' in body
+    assert '<td>too few pairs to tell<span class="evidence">12 pairs</span></td>' in body
+    assert body.count('<td>too few pairs to tell<span class="evidence">3 pairs</span></td>') == 2  # gold, ann and rev
+    assert "75%" not in body  # v1's share is not shown anywhere
+    assert re.search(
+        r"<dt>RM held-out accuracy \(v2\)</dt>\s*<dd>62%</dd>\s*<dd class=\"evidence\">95% CI 47–76%, 40 pairs", body
+    )
+    assert re.search(
+        r"<dt>Labeler agreement</dt>\s*<dd>50%</dd>\s*<dd class=\"evidence\">95% CI 39–61%, 72 pairs", body
+    )
+    # The chart draws only the version with enough pairs.
+    [chart] = [c for c in response.context["charts"] if c["title"] == "Reward-model accuracy by version"]
+    assert chart["series"]["held-out accuracy"] == [[1, 0.625]]
+
+
+def test_the_api_gives_the_count_and_interval_and_a_null_share_under_the_minimum(admin_user, project):
+    from tests.labeling.test_api import client_for
+
+    reward_models_on_12_and_40_heldout_pairs(project)
+    v1, v2 = client_for(admin_user).get(f"/api/metrics/?project={project.pk}").json()["reward_models"]
+    assert v1["heldout_accuracy"]["share"] is None and v1["heldout_accuracy"]["pairs"] == 12
+    assert v1["heldout_accuracy"]["low"] == pytest.approx(0.467690, abs=1e-6)
+    assert v1["heldout_accuracy"]["high"] == pytest.approx(0.911060, abs=1e-6)
+    assert v2["heldout_accuracy"]["share"] == 0.625 and v2["heldout_accuracy"]["pairs"] == 40
+    assert v2["heldout_accuracy"]["low"] == pytest.approx(0.470322, abs=1e-6)
+    assert v2["heldout_accuracy"]["high"] == pytest.approx(0.757772, abs=1e-6)
+    assert v2["train_accuracy"]["share"] == 0.9 and v2["train_accuracy"]["pairs"] == 30
+    assert v2["fresh_accuracy"] == {"share": None, "pairs": 0, "low": None, "high": None}  # nothing scored yet

@@ -22,6 +22,7 @@ from training.executors.sampling import execute_sampling_run
 from training.metrics import project_metrics
 from training.models import RankingScore, RewardModelVersion, TrainingRun
 from training.services import launch
+from training.win_rate import wilson_interval
 
 pytestmark = pytest.mark.django_db
 
@@ -82,11 +83,18 @@ def test_fresh_rankings_are_scored_and_stored_per_ranking_and_version(project, l
     figures = project_metrics(project)
     [version] = figures["reward_models"]
     total_agreed = sum(s.agreed for s in stored)
-    assert version["fresh_accuracy"] == pytest.approx(total_agreed / 18)
-    assert (version["fresh_pairs"], version["fresh_rankings"], version["unscored_fresh_rankings"]) == (18, 6, 0)
+    # 18 pairs: under the minimum of 20, so the share is withheld and its interval given
+    fresh = version["fresh_accuracy"]
+    assert (fresh["share"], fresh["pairs"]) == (None, 18)
+    assert (fresh["low"], fresh["high"]) == pytest.approx(wilson_interval(total_agreed / 18, 18))
+    assert (version["fresh_rankings"], version["unscored_fresh_rankings"]) == (6, 0)
     by_labeler = {row["labeler"]: row for row in figures["labelers"]}
-    assert by_labeler["second"]["rm_pairs"] == 9
-    assert figures["agreement"]["pairwise"] == 1.0  # both labelers sorted by length: the human ceiling
+    assert by_labeler["second"]["rm_agreement"]["pairs"] == 9
+    # Both labelers sorted by length, so they agree on all 9 pairs they both ranked: the human
+    # ceiling, but on 9 pairs too few to tell (Wilson for 9 of 9: [0.7008, 1]).
+    pairwise = figures["agreement"]["pairwise"]
+    assert (pairwise["share"], pairwise["pairs"], pairwise["high"]) == (None, 9, 1.0)
+    assert pairwise["low"] == pytest.approx(0.700847, abs=1e-6)
 
 
 def test_an_rm_run_scores_with_the_previous_version_what_it_is_about_to_train_on(project, labeler):

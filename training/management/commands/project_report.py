@@ -6,10 +6,7 @@ from django.core.management.base import BaseCommand
 
 from labeling.management.commands._common import get_project
 from training.metrics import project_metrics
-
-
-def _pct(share: float | None) -> str:
-    return "–" if share is None else f"{share:.1%}"
+from training.shares import figure_text as figure
 
 
 def _num(value: float | None) -> str:
@@ -47,7 +44,6 @@ LABELER_COLUMNS = [
     "labeler",
     "rankings",
     "agreement",
-    "pairs",
     "tau-b",
     "gold acc",
     "gold rankings",
@@ -55,22 +51,21 @@ LABELER_COLUMNS = [
     "weight",
     "flag",
 ]
-RM_COLUMNS = ["RM", "trained on", "held-out", "fresh", "fresh pairs", "fresh rankings", "waiting"]
+RM_COLUMNS = ["RM", "trained on", "held-out", "fresh", "fresh rankings", "waiting"]
 PPO_COLUMNS = ["run", "policy", "steps", "first score", "last score", "last KL"]
-WIN_COLUMNS = ["versions", "tasks", "rankings", "win/tie/loss", "win rate", "95% interval"]
-EVAL_COLUMNS = ["b over a", "judged by", "prompts", "win rate", "95% interval", "b picked by"]
+WIN_COLUMNS = ["versions", "tasks", "win/tie/loss", "win rate"]
+EVAL_COLUMNS = ["b over a", "judged by", "win rate", "b picked by"]
 
 
 def _labeler_row(r: dict) -> list:
     flags = "; ".join(r["flags"]) or "-"
-    return [r["labeler"], r["rankings"], _pct(r["agreement"]), r["agreement_pairs"], _num(r["tau_b"]),
-            _pct(r["gold_accuracy"]), r["gold_rankings"], _pct(r["rm_agreement"]), f"{r['weight']:.2f}",
-            flags]  # fmt: skip
+    return [r["labeler"], r["rankings"], figure(r["agreement"]), _num(r["tau_b"]), figure(r["gold_accuracy"]),
+            r["gold_rankings"], figure(r["rm_agreement"]), f"{r['weight']:.2f}", flags]  # fmt: skip
 
 
 def _rm_row(r: dict) -> list:
-    return [f"v{r['version']}", r["trained_on_rankings"], _pct(r["heldout_accuracy"]), _pct(r["fresh_accuracy"]),
-            r["fresh_pairs"], r["fresh_rankings"], r.get("unscored_fresh_rankings", "-")]  # fmt: skip
+    return [f"v{r['version']}", r["trained_on_rankings"], figure(r["heldout_accuracy"]), figure(r["fresh_accuracy"]),
+            r["fresh_rankings"], r.get("unscored_fresh_rankings", "-")]  # fmt: skip
 
 
 def _ppo_row(run: dict) -> list:
@@ -80,23 +75,21 @@ def _ppo_row(run: dict) -> list:
 
 
 def _win_row(r: dict) -> list:
-    return [r["label"], r["tasks"], r["comparisons"], f"{r['wins']}/{r['ties']}/{r['losses']}", _pct(r["win_rate"]),
-            f"{_pct(r['low'])} – {_pct(r['high'])}"]  # fmt: skip
+    return [r["label"], r["tasks"], f"{r['wins']}/{r['ties']}/{r['losses']}", figure(r["win_rate"], "comparisons")]
 
 
 def _eval_row(r: dict) -> list:
     picked = f"RM v{r['reward_model_version']}" if r["best_of"] > 1 else "-"
-    return [r["label"], r["preference"], r["prompts"], _pct(r["win_rate"]), f"{_pct(r['low'])} – {_pct(r['high'])}",
-            picked]  # fmt: skip
+    return [r["label"], r["preference"], figure(r["win_rate"], "prompts"), picked]
 
 
 def report(m: dict) -> str:
     agreement, threshold = m["agreement"], m["project"]["agreement_threshold"]
     sections = [
         f"Project {m['project']['name']} (id {m['project']['id']}): {m['rankings']['total']} rankings",
-        f"Labeler agreement: {_pct(agreement['pairwise'])} of {agreement['pairs']} pairs (pairs either labeler "
-        f"tied left out), Kendall's tau-b {_num(agreement['tau_b'])} over {agreement['ranking_pairs']} "
-        "pairs of rankings",
+        f"Labeler agreement: {figure(agreement['pairwise'])} (pairs either labeler tied left out), "
+        f"Kendall's tau-b {_num(agreement['tau_b'])} over {agreement['ranking_pairs']} pairs of rankings. "
+        f"Shares on fewer than {m['project']['min_pairs_to_tell']} pairs are not given.",
         f"Labelers (flagged below {threshold:.0%})\n"
         + table(LABELER_COLUMNS, [_labeler_row(r) for r in m["labelers"]]),
         "Reward models (held-out at training; fresh = rankings scored before the next version trained on them)\n"
