@@ -1,13 +1,14 @@
 """Which rows a user may reach. Every view goes through these helpers."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
 from labeling.models import Assignment, Project, Prompt, Ranking
 from labeling.services import available_tasks, prompts_needing_demonstration
+from training.models import TrainingRun
 
 
 def labeler_projects(user: AbstractBaseUser) -> QuerySet[Project]:
@@ -33,8 +34,9 @@ def get_assignment_for_labeler(user: AbstractBaseUser, task_id: int) -> Assignme
 
 
 def projects_with_counts(user: AbstractBaseUser) -> QuerySet[Project]:
-    """The user's projects with `tasks_left` (available to them now), `done_today`, and the ideal
-    answers staff ask for (`demonstrations_asked`) and the user has yet to write (`demonstrations_left`)."""
+    """The user's projects with `tasks_left` (available to them now), `done_today`, the ideal
+    answers staff ask for (`demonstrations_asked`) and the user has yet to write (`demonstrations_left`),
+    and `sampling`: whether a sampling run of the project is queued or running (more comparisons to come)."""
     now = timezone.now()
     start_of_day = timezone.localtime(now).replace(hour=0, minute=0, second=0, microsecond=0)
     tasks_left = (
@@ -66,10 +68,16 @@ def projects_with_counts(user: AbstractBaseUser) -> QuerySet[Project]:
         .annotate(n=Count("pk"))
         .values("n")
     )
+    sampling = TrainingRun.objects.filter(
+        project=OuterRef("pk"),
+        kind=TrainingRun.Kind.GENERATE,
+        status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
+    )
     zero = Value(0, output_field=IntegerField())
     return labeler_projects(user).annotate(
         tasks_left=Coalesce(Subquery(tasks_left, output_field=IntegerField()), zero),
         done_today=Coalesce(Subquery(done_today, output_field=IntegerField()), zero),
         demonstrations_left=Coalesce(Subquery(demonstrations_left, output_field=IntegerField()), zero),
         demonstrations_asked=Coalesce(Subquery(demonstrations_asked, output_field=IntegerField()), zero),
+        sampling=Exists(sampling),
     )

@@ -31,7 +31,8 @@ from labeling.task_view import refusal_message, task_context
 @login_required
 def home(request: HttpRequest) -> HttpResponse:
     projects = with_agreement(list(projects_with_counts(request.user)), request.user)
-    return render(request, "labeling/home.html", {"projects": projects})
+    sampling = any(project.sampling for project in projects)
+    return render(request, "labeling/home.html", {"projects": projects, "sampling": sampling})
 
 
 @login_required

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the demo: migrates, seeds, then the web server, a Celery worker and beat until Ctrl-C.
+# Runs the demo: migrates, seeds, starts the web server, then a worker per queue and beat, and
+# queues the first comparisons; all of it until Ctrl-C.
 # Uses the embedded defaults (SQLite, filesystem broker) unless DATABASE_URL/CELERY_BROKER_URL are set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,17 +12,13 @@ mkdir -p "${VAR_DIR:-var}"
 $PY manage.py migrate --noinput -v 0
 logins=$($PY manage.py seed_demo)
 DEMO_PROJECT="Demo: helpful answers"
-# A few comparisons now, so there is work the moment the site is up (the first time, converting
-# the bundled model takes about 20 s); the worker samples the rest in the background.
-echo "Sampling the first comparisons with the bundled model..."
-$PY manage.py sample_comparisons --project "$DEMO_PROJECT" --prompts 4 --sync
 
 pids=()
 stop() {
   trap - INT TERM EXIT
   echo; echo "Stopping the demo..."
   kill -TERM "${pids[@]}" 2>/dev/null || true
-  # The worker finishes its current task on TERM; a long sampling run is cut after 10 s.
+  # A worker finishes its current task on TERM; a long sampling run is cut after 10 s.
   for _ in $(seq 20); do
     kill -0 "${pids[@]}" 2>/dev/null || break
     sleep 0.5
@@ -32,27 +29,41 @@ stop() {
 }
 trap stop INT TERM EXIT
 
-.venv/bin/celery --quiet -A webapp worker -Q generation,training --pool solo --loglevel WARNING &
-pids+=($!)
+# The site first: it answers before any comparison is sampled, and the home page says how many
+# are ready and that more are being written.
 $PY manage.py runserver --noreload "127.0.0.1:$PORT" &
+pids+=($!)
+for _ in $(seq 120); do
+  $PY -c "import urllib.request; urllib.request.urlopen('$URL/accounts/login/', timeout=1)" 2>/dev/null && break
+  sleep 0.5
+done
+
+# One worker per queue, one task at a time each, so a round (queue "training") never waits behind
+# sampling (queue "generation"). On a small machine the two share its cores while both are busy.
+.venv/bin/celery --quiet -A webapp worker -Q generation --hostname generation@%h --pool solo --concurrency 1 \
+  --loglevel WARNING &
+pids+=($!)
+.venv/bin/celery --quiet -A webapp worker -Q training --hostname training@%h --pool solo --concurrency 1 \
+  --loglevel WARNING &
 pids+=($!)
 # Beat checks every 5 minutes whether enough new rankings arrived to start a round (editable in
 # the admin under "Periodic tasks").
 .venv/bin/celery --quiet -A webapp beat --loglevel WARNING &
 pids+=($!)
 
+# Queued, not run here: 4 prompts first, so there is something to rank soon (the first run also
+# converts the bundled model to safetensors), then the rest of the 50 demo prompts.
+$PY manage.py sample_comparisons --project "$DEMO_PROJECT" --prompts 4
 $PY manage.py sample_comparisons --project "$DEMO_PROJECT" --prompts 1000
 
-for _ in $(seq 60); do
-  $PY -c "import urllib.request; urllib.request.urlopen('$URL/accounts/login/', timeout=1)" 2>/dev/null && break
-  sleep 0.5
-done
 cat <<TXT
 
   The demo is up at $URL/   (admin: $URL/admin/)
 $logins
-  Every 20 rankings a round retrains the model (follow it under Admin › Training runs).
-  Ctrl-C stops the web server, the worker and beat.
+  The first comparisons are being written now: the labeler's home page counts them as they come.
+  Every 20 rankings a round retrains the model (follow it on the project's page, linked from the
+  admin's project page).
+  Ctrl-C stops the web server, the workers and beat.
 
 TXT
 wait -n "${pids[@]}"

@@ -1,6 +1,13 @@
 import os
+import signal
+import socket
+import sqlite3
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -45,3 +52,53 @@ def test_the_demos_sqlite_database_takes_every_migration(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "demo.sqlite3").exists()
+
+
+def _get(url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status
+    except (OSError, urllib.error.URLError):
+        return None
+
+
+def _demo_rows(database: Path) -> tuple[int, list[tuple[str, int, str]]]:
+    """(comparison tasks, [(run kind, prompts, status)]) in the demo's SQLite database."""
+    with closing(sqlite3.connect(database, timeout=5)) as db:
+        tasks = db.execute("SELECT count(*) FROM labeling_comparisontask").fetchone()[0]
+        runs = db.execute("SELECT kind, prompts, status FROM training_trainingrun ORDER BY id").fetchall()
+    return tasks, runs
+
+
+@pytest.mark.django_db(False)
+def test_the_demo_serves_its_first_page_before_sampling_and_queues_the_sampling(tmp_path):
+    """`make demo`'s script on a fresh VAR_DIR: the login page answers while no comparison exists,
+    then the sampling is queued for the workers (4 prompts first, then the rest), not run inline."""
+    root = Path(__file__).resolve().parent.parent
+    with closing(socket.socket()) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CELERY_BROKER_URL")}
+    env.update(VAR_DIR=str(tmp_path), DJANGO_ENV="development", PORT=str(port))
+    log = (tmp_path / "demo.log").open("w")
+    demo = subprocess.Popen(["bash", "scripts/demo.sh"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while _get(f"http://127.0.0.1:{port}/accounts/login/") != 200:
+            assert demo.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()[-3000:]
+            time.sleep(0.5)
+        tasks, _ = _demo_rows(tmp_path / "demo.sqlite3")
+        assert tasks == 0  # the first page answers before any comparison is sampled
+        while "The demo is up at" not in (tmp_path / "demo.log").read_text():
+            assert demo.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()[-3000:]
+            time.sleep(0.5)
+        _, runs = _demo_rows(tmp_path / "demo.sqlite3")
+        assert [(kind, prompts) for kind, prompts, _ in runs] == [("generate", 4), ("generate", 1000)]
+        assert {status for _, _, status in runs} <= {"queued", "running"}
+    finally:
+        os.killpg(demo.pid, signal.SIGTERM)  # the script's trap stops the server, the workers and beat
+        demo.wait(timeout=60)
+        log.close()
+    output = (tmp_path / "demo.log").read_text()
+    assert "Queued sample comparisons run" in output and "The demo is up at" in output

@@ -3,6 +3,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 from tests.factories import PASSWORD, ComparisonTaskFactory, ProjectFactory
+from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +44,22 @@ def test_home_lists_only_the_labelers_projects_with_their_counts(client, labeler
     projects = response.context["projects"]
     assert [(p.name, p.tasks_left, p.done_today) for p in projects] == [("Mine", 3, 0)]
     assert b"Not mine" not in response.content
+
+
+def test_home_says_comparisons_are_being_written_while_a_sampling_run_is_live(client, labeler):
+    project = ProjectFactory(name="Mine")
+    project.labelers.add(labeler)
+    run = TrainingRun.objects.create(project=project, kind=TrainingRun.Kind.GENERATE, status="running")
+    client.force_login(labeler)
+    body = client.get(reverse("labeling:home")).content.decode()
+    assert "No comparisons ready yet: the model is writing the first ones now." in body
+    assert 'hx-trigger="every 5s"' in body  # the list counts them as they come
+    ComparisonTaskFactory.create_batch(2, prompt__project=project, k=2)
+    body = client.get(reverse("labeling:home")).content.decode()
+    assert "2 comparisons ready; the model is writing more." in body
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
+    body = client.get(reverse("labeling:home")).content.decode()
+    assert "the model is writing" not in body and "every 5s" not in body
 
 
 def test_home_runs_a_fixed_number_of_queries(client, labeler, django_assert_max_num_queries):
