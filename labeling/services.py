@@ -14,7 +14,7 @@ from typing import Protocol
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, Count, Exists, Expression, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
@@ -322,19 +322,8 @@ def do_assign_next_task(project: Project, labeler: AbstractBaseUser) -> Assignme
             task = _lock_available_task(candidates, kinds, labeler, now, project)
         if task is None:
             return None
-        _commit_without_waiting_for_disk()
         assignment = _lease(task, labeler, now + timedelta(seconds=project.lease_seconds))
     return assignment
-
-
-def _commit_without_waiting_for_disk() -> None:
-    """Lets the current transaction's commit return before its WAL reaches the disk (PostgreSQL's
-    `synchronous_commit = off`, for this transaction only): a database crash may then lose the last
-    fraction of a second of such commits, but never corrupts or half-applies one. For a lease that
-    costs nothing (its task returns to the pool), and it saves a disk flush (about 8 ms here)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO OFF")
 
 
 def _lease(task: ComparisonTask, labeler: AbstractBaseUser, until: datetime) -> Assignment:
