@@ -21,6 +21,7 @@ from labeling.models import (
     Prompt,
     Ranking,
     TaskCompletion,
+    order_in_letters,
 )
 from labeling.quality import flagged_labelers
 from labeling.services import do_ask_for_demonstrations, do_exclude_rankings, do_hold_out_prompts, do_set_gold_order
@@ -253,14 +254,23 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(Ranking)
 class RankingAdmin(admin.ModelAdmin):
-    list_display = ["id", "task_id", "labeler", "order", "flags", "time_spent_ms", "created_at"]
+    list_display = ["id", "task_id", "labeler", "order_letters", "flags", "time_spent_ms", "created_at"]
     search_fields = ["labeler__username", "rationale"]
-    list_select_related = ["labeler"]
+    list_select_related = ["labeler", "task"]
     raw_id_fields = ["task", "labeler"]
     date_hierarchy = "created_at"
     show_full_result_count = False
     list_filter = ["task__project", "task__kind", "excluded", "created_at"]
     actions = ["exclude_from_training", "include_in_training"]
+    readonly_fields = ["order_letters"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Ranking]:
+        return super().get_queryset(request).prefetch_related("task__items")
+
+    @admin.display(description="order (best first)")
+    def order_letters(self, obj: Ranking) -> str:
+        """The order in the letters the labeler saw (A, B, C: the task's display positions)."""
+        return order_in_letters(obj.order, {item.completion_id: item.position for item in obj.task.items.all()})
 
     @admin.action(description="Exclude from training (unusable)")
     def exclude_from_training(self, request: HttpRequest, queryset: QuerySet[Ranking]) -> None:

@@ -323,6 +323,14 @@ def letter(position: int) -> str:
     return LETTERS[position]
 
 
+def order_in_letters(order: list[list[int]], position_of: dict[int, int]) -> str:
+    """A stored order of completion ids as labelers see it: [[12], [14, 11], [13]] -> "B > A = D > C"
+    (ties joined by "="); an id that is not one of the task's completions shows as "?id"."""
+    return " > ".join(
+        " = ".join(letter(position_of[cid]) if cid in position_of else f"?{cid}" for cid in group) for group in order
+    )
+
+
 class TaskCompletion(models.Model):
     """Places a completion at a fixed display position (0 = A) within a task."""
 

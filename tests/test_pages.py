@@ -2,6 +2,7 @@ import pytest
 from django.contrib import admin
 from django.urls import reverse
 
+from labeling.models import Ranking
 from tests.factories import PASSWORD, ComparisonTaskFactory, ProjectFactory
 from training.models import TrainingRun
 
@@ -130,3 +131,18 @@ def test_adding_a_project_in_the_admin_registers_its_base_policy(client, admin_u
     refused = client.post(reverse("admin:labeling_project_add"), {**data, "name": "Bad", "base_model": "nope"})
     assert refused.status_code == 200
     assert "Unknown model alias" in refused.content.decode()
+
+
+def test_the_rankings_list_shows_orders_in_the_letters_labelers_saw(
+    client, admin_user, labeler, django_assert_max_num_queries
+):
+    for _ in range(3):
+        task = ComparisonTaskFactory(k=3)
+        a, b, c = (item.completion_id for item in task.items.order_by("position"))
+        Ranking.objects.create(task=task, labeler=labeler, order=[[c], [b, a]])
+    client.force_login(admin_user)
+    with django_assert_max_num_queries(12):
+        body = client.get(reverse("admin:labeling_ranking_changelist")).content.decode()
+    assert body.count('<td class="field-order_letters">C &gt; B = A</td>') == 3
+    change = client.get(reverse("admin:labeling_ranking_change", args=[Ranking.objects.first().pk])).content.decode()
+    assert "C &gt; B = A" in change
