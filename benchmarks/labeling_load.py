@@ -218,6 +218,7 @@ def server_env(database_url: str) -> dict:
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(48),
         "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_COOKIES": "0",  # plain HTTP on the loopback: no HTTPS redirect, no HSTS
         "DATABASE_URL": database_url,
         "LOG_LEVEL": "WARNING",
     }

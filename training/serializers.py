@@ -89,12 +89,16 @@ class TrainingRunDetailSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+# The kinds POST /api/runs/ launches; settings name this list so the schema calls its enum LaunchKindEnum.
+LAUNCH_KINDS = [(kind, TrainingRun.Kind(kind).label) for kind in KINDS]
+
+
 class LaunchRun(serializers.Serializer):
     """A run to launch: its project and kind, and the inputs that kind's check takes (others are
     dropped, so each kind receives only its own)."""
 
     project = serializers.PrimaryKeyRelatedField(queryset=Project.objects.all())
-    kind = serializers.ChoiceField(choices=[(kind, TrainingRun.Kind(kind).label) for kind in KINDS])
+    kind = serializers.ChoiceField(choices=LAUNCH_KINDS)
     prompts = serializers.IntegerField(
         min_value=1, max_value=100_000, default=50, help_text="generate, blind_eval: how many prompts at most."
     )

@@ -1,7 +1,10 @@
-"""/api/: the labeler endpoints, the staff collections, the OpenAPI schema and its docs page."""
+"""/api/: the labeler endpoints, the staff collections, the OpenAPI schema and its docs page.
+
+The docs page is drf-spectacular's split view: Swagger UI's start-up script is served as a file
+(`/api/docs/?script`), since the Content-Security-Policy refuses inline scripts."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 from rest_framework.routers import DefaultRouter
 
 from labeling import api as labeling_api
@@ -21,6 +24,10 @@ urlpatterns = [
     path("tasks/<int:task_id>/ranking/", labeling_api.submit_ranking, name="submit-ranking"),
     path("metrics/", training_api.metrics, name="metrics"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path(
+        "docs/",
+        SpectacularSwaggerSplitView.as_view(url_name="api:schema", template_name="api/swagger_ui.html"),
+        name="docs",
+    ),
     *router.urls,
 ]

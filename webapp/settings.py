@@ -5,8 +5,10 @@ Celery transport and DEBUG on. DJANGO_ENV=production refuses DEBUG and the built
 SECRET_KEY, and wants ALLOWED_HOSTS.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 from webapp.env import env_bool, env_choice, env_database, env_int, env_list, env_path, env_str
@@ -47,6 +49,8 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "django_celery_beat",
+    "axes",
+    "csp",
     "labeling",
     "training",
 ]
@@ -60,7 +64,10 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 if PRODUCTION:  # runserver serves static files itself in development
@@ -94,6 +101,11 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes first: it refuses a locked-out username and address before a password is checked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "labeling:home"
 LOGOUT_REDIRECT_URL = "login"
@@ -119,6 +131,46 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    # HTTPS only: plain HTTP is redirected, and browsers are told (HSTS) to use HTTPS for a year.
+    # Both follow SECURE_COOKIES unless set: a site served over plain HTTP can have neither.
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SESSION_COOKIE_SECURE)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 365 * 24 * 3600 if SESSION_COOKIE_SECURE else 0, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)
+
+# Login throttling (django-axes), on the site's and the admin's login forms alike: after
+# LOGIN_FAILURE_LIMIT wrong passwords for one username from one address, that pair is refused,
+# right password or not, for LOGIN_COOLOFF_MINUTES. Locking the pair, not the username alone,
+# keeps someone elsewhere from locking a labeler out. API tokens are not throttled: they are 40
+# random hex digits, not guessable, and never go through the login form.
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_VERBOSE = False  # its start-up line would open every manage.py command's output; lockouts are still logged
+AXES_ENABLE_ADMIN = False  # unlock with `manage.py axes_reset_username NAME`, or wait out the cool-off
+
+# Response headers. Every script and style is a file under static/ (htmx is told not to add
+# its indicator <style>, see base.html), so the policy allows neither inline code nor eval.
+# JSON data blocks (json_script) are not scripts to a browser and need no exception.
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "font-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
 
 # The API (/api/): token first, so a request without credentials gets 401 with a
 # WWW-Authenticate header; sessions let a logged-in user browse it.
@@ -164,6 +216,8 @@ MODEL_STORE = env_path("MODEL_STORE", VAR_DIR / "models")
 # "float32", "bfloat16", "float16".
 TRAINING_DEVICE = env_str("TRAINING_DEVICE", "auto")
 TRAINING_DTYPE = env_str("TRAINING_DTYPE", "auto")
+# Processes a reward-model, RL, SFT or DPO run trains on, one a GPU (`accelerate launch`); rank 0 writes.
+TRAINING_PROCESSES = env_int("TRAINING_PROCESSES", 1, minimum=1)
 
 # Celery. The demo default is kombu's filesystem transport: no broker server needed.
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "filesystem://localhost//")
