@@ -78,7 +78,11 @@ class ProjectAdmin(admin.ModelAdmin):
     def dashboard(self, obj: Project) -> str:
         if obj.pk is None:
             return "-"
-        return format_html('<a href="{}">metrics dashboard</a>', reverse("training:dashboard", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">project home</a> · <a href="{}">metrics dashboard</a>',
+            reverse("training:project", args=[obj.pk]),
+            reverse("training:dashboard", args=[obj.pk]),
+        )
 
     @admin.display(description="flagged labelers")
     def flagged_labelers(self, obj: Project) -> str:

@@ -1,4 +1,5 @@
-"""Staff pages: a live page per training run (progress bar, charts, errors) and cancel; and a
+"""Staff pages: a project's home (versions, the next round, the workers now, a launch button per
+kind of run), a live page per training run (progress bar, charts, errors) and cancel; and a
 project's metrics dashboard."""
 
 from django.contrib import messages
@@ -9,10 +10,12 @@ from django.views.decorators.http import require_POST
 
 from labeling.models import Project
 from training.dashboard import dashboard_charts
+from training.forms import LaunchForm
 from training.metrics import project_metrics
 from training.models import TrainingRun
+from training.overview import project_overview
 from training.runs import do_cancel_run
-from training.services import KINDS
+from training.services import KINDS, LaunchRefused, launch
 
 
 def chart_data(run: TrainingRun) -> list[dict]:
@@ -59,3 +62,31 @@ def project_dashboard(request: HttpRequest, project_id: int) -> HttpResponse:
     metrics = project_metrics(project)
     context = {"project": project, "metrics": metrics, "charts": dashboard_charts(metrics)}
     return render(request, "training/dashboard.html", context)
+
+
+@staff_member_required
+def project_home(request: HttpRequest, project_id: int) -> HttpResponse:
+    project = get_object_or_404(Project, pk=project_id)
+    template = "training/project.html#workers" if request.htmx else "training/project.html"
+    return render(request, template, {"project": project, **project_overview(project)})
+
+
+@staff_member_required
+@require_POST
+def project_launch(request: HttpRequest, project_id: int) -> HttpResponse:
+    """Launches a run through `launch`, as the admin's actions do: on to its page, or back to the
+    project's home with the refusal in words (409, or 503 without a task queue; 422 for a bad input)."""
+    project = get_object_or_404(Project, pk=project_id)
+    form = LaunchForm(project, request.POST)
+    if not form.is_valid():
+        refusal, status = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()), 422
+    else:
+        try:
+            run = launch(project, form.cleaned_data["kind"], launched_by=request.user, **form.inputs())
+        except LaunchRefused as exc:
+            refusal, status = str(exc), exc.http_status
+        else:
+            messages.success(request, f"{run.get_kind_display()} queued as run {run.pk}.")
+            return redirect(run)
+    context = {"project": project, **project_overview(project, posted=request.POST.dict()), "refusal": refusal}
+    return render(request, "training/project.html", {**context, "refused": request.POST.get("kind")}, status=status)

@@ -1,0 +1,140 @@
+"""What a project's home page shows staff: its versions, when the next round is due, what the
+workers are doing now, and the runs each launch button starts. Plain values and rows, a fixed
+number of queries."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django_celery_beat.models import PeriodicTask
+
+from labeling.models import Project
+from training.datasets import new_rankings_since_last_reward_model
+from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.services import KINDS, LaunchRefused, default_pair
+from training.shares import share_of_pairs
+
+LIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
+DUE_ROUNDS_TASK = "training.start_due_rounds"
+BLIND_EVAL_HELP = "Labelers compare b's answer with a's on held-out prompts, not told which is which."
+
+
+def project_overview(project: Project, posted: dict | None = None) -> dict:
+    """`posted`: a refused launch's form, whose values its button's fields keep."""
+    policies = list(PolicyVersion.objects.filter(project=project).order_by("-version"))
+    return {
+        "active_policy": next((p for p in policies if p.status == PolicyVersion.Status.ACTIVE), None),
+        "candidates": [p for p in policies if p.status == PolicyVersion.Status.CANDIDATE],
+        "policies": policies,
+        "reward_model": reward_model_row(project),
+        "next_round": next_round(project),
+        "queues": (queues := worker_queues(project)),
+        "workers_busy": any(queue["runs"] for queue in queues),
+        "recent_runs": list(
+            TrainingRun.objects.filter(project=project, parent=None).order_by("-id").select_related("launched_by")[:8]
+        ),
+        "launches": launches(project, posted or {}),
+    }
+
+
+def reward_model_row(project: Project) -> dict | None:
+    version = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
+    if version is None:
+        return None
+    pairs = version.metrics.get("heldout", {}).get("pairs")
+    return {"version": version, "heldout": share_of_pairs(version.heldout_accuracy, pairs)}
+
+
+def next_round(project: Project) -> dict:
+    """How beat's `start_due_rounds` sees the project: rankings since the last reward model against
+    the project's threshold, a live round (which it never doubles), and when it checks next."""
+    new = new_rankings_since_last_reward_model(project)
+    live = (
+        TrainingRun.objects.filter(project=project, kind=TrainingRun.Kind.ROUND, status__in=LIVE).order_by("id").first()
+    )
+    check = beat_check()
+    return {
+        "new_rankings": new,
+        "threshold": project.retrain_threshold,
+        "missing": max(0, project.retrain_threshold - new),
+        "due": new >= project.retrain_threshold,
+        "live_round": live,
+        "check": check,
+    }
+
+
+def beat_check() -> dict:
+    """Beat's periodic check of due rounds, as stored in django-celery-beat's tables (editable in the
+    admin); before beat first starts, the schedule in settings."""
+    task = PeriodicTask.objects.filter(task=DUE_ROUNDS_TASK).select_related("interval").first()
+    if task is None:
+        every = next(
+            (entry["schedule"] for entry in settings.CELERY_BEAT_SCHEDULE.values() if entry["task"] == DUE_ROUNDS_TASK),
+            None,
+        )
+        return {"enabled": every is not None, "every_s": every, "last_run_at": None, "next_at": None}
+    every = task.interval.schedule.run_every.total_seconds() if task.interval else None
+    next_at = task.last_run_at + timedelta(seconds=every) if task.last_run_at and every else None
+    return {"enabled": task.enabled, "every_s": every, "last_run_at": task.last_run_at, "next_at": next_at}
+
+
+def phase(run: TrainingRun) -> str:
+    """What a run is doing, in words: its latest metrics point's phase, else its step count."""
+    if run.status == TrainingRun.Status.QUEUED:
+        return "waiting for a worker"
+    latest = (run.metrics or [{}])[-1]
+    if latest.get("phase"):
+        return latest["phase"]
+    if isinstance(latest.get("step"), int) and latest.get("steps"):
+        return f"step {latest['step']} of {latest['steps']}"
+    return "starting"
+
+
+def worker_queues(project: Project) -> list[dict]:
+    """Per queue, the live runs of every project in the order a worker takes them (a round's steps
+    run inside the round, on its queue): what each worker is doing now and what waits behind it."""
+    live = list(
+        TrainingRun.objects.filter(status__in=LIVE, parent=None).select_related("project").order_by("created_at", "id")
+    )
+    steps = TrainingRun.objects.filter(status__in=LIVE, parent__in=live).order_by("id")
+    step_of = {step.parent_id: step for step in steps}
+    queues = {name: [] for name in ("generation", "training")}
+    for run in live:
+        queue = KINDS[run.kind].queue if run.kind in KINDS else "training"
+        step = step_of.get(run.pk)
+        queues.setdefault(queue, [])
+        queues[queue].append(
+            {
+                "run": run,
+                "ours": run.project_id == project.pk,
+                "percent": round(100 * run.progress),
+                "phase": phase(run),
+                "step": step,
+                "step_phase": phase(step) if step else "",
+                "ahead": len(queues[queue]),  # live runs sent to this queue before it
+            }
+        )
+    return [{"name": name, "runs": runs} for name, runs in queues.items()]
+
+
+def launches(project: Project, posted: dict) -> list[dict]:
+    """A button per kind of run in KINDS, with the values its fields start from: the posted ones for
+    the kind just refused, else the defaults (blind evaluation: the active policy over its parent)."""
+    try:
+        a, b = default_pair(project)
+    except LaunchRefused:
+        a = b = None
+    rows = []
+    for kind in KINDS:
+        mine = posted.get("kind") == kind
+        rows.append(
+            {
+                "kind": kind,
+                "label": TrainingRun.Kind(kind).label,
+                "help": BLIND_EVAL_HELP if kind == TrainingRun.Kind.BLIND_EVAL else (KINDS[kind].action or ("", ""))[1],
+                "a": str(posted.get("a", "")) if mine else str(a.pk if a else ""),
+                "b": str(posted.get("b", "")) if mine else str(b.pk if b else ""),
+                "prompts": posted.get("prompts", "") if mine else "",
+                "steps": posted.get("steps", "") if mine else "",
+            }
+        )
+    return rows
