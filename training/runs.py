@@ -7,6 +7,7 @@ or failed while its process was still busy is never marked succeeded afterwards.
 import ctypes
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
@@ -154,6 +156,19 @@ def fail_stale_runs(now=None) -> int:
         finished_at=now,
         child_pid=None,
     )
+
+
+def remove_partial_checkpoints() -> int:
+    """Removes the staging folders (training.core.checkpoints) that runs now over left in the model
+    store: a process killed mid-write cannot remove its own. Returns how many were removed."""
+    staged: dict[int, list[Path]] = {}
+    for folder in Path(settings.MODEL_STORE).glob("*/project-*/.run-*.partial-*"):
+        staged.setdefault(int(folder.name.split("-")[1]), []).append(folder)  # .run-{pk}-{hex}.partial-...
+    live = TrainingRun.objects.filter(pk__in=staged).exclude(status__in=TrainingRun.FINISHED)
+    over = [folder for pk in staged.keys() - set(live.values_list("pk", flat=True)) for folder in staged[pk]]
+    for folder in over:
+        shutil.rmtree(folder, ignore_errors=True)
+    return len(over)
 
 
 def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:

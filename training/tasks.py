@@ -8,7 +8,7 @@ from celery import shared_task
 
 from training.datasets import projects_with_reward_models
 from training.models import TrainingRun
-from training.runs import fail_stale_runs, supervise_in_child
+from training.runs import fail_stale_runs, remove_partial_checkpoints, supervise_in_child
 from training.services import executor_of, start_due_rounds
 
 
@@ -41,7 +41,11 @@ def run_round(run_id: int) -> None:
 
 @shared_task(name="training.fail_stale_runs")
 def fail_stale() -> int:
-    return fail_stale_runs()
+    """The periodic check: runs without a heartbeat are failed, and what runs that are over left
+    half-written in the model store is removed."""
+    failed = fail_stale_runs()
+    remove_partial_checkpoints()
+    return failed
 
 
 @shared_task(name="training.start_due_rounds")
