@@ -13,13 +13,19 @@ from training.dashboard import dashboard_charts
 from training.forms import LaunchForm
 from training.metrics import project_metrics
 from training.models import TrainingRun
-from training.overview import project_overview
+from training.outcomes import run_outcome
+from training.overview import phase, project_overview
 from training.runs import do_cancel_run
 from training.services import KINDS, LaunchRefused, launch
 
+FEW_POINTS = 3
+"""A chart of fewer points than this per line shows its values as numbers instead."""
+
 
 def chart_data(run: TrainingRun) -> list[dict]:
-    """For each chart: its title, axis label, and per metric the (step, value) points so far."""
+    """For each chart: its title, axis label, per metric the (step, value) points so far, and
+    `table`, their values, when no line has FEW_POINTS points (a chart of one or two dots says
+    less than the numbers)."""
     charts = []
     for chart in KINDS[run.kind].charts if run.kind in KINDS else ():
         series = {}
@@ -27,9 +33,19 @@ def chart_data(run: TrainingRun) -> list[dict]:
             points = [(m.get("step", i + 1), m[key]) for i, m in enumerate(run.metrics) if m.get(key) is not None]
             if points:
                 series[key] = points
-        if series:
-            charts.append({"title": chart.title, "unit": chart.unit, "series": series})
+        if not series:
+            continue
+        charts.append({"title": chart.title, "unit": chart.unit, "series": series})
+        if max(len(points) for points in series.values()) < FEW_POINTS:
+            charts[-1]["table"] = _values_table(series)
     return charts
+
+
+def _values_table(series: dict[str, list]) -> list[tuple]:
+    """(step, [each metric's value at that step, 3 significant digits, "" where it has none])."""
+    steps = sorted({step for points in series.values() for step, _ in points}, key=str)
+    at = {key: dict(points) for key, points in series.items()}
+    return [(step, [f"{at[key][step]:.3g}" if step in at[key] else "" for key in series]) for step in steps]
 
 
 @staff_member_required
@@ -40,6 +56,8 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "run": run,
         "charts": chart_data(run),
         "latest": (run.metrics or [{}])[-1],
+        "phase": "" if run.is_finished else phase(run),
+        "outcome": run_outcome(run),
         "steps": run.steps.order_by("id"),
     }
     return render(request, template, context)
