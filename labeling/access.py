@@ -24,9 +24,12 @@ def get_project_for_labeler(user: AbstractBaseUser, project_id: int) -> Project:
 
 
 def get_assignment_for_labeler(user: AbstractBaseUser, task_id: int) -> Assignment:
-    """The labeler's own assignment on a task; another labeler's task is a 404, never a 403."""
+    """The labeler's own assignment on a task of a project they still label; another labeler's
+    task is a 404, never a 403, and so is their own once they are taken off its project."""
     assignment = (
-        Assignment.objects.filter(task_id=task_id, labeler=user).select_related("task__project", "task__prompt").first()
+        Assignment.objects.filter(task_id=task_id, labeler=user, task__project__in=labeler_projects(user))
+        .select_related("task__project", "task__prompt")
+        .first()
     )
     if assignment is None:
         raise Http404("No such task among yours.")

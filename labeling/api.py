@@ -10,7 +10,7 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from labeling.access import get_project_for_labeler
+from labeling.access import get_assignment_for_labeler, get_project_for_labeler
 from labeling.exporting import streamed_export
 from labeling.importing import do_import_prompts, parse_records
 from labeling.models import ComparisonTask, Project, Ranking
@@ -77,6 +77,7 @@ def next_task(request: Request) -> Response:
 @api_view(["POST"])
 def submit_ranking(request: Request, task_id: int) -> Response:
     """Stores the caller's ranking of a task they were given; posting the same ranking again is a 200."""
+    get_assignment_for_labeler(request.user, task_id)  # a 404 unless they still label its project
     posted = RankingIn(data=request.data)
     posted.is_valid(raise_exception=True)
     try:

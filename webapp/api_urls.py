@@ -10,7 +10,10 @@ from rest_framework.routers import DefaultRouter
 from labeling import api as labeling_api
 from training import api as training_api
 
+# No `.json` twins of each route: nothing uses them, and the API's actions did not take their
+# `format` argument (a 500 the access matrix found).
 router = DefaultRouter()
+router.include_format_suffixes = False
 router.register("projects", labeling_api.ProjectViewSet, basename="project")
 router.register("tasks", labeling_api.ComparisonTaskViewSet, basename="task")
 router.register("rankings", labeling_api.RankingViewSet, basename="ranking")
