@@ -29,8 +29,9 @@ class AssignedTaskSerializer(serializers.Serializer):
 
 class RankingIn(serializers.Serializer):
     order = serializers.ListField(
-        child=serializers.ListField(child=serializers.IntegerField(), allow_empty=False),
+        child=serializers.ListField(child=serializers.IntegerField(), allow_empty=False, min_length=1),
         allow_empty=False,
+        min_length=1,  # as allow_empty, but the schema shows it (minItems)
         help_text="Tie groups of completion ids, best first: [[12], [14, 11], [13]].",
     )
     likert = serializers.DictField(

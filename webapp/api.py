@@ -6,7 +6,7 @@ this module must not import rest_framework.views.
 
 from django.conf import settings
 from rest_framework import status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, NotFound, ValidationError
 from rest_framework.pagination import CursorPagination
 from rest_framework.parsers import JSONParser
 
@@ -40,3 +40,11 @@ class NewestFirst(CursorPagination):
     page_size = 100
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request):
+        """A cursor that is not one of ours is a bad parameter (400), not a missing page (DRF's 404)."""
+        try:
+            return super().decode_cursor(request)
+        except NotFound:
+            message = "Invalid cursor: pass a page's `next` or `previous` link as it is."
+            raise ValidationError({self.cursor_query_param: [message]}) from None

@@ -5,6 +5,8 @@ classes, so that module must not import rest_framework.views (as viewsets does).
 """
 
 from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
 from rest_framework import serializers, viewsets
 from rest_framework.permissions import IsAdminUser
 
@@ -27,3 +29,10 @@ class StaffReadViewSet(viewsets.GenericViewSet):
         params = self.filters(data=self.request.query_params)
         params.is_valid(raise_exception=True)
         return queryset.filter(**{self.lookups[name]: value for name, value in params.validated_data.items()})
+
+
+def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """handler404: JSON under /api/ (a URL no route matches, such as /api/runs/0.5/), the page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)

@@ -198,6 +198,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "webapp.api_schema.document_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "TaskKindEnum": "labeling.models.ComparisonTask.Kind",
         "TaskStateEnum": "labeling.models.ComparisonTask.State",

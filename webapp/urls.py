@@ -17,6 +17,8 @@ class FaviconRedirect(RedirectView):
 admin.site.site_header = "RLHF administration"
 admin.site.site_title = "RLHF admin"
 
+handler404 = "webapp.api_views.not_found"
+
 urlpatterns = [
     path("", include("labeling.urls")),
     path("training/", include("training.urls")),
