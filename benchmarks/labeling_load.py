@@ -1,7 +1,7 @@
 """The labeling server under load: API clients asking for their next task and ranking it.
 
-    .venv/bin/python benchmarks/labeling_load.py [--mode closed open scale] [--tasks 5000] [--clients 32]
-        [--duration 30] [--rate 20] [--open-duration 60] [--workers 4] [--threads 4]
+    .venv/bin/python benchmarks/labeling_load.py [--mode closed open scale soak] [--tasks 5000] [--clients 32]
+        [--duration 30] [--rate 20] [--open-duration 60] [--labelers 64] [--minutes 10] [--workers 4] [--threads 4]
         [--selection random|uncertainty] [--url http://127.0.0.1:PORT --database-url postgres://...]
 
 Without --url it creates a throwaway PostgreSQL database (on --pg), migrates it, starts gunicorn on
@@ -13,7 +13,11 @@ own project (`manage.py seed_tasks`) and labeler accounts with tokens (`manage.p
 - open:   rankings arrive at --rate per second for --open-duration seconds, each started by a free
           client; a call's latency counts from its scheduled start, so queueing shows;
 - scale:  next-task p50 with --scale-clients clients on a project of --scale-small tasks and on one
-          of --scale-large tasks, in alternating rounds that rank 80% of the small one's tasks.
+          of --scale-large tasks, in alternating rounds that rank 80% of the small one's tasks;
+- soak:   --labelers clients (64) rank without pause for --minutes (10), tasks topped up as they run
+          out: errors, rankings acknowledged / found / lost / duplicated, tasks over their overlap,
+          p50/p99, and gunicorn's resident memory (all its processes, from /proc) at the start, every
+          30 s and at the end. Not in the default modes: run it alone (`--mode soak`).
 
 Clients are threads with one keep-alive http.client connection each (low CPU: the clients, gunicorn
 and PostgreSQL share the machine). Prints one JSON line: rankings/s, p50/p95/p99 ms per call,
@@ -49,6 +53,7 @@ class Tally:
     next_s: list[float] = field(default_factory=list)
     submit_s: list[float] = field(default_factory=list)
     ranked: list[int] = field(default_factory=list)  # task ids, one per stored ranking
+    ranking_ids: list[int] = field(default_factory=list)  # the ids the server answered 201 with
     errors: list[str] = field(default_factory=list)
     nothing_left: list[int] = field(default_factory=list)
 
@@ -118,6 +123,7 @@ class Client:
         tally.submit_s.append(time.perf_counter() - sent)
         if status == 201:
             tally.ranked.append(task["id"])
+            tally.ranking_ids.append(ranking["id"])
         else:
             tally.errors.append(f"submit {status}: {str(ranking)[:120]}")
         return True
@@ -351,6 +357,80 @@ def measured(run, url: str, tokens: list[str], project, server) -> dict:
     return figures
 
 
+def rss_mib(pids: list[int]) -> float:
+    """Resident memory of the live processes among `pids`, summed, in MiB (VmRSS from /proc)."""
+    kib = 0
+    for pid in pids:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        kib += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return round(kib / 1024, 1)
+
+
+def soak(url: str, args, server) -> dict:
+    """--labelers clients ranking for --minutes; tasks are topped up meanwhile, memory sampled."""
+    from django.core.management import call_command
+    from django.db import connection, connections
+    from django.db.models import Count
+
+    from labeling.models import ComparisonTask, Ranking
+
+    project = new_project("soak", args.tasks, args.k, args.overlap, args.selection)
+    tokens = labeler_tokens(project, args.labelers)
+    warm_up(url, tokens, project.pk)
+    connections.close_all()
+    tally, stop, started = Tally(), threading.Event(), time.perf_counter()
+    memory = [{"s": 0, "rss_mib": rss_mib(server_pids(server)), "rankings": 0}]
+
+    def top_up() -> None:  # more tasks whenever fewer than 20 per labeler are open: nobody runs dry
+        try:
+            while not stop.wait(5):
+                if ComparisonTask.objects.filter(project=project, state="open").count() < 20 * len(tokens):
+                    call_command(
+                        "seed_tasks", project=str(project.pk), tasks=args.tasks, k=args.k, stdout=io.StringIO()
+                    )
+        finally:
+            connection.close()
+
+    def sample() -> None:
+        while not stop.wait(30):
+            elapsed = round(time.perf_counter() - started)
+            memory.append({"s": elapsed, "rss_mib": rss_mib(server_pids(server)), "rankings": len(tally.ranked)})
+
+    helpers = [threading.Thread(target=work, daemon=True) for work in (top_up, sample)]
+    for helper in helpers:
+        helper.start()
+    _, elapsed = closed_loop(url, tokens, project.pk, 60 * args.minutes, tally)
+    stop.set()
+    for helper in helpers:
+        helper.join()
+    memory.append({"s": round(elapsed), "rss_mib": rss_mib(server_pids(server)), "rankings": len(tally.ranked)})
+    acknowledged = set(tally.ranking_ids)
+    found = Ranking.objects.filter(pk__in=acknowledged).count()
+    twice = Ranking.objects.filter(task__project=project).values("task", "labeler").annotate(n=Count("pk"))
+    figures = tally.figures(elapsed)
+    return {
+        "labelers": args.labelers,
+        "minutes": args.minutes,
+        **{
+            key: figures[key]
+            for key in ("rankings", "rankings_per_s", "errors", "error_samples", "nothing_left_answers")
+        },
+        "rankings_acknowledged": len(tally.ranking_ids),
+        "rankings_found": found,
+        "rankings_lost": len(acknowledged) - found,
+        "rankings_duplicated": len(tally.ranking_ids) - len(acknowledged) + twice.filter(n__gt=1).count(),
+        "tasks_over_overlap": over_overlap(project),
+        "next_ms": figures["next_ms"],
+        "submit_ms": figures["submit_ms"],
+        "gunicorn_rss_mib_start": memory[0]["rss_mib"],
+        "gunicorn_rss_mib_end": memory[-1]["rss_mib"],
+        "gunicorn_rss_mib": memory,
+    }
+
+
 def scaling(url: str, args) -> dict:
     """Next-task latency on a small and a large project, measured in alternating rounds so that a
     change in the machine's load during the run weighs on both alike. Each round ranks the same
@@ -382,7 +462,9 @@ def scaling(url: str, args) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", nargs="+", choices=["closed", "open", "scale"], default=["closed", "open", "scale"])
+    parser.add_argument(
+        "--mode", nargs="+", choices=["closed", "open", "scale", "soak"], default=["closed", "open", "scale"]
+    )
     parser.add_argument("--tasks", type=int, default=5000, help="Tasks seeded for the closed and open modes.")
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--overlap", type=int, default=1)
@@ -396,6 +478,8 @@ def main() -> None:
     parser.add_argument("--scale-small", type=int, default=1_000)
     parser.add_argument("--scale-large", type=int, default=100_000)
     parser.add_argument("--scale-clients", type=int, default=4)
+    parser.add_argument("--labelers", type=int, default=64, help="soak: clients.")
+    parser.add_argument("--minutes", type=float, default=10, help="soak: minutes.")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes.")
     parser.add_argument("--threads", type=int, default=4, help="Threads per worker (more than 1: gthread).")
     parser.add_argument("--url", help="A running server to drive instead of starting gunicorn.")
@@ -444,6 +528,8 @@ def main() -> None:
             result["open"] = {"rate": args.rate, "tasks": args.tasks, **measured(run, url, tokens, project, server)}
         if "scale" in args.mode:
             result["scale"] = scaling(url, args)
+        if "soak" in args.mode:
+            result["soak"] = soak(url, args, server)
         result["load_average_after"] = os.getloadavg()[0]
     print(json.dumps(result))
 
