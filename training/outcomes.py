@@ -27,7 +27,7 @@ def run_outcome(run: TrainingRun) -> dict | None:
         lines.append(
             {
                 "what": f"Reward model v{reward_model.version}",
-                "detail": f"trained on {reward_model.rankings_count} rankings; held-out accuracy",
+                "detail": f"trained on {reward_model.rankings_count} rankings; held-out accuracy:",
                 "share": share_of_pairs(reward_model.heldout_accuracy, pairs),
             }
         )

@@ -46,7 +46,7 @@ def test_a_reward_model_run_leads_with_the_version_its_accuracy_and_pairs(staff,
     body = page(staff, run)
     assert body.index("What came out") < body.index('id="run-progress"')
     assert (
-        "<strong>Reward model v1</strong> — trained on 40 rankings; held-out accuracy 70% (95% CI 57–80%, 60 pairs)"
+        "<strong>Reward model v1</strong> — trained on 40 rankings; held-out accuracy: 70% (95% CI 57–80%, 60 pairs)"
         in body
     )
 
@@ -54,7 +54,7 @@ def test_a_reward_model_run_leads_with_the_version_its_accuracy_and_pairs(staff,
 def test_a_reward_model_on_few_held_out_pairs_says_too_few_to_tell(staff, project):
     run = TrainingRun.objects.create(project=project, kind="rm", status="succeeded", progress=1.0)
     reward_model(project, run, pairs=12)
-    assert "held-out accuracy too few pairs to tell (12 pairs)" in page(staff, run)
+    assert "held-out accuracy: too few pairs to tell (12 pairs)" in page(staff, run)
 
 
 def test_a_round_names_the_reward_model_and_policy_its_steps_made(staff, project):
