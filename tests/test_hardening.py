@@ -162,6 +162,13 @@ def test_the_api_docs_start_up_script_is_a_file_not_inline(client):
     assert "SwaggerUIBundle" in script.content.decode()
 
 
+def test_the_browsable_api_has_no_inline_style(client, labeler):
+    client.force_login(labeler)
+    response = client.get(reverse("api:api-root"), headers={"Accept": "text/html"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/html")
+    assert "<style" not in response.content.decode()
+
+
 # An inline <script>, a <style> element or attribute, an on* handler, htmx's hx-on.
 INLINE_CODE = (r"<script(?![^>]*\bsrc=)(?![^>]*application/json)", r"<style", r"\sstyle=", r"\son[a-z]+=", r"hx-on")
 
@@ -183,7 +190,9 @@ def test_our_templates_have_no_inline_script_style_or_event_handler():
 
 def test_check_deploy_is_clean_in_production():
     """With the variables the README's production setup names, `check --deploy` warns of nothing."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECURE_COOKIES", "SECURE_HSTS_SECONDS"}}
+    # Not the browser tests' DJANGO_ALLOW_ASYNC_UNSAFE (tests/browser/conftest.py), which a deployment has not.
+    unset = {"DEBUG", "SECURE_COOKIES", "SECURE_HSTS_SECONDS", "DJANGO_ALLOW_ASYNC_UNSAFE"}
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env.update(
         DJANGO_ENV="production",
         SECRET_KEY=secrets.token_urlsafe(50),

@@ -112,6 +112,7 @@ def test_the_other_pages_with_scripts_report_no_violation(page, live_server, adm
         "admin-projects": ("/admin/labeling/project/", "#changelist"),
         "admin-project": (f"/admin/labeling/project/{project.pk}/change/", "#project_form"),
         "api-docs": ("/api/docs/", "text=/api/tasks/next/"),
+        "browsable-api": ("/api/projects/", "text=Project List"),
     }
     for name, (url, ready) in pages.items():
         page.goto(f"{live_server.url}{url}")
