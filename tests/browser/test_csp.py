@@ -1,12 +1,13 @@
 """The pages under the Content-Security-Policy, in a real Chromium: ranking (keys, a drag, a
-refused submit, the next task swapped in by htmx), the run page's polling and charts, and the
-other pages with scripts, each with no violation reported.
+refused submit, the next task swapped in by htmx), the run page's polling and charts, the
+other pages with scripts, and the lockout page, each with no violation reported.
 
 Chromium reports a blocked script, style or eval twice: as a console error naming the policy,
 and as a `securitypolicyviolation` event, which a script added before the page's own records.
 """
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 from playwright.sync_api import expect
 
@@ -14,7 +15,7 @@ from labeling.models import Ranking
 from tests.browser.conftest import screenshot
 from tests.browser.test_ranking import drag_pool_chip_to_end, ids_by_letter, log_in, task_id_in_url, wait_until_ready
 from tests.browser.test_run_page import ppo_metrics
-from tests.factories import ComparisonTaskFactory, ProjectFactory
+from tests.factories import PASSWORD, ComparisonTaskFactory, ProjectFactory
 from training.models import TrainingRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -118,4 +119,21 @@ def test_the_other_pages_with_scripts_report_no_violation(page, live_server, adm
         page.goto(f"{live_server.url}{url}")
         page.locator(ready).first.wait_for()
         screenshot(page, f"csp-{name}-1280")
+    assert violations() == []
+
+
+def test_a_locked_out_login_says_so_in_the_page(page, live_server, labeler, violations):
+    page.goto(f"{live_server.url}/accounts/login/")
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        page.get_by_label("Username").fill("labeler")
+        page.get_by_label("Password").fill("wrong-password")
+        page.get_by_role("button", name="Log in").click()
+        page.get_by_role("alert").wait_for()
+    expect(page.get_by_role("heading", name="Login refused")).to_be_visible()
+    page.get_by_role("link", name="Back to the login page").click()
+    page.get_by_label("Username").fill("labeler")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert")).to_contain_text("even with the right password")
+    screenshot(page, "csp-locked-out-1280")
     assert violations() == []
