@@ -231,6 +231,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "data_folder_in": str(VAR_DIR / "celery-broker"),
         "data_folder_out": str(VAR_DIR / "celery-broker"),
         "processed_folder": str(VAR_DIR / "celery-broker-processed"),
+        "control_folder": str(VAR_DIR / "celery-broker-control"),  # else a control/ folder in the cwd
         "store_processed": False,
     }
     if CELERY_BROKER_URL.startswith("filesystem://")
@@ -242,7 +243,8 @@ CELERY_TASK_DEFAULT_QUEUE = "generation"
 # Runs are sent with their kind's queue (training.services.KINDS); these are the periodic tasks'.
 CELERY_TASK_ROUTES = {
     "training.fail_stale_runs": {"queue": "generation"},
-    "training.start_due_rounds": {"queue": "generation"},
+    # The rounds it launches run on the training worker: never stuck behind a long sampling run.
+    "training.start_due_rounds": {"queue": "training"},
     "training.score_fresh_rankings": {"queue": "generation"},
     "training.score_fresh_rankings_of": {"queue": "generation"},
 }
