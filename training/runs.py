@@ -6,6 +6,7 @@ or failed while its process was still busy is never marked succeeded afterwards.
 
 import ctypes
 import logging
+import math
 import os
 import shutil
 import signal
@@ -35,6 +36,13 @@ STALE_AFTER_SECONDS = 120  # a running run without a heartbeat this long is mark
 ProgressLine = Callable[[TrainingRun], None]  # e.g. a command's progress line, called after each record
 
 
+def is_main_process() -> bool:
+    """Whether this process writes: always, unless it is one of several training processes
+    (TRAINING_PROCESSES) that are not rank 0. Only rank 0 records progress, metrics, checkpoints
+    and rows; the others train beside it, and record only a failure of their own."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 class RunCancelled(Exception):
     """The run was cancelled (or failed) while its process worked; the process stops."""
 
@@ -45,7 +53,10 @@ def checkpoint_name(run: TrainingRun) -> str:
 
 
 def start_run(run_id: int) -> TrainingRun | None:
-    """Marks a queued run as running; None if it is gone or was already taken."""
+    """Marks a queued run as running; None if it is gone or was already taken. The other ranks of
+    several training processes wait for rank 0 to have taken it."""
+    if not is_main_process():
+        return _taken_by_rank_0(run_id)
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != TrainingRun.Status.QUEUED:
@@ -56,22 +67,36 @@ def start_run(run_id: int) -> TrainingRun | None:
     return run
 
 
+def _taken_by_rank_0(run_id: int, wait: float = 120) -> TrainingRun | None:
+    deadline = time.monotonic() + wait
+    while True:
+        run = TrainingRun.objects.filter(pk=run_id).first()
+        if run is None or run.status != TrainingRun.Status.QUEUED or time.monotonic() > deadline:
+            return run if run is not None and run.status == TrainingRun.Status.RUNNING else None
+        time.sleep(0.2)
+
+
 @contextmanager
 def carried_out(run: TrainingRun) -> Iterator[None]:
     """Wraps a run's work: it succeeds if the block ends, fails with the traceback if it raises,
-    and stays as it is if it was stopped meanwhile (RunCancelled)."""
+    and stays as it is if it was stopped meanwhile (RunCancelled). Of several training processes,
+    rank 0 finishes the run; another rank records only its own failure (which stops them all)."""
+    main = is_main_process()
     try:
         yield
     except RunCancelled:
-        _record_peak_memory(run)
+        if main:
+            _record_peak_memory(run)
         return
     except Exception as exc:
         log.exception("%s run %s failed", run.kind, run.pk)
-        _record_peak_memory(run)
+        if main:
+            _record_peak_memory(run)
         fail_run(run, exc)
         return
-    _record_peak_memory(run)
-    finish_run(run, TrainingRun.Status.SUCCEEDED)
+    if main:
+        _record_peak_memory(run)
+        finish_run(run, TrainingRun.Status.SUCCEEDED)
 
 
 def _record_peak_memory(run: TrainingRun) -> None:
@@ -86,7 +111,9 @@ def _record_peak_memory(run: TrainingRun) -> None:
 
 def record_progress(run: TrainingRun, progress: float, on_progress: ProgressLine | None = None, **metrics) -> None:
     """Appends a metrics point and moves the bar (then calls `on_progress(run)`, e.g. a command's
-    progress line); raises RunCancelled if the run was stopped."""
+    progress line); raises RunCancelled if the run was stopped. A rank other than 0 records nothing."""
+    if not is_main_process():
+        return
     run.progress = min(1.0, progress)
     run.heartbeat_at = timezone.now()
     run.metrics = [*run.metrics, {"time": run.heartbeat_at.isoformat(), **metrics}]
@@ -97,6 +124,13 @@ def record_progress(run: TrainingRun, progress: float, on_progress: ProgressLine
         raise RunCancelled(f"Run {run.pk} was stopped.")
     if on_progress:
         on_progress(run)
+
+
+def note(run: TrainingRun, text: str) -> None:
+    """A sentence for the run's page, in its log tail; printed too, so that the log tail a
+    supervising worker copies from a training child's output carries it as well."""
+    print(text, flush=True)
+    TrainingRun.objects.filter(pk=run.pk).update(log_tail=text)
 
 
 def check_still_running(run: TrainingRun) -> None:
@@ -123,7 +157,9 @@ def finish_run(run: TrainingRun, status: str, error: str = "", log_tail: str = "
 
 def fail_run(run: TrainingRun, exc: Exception) -> None:
     """Marks a run failed with the exception and its traceback (called from an `except` block)."""
-    finish_run(run, TrainingRun.Status.FAILED, error=f"{type(exc).__name__}: {exc}", log_tail=traceback.format_exc())
+    rank = "" if is_main_process() else f"Training process {os.environ['RANK']}: "
+    finish_run(run, TrainingRun.Status.FAILED, error=f"{rank}{type(exc).__name__}: {exc}",
+               log_tail=traceback.format_exc())  # fmt: skip
 
 
 def do_cancel_run(run: TrainingRun, by: str = "") -> bool:
@@ -175,19 +211,22 @@ def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:
     """Runs a queued run in a child process (`manage.py execute_run`) and watches it.
 
     The child frees its memory (GPU included) when it exits, and a crash in it cannot take the
-    worker down. Every few seconds the supervisor beats the run's heartbeat; if the run was
-    cancelled it stops the child. A child that exits without finishing the run fails it. A round
-    (`parent_id`) that waits on the child gets the heartbeat too.
+    worker down. Every few seconds the supervisor beats the run's heartbeat and copies the child's
+    latest output to the run's log tail; if the run was cancelled it stops the child. A child that
+    exits without finishing the run fails it. A round (`parent_id`) that waits on the child gets
+    the heartbeat too. With TRAINING_PROCESSES above 1, a run of a kind that trains on several
+    processes is started by `accelerate launch`, one process a GPU (`child_command`).
     """
-    command = [sys.executable, str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)]
+    command = child_command(run_id)
     with open(os.devnull, "w") as devnull:
         child = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=devnull, text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )  # fmt: skip
     TrainingRun.objects.filter(pk=run_id).update(child_pid=child.pid)
     output: list[str] = []
     reader = _drain(child, output)
+    tail_written = -math.inf  # the first lines are written as soon as they come
     while child.poll() is None:
         time.sleep(HEARTBEAT_SECONDS / 5)
         run = TrainingRun.objects.filter(pk=run_id).only("status").first()
@@ -195,9 +234,13 @@ def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:
             _stop(child)
             break
         beating = [run_id] if parent_id is None else [run_id, parent_id]
-        TrainingRun.objects.filter(pk__in=beating, status=TrainingRun.Status.RUNNING).update(
-            heartbeat_at=timezone.now()
-        )
+        now = timezone.now()
+        TrainingRun.objects.filter(pk__in=beating, status=TrainingRun.Status.RUNNING).update(heartbeat_at=now)
+        if output and time.monotonic() - tail_written >= HEARTBEAT_SECONDS:
+            TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
+                log_tail="".join(output)[-4000:]
+            )
+            tail_written = time.monotonic()
     child.wait()
     reader.join(timeout=5)
     run = TrainingRun.objects.filter(pk=run_id).first()
@@ -209,9 +252,29 @@ def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:
     TrainingRun.objects.filter(pk=run_id).update(child_pid=None)
 
 
-def _die_with_parent() -> None:
+def child_command(run_id: int) -> list[str]:
+    """`manage.py execute_run ID`, under `accelerate launch` when this worker has several training
+    processes and the run's kind trains on several (training.services.RunKind.processes).
+
+    accelerate's `--cpu` launches one process and leaves several to MPI, so its torchrun launcher
+    (`--multi_gpu`) starts them on GPUs and CPUs alike; each joins the others in
+    training.executors.placement (NCCL on GPUs, gloo on the CPU)."""
+    from training.services import KINDS  # services imports this module
+
+    manage = [str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)]
+    run = TrainingRun.objects.filter(pk=run_id).only("kind").first()
+    processes = settings.TRAINING_PROCESSES
+    if processes == 1 or run is None or not KINDS[run.kind].processes:
+        return [sys.executable, *manage]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no",
+            *manage]  # fmt: skip
+
+
+def die_with_parent() -> None:
     """In the child, before it runs: Linux kills it when the supervising worker dies (even by
-    SIGKILL), so an orphan never goes on training and registering a model on its own."""
+    SIGKILL), so an orphan never goes on training and registering a model on its own. Each of
+    several training processes calls it for itself too, so their launcher's death kills them."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 

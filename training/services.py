@@ -152,6 +152,8 @@ class RunKind:
     default inputs; None for kinds launched otherwise."""
     charts: tuple[Chart, ...] = field(default=())
     """What its live page charts."""
+    processes: bool = False
+    """Whether it trains on the worker's TRAINING_PROCESSES processes (one a GPU), rank 0 writing."""
 
 
 def check_sampling(project: Project, prompts: int = 50, task_kind: str = ComparisonTask.Kind.TRAIN) -> dict:
@@ -276,27 +278,27 @@ KINDS: dict[str, RunKind] = {
     ),
     Kind.RM: RunKind(
         check=check_reward_model, task="training.run_in_child", queue="training",
-        executor="training.executors.reward_model.execute_reward_model_run",
+        executor="training.executors.reward_model.execute_reward_model_run", processes=True,
         action=("train_reward_model", "Train reward model"), charts=RM_CHARTS,
     ),
     Kind.PPO: RunKind(
         check=partial(check_rl, algorithm="ppo"), task="training.run_in_child", queue="training",
-        executor="training.executors.ppo.execute_rl_run",
+        executor="training.executors.ppo.execute_rl_run", processes=True,
         action=("run_ppo_round", "Run PPO round"), charts=PPO_CHARTS,
     ),
     Kind.RLOO: RunKind(
         check=partial(check_rl, algorithm="rloo"), task="training.run_in_child", queue="training",
-        executor="training.executors.ppo.execute_rl_run",
+        executor="training.executors.ppo.execute_rl_run", processes=True,
         action=("run_rloo_round", "Run RLOO round (k samples per prompt, no critic)"), charts=RLOO_CHARTS,
     ),
     Kind.DPO: RunKind(
         check=check_dpo, task="training.run_in_child", queue="training",
-        executor="training.executors.dpo.execute_dpo_run",
+        executor="training.executors.dpo.execute_dpo_run", processes=True,
         action=("run_dpo", "Run DPO on the rankings"), charts=DPO_CHARTS,
     ),
     Kind.SFT: RunKind(
         check=check_sft, task="training.run_in_child", queue="training",
-        executor="training.executors.sft.execute_sft_run",
+        executor="training.executors.sft.execute_sft_run", processes=True,
         action=("run_sft", "Supervised fine-tuning on demonstrations"), charts=SFT_CHARTS,
     ),
     Kind.ROUND: RunKind(

@@ -62,3 +62,30 @@ def test_why_trained_weights_stay_in_float32_a_bfloat16_weight_does_not_move_at_
         weight.sum().backward()
         optimiser.step()
         assert bool((weight != 1).any()) == moves, dtype
+
+
+@pytest.fixture
+def four_gpus(monkeypatch):
+    """A worker that sees four GPUs (none is touched: decide only counts them)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda: True)
+
+
+@pytest.mark.parametrize("device", ["auto", "cuda"])
+def test_several_training_processes_take_a_gpu_each(four_gpus, device):
+    assert [decide(device, "auto", processes=4, rank=r).device for r in range(4)] == [
+        torch.device("cuda", r) for r in range(4)
+    ]
+    assert decide(device, "auto", processes=4, rank=2).dtype == torch.bfloat16
+
+
+def test_several_training_processes_refuse_one_named_gpu_or_more_processes_than_gpus(four_gpus):
+    with pytest.raises(PlacementError, match="take a GPU each: set it to auto or cuda.*CUDA_VISIBLE_DEVICES"):
+        decide("cuda:1", "auto", processes=2, rank=0)
+    with pytest.raises(PlacementError, match="TRAINING_PROCESSES is 8, but this worker sees 4 GPU"):
+        decide("cuda", "auto", processes=8, rank=0)
+
+
+def test_several_training_processes_on_the_cpu_share_it():
+    assert decide("cpu", "float32", processes=2, rank=1) == CPU

@@ -1,5 +1,9 @@
+import threading
+import time
+
 import pytest
 from django.core.management import CommandError, call_command
+from django.db import connection
 
 from labeling.forms import ProjectAdminForm
 from labeling.models import Ranking
@@ -112,3 +116,27 @@ def test_a_child_that_dies_marks_its_run_failed(project, child_env):
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED
     assert "exited with code 1" in run.error and "KeyError" in run.log_tail
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(project, child_env):
+    run = launch(project, "rm", enqueue=False)
+    supervisor = threading.Thread(target=lambda: (supervise_in_child(run.pk), connection.close()))
+    supervisor.start()
+    seen_running: list[str] = []
+    while supervisor.is_alive():
+        run.refresh_from_db()
+        if run.status == TrainingRun.Status.RUNNING and run.log_tail:
+            seen_running.append(run.log_tail)
+        time.sleep(0.2)
+    supervisor.join()
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log_tail
+    assert seen_running and "reading rankings and loading the reward model" in seen_running[0]
+    assert "training step" in seen_running[-1]
+    phases = [point["phase"] for point in run.metrics if "phase" in point]
+    assert phases[0] == "reading rankings and loading the reward model"
+    assert {"training step 1 of", "saving the reward model"} <= {p.rsplit(" ", 1)[0] if p.startswith("training step 1")
+                                                                else p for p in phases}  # fmt: skip
+    assert "the reference offset: the mean score of the reference completions" in phases

@@ -68,12 +68,13 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def decide(device: str = "auto", dtype: str = "auto") -> Placement:
-    """The placement for TRAINING_DEVICE and TRAINING_DTYPE.
+def decide(device: str = "auto", dtype: str = "auto", processes: int = 1, rank: int = 0) -> Placement:
+    """The placement for TRAINING_DEVICE and TRAINING_DTYPE, of local rank `rank` of `processes`.
 
     device: "auto" (the first GPU when there is one, else the CPU), "cpu", "cuda" or "cuda:N".
     dtype: "auto" (bfloat16 on a GPU that supports it, else float32), or one of DTYPES.
-    Raises PlacementError saying what is missing.
+    Several processes on GPUs take one each, cuda:0 to cuda:N-1 of those visible (choose them with
+    CUDA_VISIBLE_DEVICES). Raises PlacementError saying what is missing.
     """
     device = (device or "auto").strip().lower()
     if device == "auto":
@@ -92,6 +93,15 @@ def decide(device: str = "auto", dtype: str = "auto") -> Placement:
         if not visible:
             raise PlacementError(f"TRAINING_DEVICE is {device!r}, but this worker sees no CUDA GPU "
                                  f"(torch {torch.__version__}); set it to auto or cpu.")  # fmt: skip
+        if processes > 1:
+            if chosen.index is not None and device != "auto":
+                raise PlacementError(f"TRAINING_DEVICE is {device!r}, but {processes} training processes take "
+                                     "a GPU each: set it to auto or cuda, and choose the GPUs with "
+                                     "CUDA_VISIBLE_DEVICES.")  # fmt: skip
+            if processes > visible:
+                raise PlacementError(f"TRAINING_PROCESSES is {processes}, but this worker sees {visible} GPU(s): "
+                                     "one process a GPU.")  # fmt: skip
+            chosen = torch.device("cuda", rank)
         index = 0 if chosen.index is None else chosen.index
         if index >= visible:
             raise PlacementError(f"TRAINING_DEVICE is {device!r}, but this worker sees {visible} GPU(s), "

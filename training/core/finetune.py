@@ -16,6 +16,7 @@ from training.core.data import RewardBatch, collate, completion_rows, pair_index
 from training.core.devices import CPU, Placement
 from training.core.losses import dpo_loss
 from training.core.rankings import RankedPrompt
+from training.core.ranks import Ranks, current
 from training.core.recompute import is_recomputed, recompute_layers
 
 Log = Callable[[dict], None]
@@ -132,13 +133,15 @@ def schedule_of(config: SFTConfig | DPOConfig) -> Schedule:
                     config.weight_decay, config.max_grad_norm, config.seed)  # fmt: skip
 
 
-Loss = Callable[[list[int]], tuple[torch.Tensor, dict]]  # indices into the training items -> (loss, figures)
+Loss = Callable[[list[int]], tuple[torch.Tensor, float, dict]]
+"""Indices into the training items -> (their mean loss, what it is a mean over: items or tokens, and
+figures). Never called with no indices."""
 Heldout = Callable[[], dict]  # -> figures on held-out prompts, "heldout_loss" among them
 
 
 def fit(
     model: PreTrainedModel, items: int, loss_of: Loss, heldout: Heldout | None, schedule: Schedule,
-    log: Log | None = None, heldout_every_step: bool = False, placement: Placement = CPU,
+    log: Log | None = None, heldout_every_step: bool = False, placement: Placement = CPU, ranks: Ranks | None = None,
 ) -> dict:  # fmt: skip
     """Trains `model`'s trainable weights on `items` training items, `schedule.batch_prompts` a step,
     each forward under `placement`'s autocast (the backward outside it, as torch.autocast asks).
@@ -147,9 +150,15 @@ def fit(
     and with `schedule.patience` training stops after that many epochs without a lower held-out loss,
     keeping the best epoch's weights. Dropout stays off. Returns the last step's figures, with the
     best epoch and its held-out loss.
+
+    On several processes (`ranks`, by default this process's) each rank takes its slice of every
+    batch, and the gradients are combined to the whole batch's before the step (training.core.ranks);
+    the logged loss is the whole batch's, the other figures rank 0's.
     """
     model.eval()
+    ranks = ranks or current()
     trainable = [p for p in model.parameters() if p.requires_grad]
+    ranks.broadcast_parameters(trainable)  # fresh adapters start alike on every rank
     optimiser = torch.optim.AdamW(trainable, lr=schedule.lr, weight_decay=schedule.weight_decay)
     steps_per_epoch = math.ceil(items / schedule.batch_prompts)
     total, step, figures = steps_per_epoch * schedule.epochs, 0, {}
@@ -160,14 +169,19 @@ def fit(
         for start in range(0, items, schedule.batch_prompts):
             for group in optimiser.param_groups:
                 group["lr"] = schedule.lr * schedule.scale(step, total)
-            with placement.autocast():
-                loss, figures = loss_of(order[start : start + schedule.batch_prompts])
+            mine = ranks.shard(order[start : start + schedule.batch_prompts])
             optimiser.zero_grad()
-            loss.backward()
+            loss, share, figures = torch.zeros(()), 0.0, {}  # a rank left without items this batch
+            if mine:
+                with placement.autocast():
+                    loss, share, figures = loss_of(mine)
+                loss.backward()
+            ranks.combine_gradients(trainable, share)
             grad_norm = torch.nn.utils.clip_grad_norm_(trainable, schedule.max_grad_norm)
             optimiser.step()
             step += 1
-            figures = {"step": step, "steps": total, "epoch": epoch, "loss": float(loss.detach()),
+            batch_loss = ranks.weighted_mean(float(loss.detach()), share)
+            figures = {"step": step, "steps": total, "epoch": epoch, "loss": batch_loss,
                        "lr": optimiser.param_groups[0]["lr"], "grad_norm": float(grad_norm), **figures}  # fmt: skip
             if heldout is not None and (heldout_every_step or start + schedule.batch_prompts >= items):
                 with placement.autocast():
@@ -176,7 +190,7 @@ def fit(
                 log(figures)
         if heldout is None or not schedule.patience:
             continue
-        heldout_loss = figures["heldout_loss"]
+        heldout_loss = ranks.agree(figures["heldout_loss"])  # every rank stops at the same epoch
         if heldout_loss < best_loss:
             best_loss, best_epoch, stale = heldout_loss, epoch, 0
             best_state = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
@@ -222,8 +236,10 @@ def train_sft(
     def loss_of(indices: list[int]) -> tuple[torch.Tensor, dict]:
         nonlocal tokens_seen
         batch = batch_of([examples[i] for i in indices])
-        tokens_seen += int(batch.completion_mask.sum())
-        return sft_loss(completion_token_logprobs(model, batch), batch.completion_mask), {"tokens": tokens_seen}
+        tokens = int(batch.completion_mask.sum())
+        tokens_seen += tokens
+        loss = sft_loss(completion_token_logprobs(model, batch), batch.completion_mask)
+        return loss, float(tokens), {"tokens": tokens_seen}
 
     @torch.no_grad()
     def heldout_figures() -> dict:
@@ -237,7 +253,8 @@ def train_sft(
     figures = fit(model, len(examples), loss_of, heldout_figures if heldout else None, schedule_of(config), log,
                   placement=placement)  # fmt: skip
     trained = merged(model, bool(config.lora_rank))
-    return trained.requires_grad_(False), {**figures, "answer_tokens": tokens_seen}
+    answer_tokens = int(current().sum([tokens_seen])[0])  # every rank's share of the answers
+    return trained.requires_grad_(False), {**figures, "answer_tokens": answer_tokens}
 
 
 # --- DPO -----------------------------------------------------------------------------------------
@@ -287,12 +304,16 @@ def train_dpo(
         rewards = config.beta * (policy_logps.detach() - reference_logps)  # (N,)
         correct, counted = implicit_accuracy(policy_logps.detach().cpu(), reference_logps.cpu(), items, config.tie_mode)
         pairs_seen += len(batch.winners)
-        return loss, {
-            "reward_chosen": float(rewards[batch.winners].mean()) if len(batch.winners) else None,
-            "reward_rejected": float(rewards[batch.losers].mean()) if len(batch.losers) else None,
-            "accuracy": correct / counted if counted else None,
-            "pairs": pairs_seen,
-        }
+        return (
+            loss,
+            float(len(items)),
+            {
+                "reward_chosen": float(rewards[batch.winners].mean()) if len(batch.winners) else None,
+                "reward_rejected": float(rewards[batch.losers].mean()) if len(batch.losers) else None,
+                "accuracy": correct / counted if counted else None,
+                "pairs": pairs_seen,
+            },
+        )
 
     @torch.no_grad()
     def heldout_figures() -> dict:

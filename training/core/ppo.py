@@ -22,6 +22,7 @@ from training.core.generation import eos_ids, format_prompt, generate_kwargs
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
 from training.core.packed import pack_linears, packed_linears
 from training.core.prefix import shared_prefix_inputs
+from training.core.ranks import current
 from training.core.recompute import recompute_layers
 from training.core.reward_model import RewardModel
 
@@ -125,7 +126,11 @@ class PPOTrainer:
         # is one per process, and a process may carry out runs placed differently (--sync, tests).
         self.accelerator = accelerator or Accelerator(cpu=placement.device.type == "cpu")
         self.autocast = placement.autocast
-        self.rows = config.batch_prompts * config.samples_per_prompt  # sequences in a rollout batch
+        self.ranks = current()  # several processes: each rolls out its share of every batch's prompts
+        if config.batch_prompts % self.ranks.count:
+            raise ValueError(f"batch_prompts ({config.batch_prompts}) must be a multiple of the "
+                             f"{self.ranks.count} training processes, each taking an equal share.")  # fmt: skip
+        self.rows = config.batch_prompts // self.ranks.count * config.samples_per_prompt  # sequences a rank rolls out
         frozen = Placement(self.accelerator.device, placement.dtype)
         if reference is not None:
             self.reference = frozen.frozen(reference)
@@ -147,13 +152,16 @@ class PPOTrainer:
             self.policy, self.policy_opt = self.accelerator.prepare(policy, policy_opt)
             self.critic = self.critic_opt = None
         else:
-            critic_opt = torch.optim.AdamW(critic.parameters(), lr=config.critic_lr, fused=True)
-            self.policy, self.critic, self.policy_opt, self.critic_opt = self.accelerator.prepare(
-                policy, critic, policy_opt, critic_opt
-            )
-            self.critic.eval()
+            # The critic is not wrapped in DDP: its forward (token_values) is not the wrapper's, so
+            # its gradients are averaged over the ranks by hand after each backward.
+            self.critic = critic.to(self.accelerator.device).eval()
+            critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=config.critic_lr, fused=True)
+            self.policy, self.policy_opt, self.critic_opt = self.accelerator.prepare(policy, policy_opt, critic_opt)
+            self.ranks.broadcast_parameters(list(self.critic.parameters()))
         self.policy.eval()  # dropout off: sampling and recomputation must see the same model
         self.beta = config.kl_coef
+        # rows per minibatch on this rank: the ranks' minibatches together make config.minibatch_size
+        self.minibatch_rows = max(1, config.minibatch_size // self.ranks.count)
         # several processes wrap the models (DDP), which expects one forward per backward
         # and a prefix cache cannot be recomputed in the backward
         self.share_prefix = (config.share_prompt_prefix and self.accelerator.num_processes == 1
@@ -267,8 +275,8 @@ class PPOTrainer:
         stats: list[dict] = []
         for _ in range(config.ppo_epochs):
             order = torch.randperm(len(rows), generator=self.generator)
-            for start in range(0, len(rows), config.minibatch_size):
-                picked = order[start : start + config.minibatch_size]
+            for start in range(0, len(rows), self.minibatch_rows):
+                picked = order[start : start + self.minibatch_rows]
                 stats.append(
                     self._update(batch, picked, advantages, returns, None if values is None else values[picked])
                 )  # fmt: skip
@@ -298,20 +306,21 @@ class PPOTrainer:
             figures["score_spread"] = float(scores.std(dim=1).mean())  # what a group baseline has to learn from
         if not config.kl_in_reward:
             figures["kl_loss"] = _mean(stats, "kl_loss")
+        figures = self.ranks.mean(figures)  # the whole batch's figures, the same on every rank
+        figures["samples"] = len(rows) * self.ranks.count
         if config.adaptive_kl:
-            self.beta = adaptive_beta(self.beta, kl_per_completion, len(rows), config)
+            self.beta = adaptive_beta(self.beta, figures["kl"], figures["samples"], config)
         return figures
 
     def _one_update_per_rollout(self, batch_size: int) -> bool:
         """One epoch of one minibatch: the critic's training forward then sees the rollout's weights,
         so it gives the rollout values (detached) and the value loss in one forward, not two."""
-        return self.critic is not None and self.config.ppo_epochs == 1 and self.config.minibatch_size >= batch_size
+        return self.critic is not None and self.config.ppo_epochs == 1 and self.minibatch_rows >= batch_size
 
     def _values(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, steps: int) -> torch.Tensor:
         """The critic's value before each response token. -> (B, steps)"""
-        critic = self.accelerator.unwrap_model(self.critic)
         with self.autocast():
-            return critic.token_values(input_ids, attention_mask, steps, self.share_prefix)
+            return self.critic.token_values(input_ids, attention_mask, steps, self.share_prefix)
 
     def _update(
         self,
@@ -336,6 +345,7 @@ class PPOTrainer:
                 values.float(), batch.values[rows], returns[rows], mask, config.clip_range_value
             )  # fmt: skip
             self.accelerator.backward(config.vf_coef * v_loss)
+            self.ranks.combine_gradients(list(self.critic.parameters()), 1.0)  # equal shares: the mean
             figures["value_loss"] = float(v_loss.detach())
         with self.autocast():
             logprobs, entropy = response_logprobs(
@@ -369,7 +379,7 @@ class PPOTrainer:
             if len(pool) < self.config.batch_prompts:
                 pool += order.sample(prompts, len(prompts))
             batch, pool = pool[: self.config.batch_prompts], pool[self.config.batch_prompts :]
-            figures = {"step": step, "steps": self.config.steps, **self.step(batch)}
+            figures = {"step": step, "steps": self.config.steps, **self.step(self.ranks.shard(batch))}
             history.append(figures)
             if log:
                 log(figures)

@@ -15,6 +15,7 @@ from training.core.config import RewardModelConfig
 from training.core.data import PairIndex, RankedPrompt, collate, completion_rows, count_pairs, pair_index
 from training.core.devices import CPU, Placement
 from training.core.losses import bradley_terry_loss
+from training.core.ranks import Ranks, current
 from training.core.reward_model import RewardModel
 
 Log = Callable[[dict], None]
@@ -84,6 +85,7 @@ def train_reward_model(
     heldout: list[RankedPrompt] | None = None,
     features: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     placement: Placement = CPU,
+    ranks: Ranks | None = None,
 ) -> dict:
     """Trains in place, where the model is, and returns the last step's figures with the epoch kept.
     A trained trunk's forward runs under `placement`'s autocast.
@@ -92,8 +94,13 @@ def train_reward_model(
     held-out loss, and the weights of the best epoch are kept. With a frozen trunk, `features` may
     hold the trunk's outputs for `data` and `heldout` already (`completion_features`). Dropout stays
     off (eval mode) so the scores trained on are the scores used.
+
+    On several processes (`ranks`, by default this process's) every rank walks the same order and
+    takes its slice of each batch; the gradients are combined to the whole batch's, so the steps,
+    the logged figures and the early stop are those of one process (training.core.ranks).
     """
     model.eval()
+    ranks = ranks or current()
     frozen = config.trunk == "frozen"
     model.backbone.requires_grad_(config.trunk == "full")
     model.head.requires_grad_(True)  # a model loaded as a scorer is frozen whole
@@ -113,6 +120,7 @@ def train_reward_model(
     groups = [{"params": list(model.head.parameters()), "lr": config.head_lr or config.lr}]
     if not frozen:
         groups.append({"params": [p for p in model.backbone.parameters() if p.requires_grad], "lr": config.lr})
+    ranks.broadcast_parameters([p for group in groups for p in group["params"]])  # a fresh head starts alike
     for group in groups:
         group["peak_lr"] = group["lr"]
     optimiser = torch.optim.AdamW(groups, weight_decay=config.weight_decay, fused=True)
@@ -125,14 +133,14 @@ def train_reward_model(
         random.Random(config.seed + epoch).shuffle(order)
         for start in range(0, len(order), config.batch_prompts):
             indices = order[start : start + config.batch_prompts]
-            figures = _step(model, scorer, data, indices, counts, optimiser, lr_scale(step, total, config), config)
+            figures = _step(scorer, data, indices, counts, optimiser, lr_scale(step, total, config), config, ranks)
             step += 1
             figures.update(step=step, steps=total, epoch=epoch)
             if log:
                 log(figures)
         if heldout_scorer is None or not config.patience:
             continue
-        heldout_loss = _mean_loss(heldout_scorer, heldout, config)
+        heldout_loss = ranks.agree(_mean_loss(heldout_scorer, heldout, config))  # all stop at the same epoch
         if log:
             log({"step": step, "steps": total, "epoch": epoch, "heldout_loss": heldout_loss})
         if heldout_loss < best_loss:
@@ -156,25 +164,31 @@ def with_adapters(backbone, rank: int):
     return get_peft_model(backbone, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
 
 
-def _step(model, scorer, data, indices, counts, optimiser, scale: float, config: RewardModelConfig) -> dict:
-    """One optimiser step on the ranked prompts at `indices`; each head weighs them by its bootstrap counts."""
-    items = [data[i] for i in indices]
-    pairs = pair_index(items, config.tie_mode)
+def _step(scorer, data, indices, counts, optimiser, scale: float, config: RewardModelConfig, ranks: Ranks) -> dict:
+    """One optimiser step on the ranked prompts at `indices`, this rank's slice of them through the
+    model; each head weighs them by its bootstrap counts."""
     for group in optimiser.param_groups:
         group["lr"] = group["peak_lr"] * scale
-    members = scorer(indices)  # (N, E)
-    weights = pairs.weights[:, None] * counts[indices][pairs.pair_prompt]  # (P, E)
-    loss = bradley_terry_loss(members, pairs.winners, pairs.losers, weights, pairs.mu) / len(items)
+    trainable = [p for group in optimiser.param_groups for p in group["params"]]
+    mine = ranks.shard(indices)
+    items = [data[i] for i in mine]
     optimiser.zero_grad()
-    loss.backward()
-    grad_norm = torch.nn.utils.clip_grad_norm_(
-        [p for group in optimiser.param_groups for p in group["params"]], config.max_grad_norm
-    )
+    loss, correct, counted = torch.zeros(()), 0, 0  # a rank left without items this batch
+    if items:
+        pairs = pair_index(items, config.tie_mode)
+        members = scorer(mine)  # (N, E)
+        weights = pairs.weights[:, None] * counts[mine][pairs.pair_prompt]  # (P, E)
+        loss = bradley_terry_loss(members, pairs.winners, pairs.losers, weights, pairs.mu) / len(items)
+        loss.backward()
+        correct, counted = _strict_correct(members.detach().mean(dim=-1), pairs)
+    ranks.combine_gradients(trainable, len(items))
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable, config.max_grad_norm)
     optimiser.step()
-    correct, counted = _strict_correct(members.detach().mean(dim=-1), pairs)
-    all_pairs, tied = map(sum, zip(*(count_pairs(item.order) for item in items), strict=True))
+    all_pairs, tied = map(sum, zip(*(count_pairs(item.order) for item in items), strict=True)) if items else (0, 0)
+    loss_sum, correct, counted, all_pairs, tied = ranks.sum([float(loss.detach()) * len(items), correct, counted,
+                                                             all_pairs, tied])  # fmt: skip
     return {
-        "loss": float(loss.detach()),
+        "loss": loss_sum / len(indices),
         "accuracy": correct / counted if counted else None,
         "tie_rate": tied / all_pairs if all_pairs else 0.0,
         "lr": optimiser.param_groups[-1]["lr"],

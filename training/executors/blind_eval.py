@@ -15,7 +15,7 @@ from training.datasets import heldout_prompts_for
 from training.executors.evaluation import sample_one_each
 from training.executors.placement import placed
 from training.models import EvalPair, TrainingRun
-from training.runs import ProgressLine, carried_out, check_still_running, record_progress, start_run
+from training.runs import ProgressLine, carried_out, check_still_running, note, record_progress, start_run
 
 
 def execute_blind_evaluation_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
@@ -34,15 +34,16 @@ def execute_blind_evaluation_run(run_id: int, on_progress: ProgressLine | None =
         if not prompts:
             raise ValueError("No held-out prompts are left for this pair of versions.")
         seed = run.config["seed"]
-        record_progress(run, 0.05, step=0, steps=2, on_progress=on_progress)
+        phase = f"sampling {len(prompts)} answers each from v{a.version} and v{b.version}"
+        record_progress(run, 0.05, step=0, steps=2, phase=phase, on_progress=on_progress)
         texts = [p.text for p in prompts]
         samples_a, samples_b = sample_one_each(run.project, [a, b], texts, [seed, seed + 1], placed(run))
         pairs = [(p, [sa, sb]) for p, sa, sb in zip(prompts, samples_a, samples_b, strict=True) if sa.text != sb.text]
         tasks = _store_blind_tasks(run, pairs)
         identical = len(prompts) - len(pairs)
         if identical:
-            note = f"{identical} prompts got the same answer from both versions; no task was made for them."
-            TrainingRun.objects.filter(pk=run.pk).update(log_tail=note)
+            text = f"{identical} prompts got the same answer from both versions; no task was made for them."
+            note(run, text)
         record_progress(run, 1.0, step=2, steps=2, tasks=len(tasks), identical=identical, on_progress=on_progress)
     return run
 

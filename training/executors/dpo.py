@@ -10,7 +10,7 @@ from training.datasets import ranked_prompts, split_by_prompt
 from training.executors.placement import placed
 from training.executors.policies import load_kl_reference, register_policy, save_policy
 from training.models import TrainingRun
-from training.runs import ProgressLine, carried_out, record_progress, start_run
+from training.runs import ProgressLine, carried_out, is_main_process, record_progress, start_run
 
 
 def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
@@ -38,6 +38,8 @@ def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
         # the reference is not kept here: train_dpo frees it once it has read its log-probs
         trained, figures = train_dpo(policy, tokenizer, train, heldout, config, log=log_step,
                                      reference=load_kl_reference(run, placement), placement=placement)  # fmt: skip
+        if not is_main_process():
+            return run  # the other training processes' part ends with training: rank 0 saves and registers
         record_progress(run, 0.9, phase="saving the policy", on_progress=on_progress)
         version = register_policy(run, save_policy(run, trained, tokenizer))
         record_progress(run, 1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"),

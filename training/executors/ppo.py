@@ -11,7 +11,7 @@ from training.datasets import training_prompts
 from training.executors.placement import placed
 from training.executors.policies import load_kl_reference, register_policy, save_policy
 from training.models import TrainingRun
-from training.runs import ProgressLine, carried_out, record_progress, start_run
+from training.runs import ProgressLine, carried_out, is_main_process, record_progress, start_run
 
 RM_MAX_LENGTH = 512  # tokens of prompt + completion the reward model reads when scoring rollouts
 
@@ -43,6 +43,8 @@ def execute_rl_run(run_id: int, on_progress: ProgressLine | None = None) -> Trai
                             on_progress=on_progress)  # fmt: skip
 
         trainer.train(training_prompts(run.project), log=log_step)
+        if not is_main_process():
+            return run  # the other training processes' part ends with training: rank 0 saves and registers
         record_progress(run, 0.95, phase="saving the policy", on_progress=on_progress)
         version = register_policy(run, save_policy(run, trainer.trained_policy(), tokenizer), run.reward_model)
         record_progress(run, 1.0, policy_version=version.version, on_progress=on_progress)

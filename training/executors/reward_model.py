@@ -29,6 +29,8 @@ from training.runs import (
     carried_out,
     check_still_running,
     checkpoint_name,
+    is_main_process,
+    note,
     record_progress,
     start_run,
 )
@@ -46,6 +48,11 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         return None
     with carried_out(run):
         project, config = run.project, RewardModelConfig(**run.config)
+
+        def phase(progress: float, name: str) -> None:
+            record_progress(run, progress, phase=name, on_progress=on_progress)
+
+        phase(0.0, "reading rankings and loading the reward model")
         placement = placed(run)
         weights = labeler_weights(project) if config.labeler_weights else None
         data = ranked_prompts(project, run.through_ranking_id, weights)
@@ -54,19 +61,32 @@ def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = Non
         if parent is not None:
             model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, placement, config.trunk,
                                                  config.dtype)  # fmt: skip
-            # No ranking enters training unscored: the parent scores the fresh ones first.
-            score_fresh_rankings(parent, model, tokenizer, through=run.through_ranking_id)
+            if is_main_process():  # No ranking enters training unscored: the parent scores the fresh ones first.
+                phase(0.02, f"scoring the fresh rankings with reward model v{parent.version}")
+                score_fresh_rankings(parent, model, tokenizer, through=run.through_ranking_id)
         if parent is None or not same_architecture(model, config):
             model, tokenizer = new_reward_model(run.policy.checkpoint, settings.MODEL_STORE, config, placement)
 
         def log_step(figures: dict) -> None:
-            record_progress(run, 0.9 * figures["step"] / figures["steps"], **figures, on_progress=on_progress)
+            name = (f"held-out loss after epoch {figures['epoch'] + 1}" if "heldout_loss" in figures
+                    else f"training step {figures['step']} of {figures['steps']}")  # fmt: skip
+            record_progress(run, 0.05 + 0.85 * figures["step"] / figures["steps"], phase=name, **figures,
+                            on_progress=on_progress)  # fmt: skip
+
+        completions = sum(len(item.completions) for item in [*train, *heldout])
+        phase(0.05, f"the frozen trunk's features of {completions} completions, then training" if config.trunk ==
+              "frozen" else f"training on {len(train)} ranked prompts")  # fmt: skip
 
         train_reward_model(model, tokenizer, train, config, log=log_step, heldout=heldout, placement=placement)
+        if not is_main_process():
+            return run  # the other training processes' part ends with training: rank 0 saves and registers
         with placement.autocast():  # a trained trunk is in float32: score it as it trained
+            phase(0.9, f"scoring {len(train)} training and {len(heldout)} held-out ranked prompts")
             on_train = evaluate(model, tokenizer, train, config)
             on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
+            phase(0.92, "the reference offset: the mean score of the reference completions")
             offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
+        phase(0.94, "saving the reward model")
         checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
         write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
         version = _register(run, parent, checkpoint, len(data), on_train, on_heldout, offset)
@@ -102,9 +122,9 @@ def _refresh_task_scores(run, project, model, tokenizer, on_progress) -> None:
     except RunCancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - the version stands; say why the scores are old
-        TrainingRun.objects.filter(pk=run.pk).update(log_tail=f"Open tasks were not rescored: {exc}")
+        note(run, f"Open tasks were not rescored: {exc}")
         return
-    TrainingRun.objects.filter(pk=run.pk).update(log_tail=f"Rescored {scored} open training tasks for selection.")
+    note(run, f"Rescored {scored} open training tasks for selection.")
 
 
 def _register(run, parent, checkpoint, rankings, on_train, on_heldout, offset) -> RewardModelVersion:

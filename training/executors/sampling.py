@@ -13,7 +13,7 @@ from training.datasets import prompts_to_sample
 from training.executors.placement import placed
 from training.executors.selection import Selector
 from training.models import TrainingRun
-from training.runs import ProgressLine, carried_out, record_progress, start_run
+from training.runs import ProgressLine, carried_out, note, record_progress, start_run
 
 PROMPTS_PER_STEP = 8  # tasks appear (and progress moves) after each step of this many prompts
 CANDIDATES_PER_SLOT = 2  # uncertainty selection samples 2K candidates and keeps the K most disputed
@@ -32,6 +32,7 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
     with carried_out(run):
         prompts = list(prompts_to_sample(run.project, run.policy)[: run.prompts])
         sampling = SamplingConfig(**run.config)
+        record_progress(run, 0.0, phase=f"loading policy v{run.policy.version}", on_progress=on_progress)
         placement = placed(run)
         model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, trainable=False)
         is_training = run.task_kind == ComparisonTask.Kind.TRAIN
@@ -61,12 +62,13 @@ def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -
                 run,
                 done / len(prompts),
                 step=done,
+                phase=f"sampled {done} of {len(prompts)} prompts",
                 tasks=created,
                 flagged=flagged,
                 tokens_per_s=tokens / (time.monotonic() - started),
                 on_progress=on_progress,
             )
         if flagged:
-            note = f"{flagged} prompts gave fewer than {run.k} distinct completions; no task was made."
-            TrainingRun.objects.filter(pk=run.pk).update(log_tail=note)
+            text = f"{flagged} prompts gave fewer than {run.k} distinct completions; no task was made."
+            note(run, text)
     return run

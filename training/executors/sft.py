@@ -10,7 +10,7 @@ from training.datasets import sft_examples, split_by_prompt
 from training.executors.placement import placed
 from training.executors.policies import register_policy, save_policy
 from training.models import TrainingRun
-from training.runs import ProgressLine, carried_out, record_progress, start_run
+from training.runs import ProgressLine, carried_out, is_main_process, record_progress, start_run
 
 
 def execute_sft_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
@@ -32,6 +32,8 @@ def execute_sft_run(run_id: int, on_progress: ProgressLine | None = None) -> Tra
                             on_progress=on_progress)  # fmt: skip
 
         trained, figures = train_sft(policy, tokenizer, train, heldout, config, log=log_step, placement=placement)
+        if not is_main_process():
+            return run  # the other training processes' part ends with training: rank 0 saves and registers
         record_progress(run, 0.9, phase="saving the policy", on_progress=on_progress)
         version = register_policy(run, save_policy(run, trained, tokenizer), anchor=True)
         record_progress(run, 1.0, policy_version=version.version, demonstrations=sum(len(t.completions) for t in train),

@@ -76,9 +76,21 @@ def progress_line(run: TrainingRun) -> None:
     """Rewrites one terminal line: bar, percent, and the latest metrics."""
     width = 30
     filled = int(run.progress * width)
-    latest = run.metrics[-1] if run.metrics else {}
-    figures = "  ".join(
-        f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in latest.items() if k != "time"
-    )
-    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {run.progress:4.0%}  {figures}")
+    sys.stdout.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {run.progress:4.0%}  {_latest_figures(run)}")
     sys.stdout.flush()
+
+
+def log_line(run: TrainingRun) -> None:
+    """One line a record, for a log (a training child's output, which becomes the run's log tail)."""
+    latest = run.metrics[-1] if run.metrics else {}
+    stamp = latest.get("time", "")[11:19]
+    sys.stdout.write(f"{stamp} {run.progress:4.0%}  {_latest_figures(run)}\n")
+    sys.stdout.flush()
+
+
+def _latest_figures(run: TrainingRun) -> str:
+    """The latest metrics point: its phase first, then key=value."""
+    latest = {k: v for k, v in (run.metrics[-1] if run.metrics else {}).items() if k != "time"}
+    phase = latest.pop("phase", "")
+    figures = "  ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in latest.items())
+    return f"{phase}  {figures}" if phase else figures

@@ -1,8 +1,12 @@
 """Carries out one queued training run; the training worker starts this as a child process."""
 
+import os
+
 from django.core.management.base import BaseCommand, CommandError
 
+from training.management.commands._common import log_line
 from training.models import TrainingRun
+from training.runs import die_with_parent
 from training.services import executor_of
 
 
@@ -13,9 +17,11 @@ class Command(BaseCommand):
         parser.add_argument("run_id", type=int)
 
     def handle(self, *args, run_id: int, **options) -> None:
+        if "LOCAL_RANK" in os.environ:  # one of several training processes: dies with its launcher
+            die_with_parent()
         run = TrainingRun.objects.filter(pk=run_id).first()
         if run is None:
             raise CommandError(f"No training run {run_id}.")
-        finished = executor_of(run.kind)(run_id)
+        finished = executor_of(run.kind)(run_id, on_progress=log_line)  # the supervisor's log tail
         if finished is not None and finished.status == TrainingRun.Status.FAILED:
             raise CommandError(f"Run {run_id} failed: {finished.error}")
