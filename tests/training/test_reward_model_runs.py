@@ -10,7 +10,7 @@ from labeling.models import Ranking
 from training.datasets import ranked_prompts
 from training.executors.reward_model import execute_reward_model_run
 from training.models import RewardModelVersion, TrainingRun
-from training.runs import supervise_in_child
+from training.runs import do_cancel_run, supervise_in_child
 from training.services import LaunchRefused, launch
 
 pytestmark = pytest.mark.django_db
@@ -47,6 +47,12 @@ def test_a_run_stores_a_normalised_version_with_held_out_metrics(project, settin
     assert version.accuracy is not None and 0 <= version.tie_rate <= 1
     assert "offset" in version.normalisation
     assert (settings.MODEL_STORE / version.checkpoint / "reward_head.safetensors").exists()
+    phases = [m["phase"] for m in run.metrics if "phase" in m]  # what the run page says it is doing
+    assert phases[0] == "reading rankings and loading the reward model" and phases[-3:] == [
+        "scoring 3 training and 2 held-out ranked prompts",
+        "the reference offset: the mean score of the reference completions",
+        "saving the reward model",
+    ]
     steps = [m for m in run.metrics if "loss" in m]
     assert steps and all("accuracy" in m and "tie_rate" in m for m in steps)
     assert run.progress == 1.0
@@ -121,22 +127,24 @@ def test_a_child_that_dies_marks_its_run_failed(project, child_env):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(project, child_env):
+    project.reward_model_config = {**FAST, "epochs": 5000, "patience": 0, "trunk": "full"}  # runs until cancelled
+    project.save(update_fields=["reward_model_config"])
     run = launch(project, "rm", enqueue=False)
     supervisor = threading.Thread(target=lambda: (supervise_in_child(run.pk), connection.close()))
     supervisor.start()
     seen_running: list[str] = []
-    while supervisor.is_alive():
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (seen_running and "training step" in seen_running[-1]):
         run.refresh_from_db()
         if run.status == TrainingRun.Status.RUNNING and run.log_tail:
             seen_running.append(run.log_tail)
         time.sleep(0.2)
-    supervisor.join()
+    assert do_cancel_run(run, by="the test")
+    supervisor.join(timeout=60)
+    assert seen_running, "the log tail stayed empty while the run ran"
+    assert "reading rankings and loading the reward model" in seen_running[0]
+    assert "training step" in seen_running[-1] and "loss=" in seen_running[-1]
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log_tail
-    assert seen_running and "reading rankings and loading the reward model" in seen_running[0]
-    assert "training step" in seen_running[-1]
     phases = [point["phase"] for point in run.metrics if "phase" in point]
     assert phases[0] == "reading rankings and loading the reward model"
-    assert {"training step 1 of", "saving the reward model"} <= {p.rsplit(" ", 1)[0] if p.startswith("training step 1")
-                                                                else p for p in phases}  # fmt: skip
-    assert "the reference offset: the mean score of the reference completions" in phases
+    assert any(p.startswith("training step 1 of ") for p in phases)
