@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from labeling.agreement import (  # noqa: E402
+from labeling.statistics import (  # noqa: E402
     Agreement,
     PairCounts,
     gold_accuracy,
@@ -172,7 +172,7 @@ def gold_counts(labelers: Labelers, gold: list[tuple[str, list[str]]]) -> dict[s
 def reliability(gold: dict[str, PairCounts], labels: dict, tasks: list[tuple[int, str]]) -> dict[str, float]:
     """Each labeler's weight as the product computes it (labeling.quality.labeler_quality): their
     gold pairs pooled with their agreement with the others on the prompts `tasks` ranked twice or
-    more, then labeling.agreement.reliability_weights."""
+    more, then labeling.statistics.reliability_weights."""
     by_prompt: dict[int, list] = {}
     for i, who in tasks:
         by_prompt.setdefault(i, []).append((who, labels[(i, who)]))

@@ -23,7 +23,7 @@ from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
 from labeling.models import Project, Ranking, TaskCompletion, letter
-from training.core.rankings import ranked_pairs
+from labeling.statistics import ranked_pairs
 
 CHUNK_SIZE = 1000
 BLOCK_CHARS = 1 << 16

@@ -1,5 +1,5 @@
 """Labeler quality from the stored rankings: agreement on tasks ranked by two or more labelers,
-and accuracy on gold tasks. The maths is in labeling.agreement; this module fetches the rows.
+and accuracy on gold tasks. The maths is in labeling.statistics; this module fetches the rows.
 
 Gold tasks are left out of agreement (every labeler ranks them, so they would dominate it) and
 measured against their expected order instead. Rankings staff excluded from training still
@@ -12,9 +12,16 @@ from dataclasses import dataclass, field
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Exists, OuterRef, QuerySet
 
-from labeling.agreement import Agreement, PairCounts, gold_accuracy, overlap_agreement, reliability_weights
 from labeling.models import ComparisonTask, Project, Ranking
-from training.shares import MIN_PAIRS_TO_TELL, share_of_pairs
+from labeling.statistics import (
+    MIN_PAIRS_TO_TELL,
+    Agreement,
+    PairCounts,
+    gold_accuracy,
+    overlap_agreement,
+    reliability_weights,
+    share_of_pairs,
+)
 
 MIN_PAIRS_TO_FLAG = MIN_PAIRS_TO_TELL
 """A labeler is judged once this many pairs were compared, as many as the dashboard needs to show a
@@ -29,7 +36,7 @@ class LabelerQuality:
     gold_rankings: int = 0
     weight: float = 1.0
     """Their rankings' weight in the reward model's loss: agreement and gold pairs pooled, relative to
-    the project's most reliable labeler (labeling.agreement.reliability_weights)."""
+    the project's most reliable labeler (labeling.statistics.reliability_weights)."""
 
     def flags(self, threshold: float) -> list[str]:
         """Why the labeler is flagged (empty when they are not)."""
@@ -112,7 +119,7 @@ def flagged_labelers(project: Project) -> dict[str, list[str]]:
 
 def with_agreement(projects: list[Project], labeler: AbstractBaseUser) -> list[Project]:
     """Sets `agreement` on each project: the labeler's agreement with the others there as a share of
-    pairs (`training.shares.share_of_pairs`), or None until they share a ranked task with someone
+    pairs (`labeling.statistics.share_of_pairs`), or None until they share a ranked task with someone
     (1 query for all projects)."""
     figures = agreement_of(labeler, Project.objects.filter(pk__in=[p.pk for p in projects]))
     for project in projects:

@@ -6,7 +6,7 @@ or "category" with `categories` as tick labels at 0, 1, ...); `series` {name: [[
 `styles` {name: "line" | "bars" | "points"}; `lines` (labelled horizontal reference lines);
 `intervals` {name: [[x, low, high], ...]} drawn as whiskers; `y_range` and `percent` for shares.
 
-Shares of pairs (`training.shares`) are drawn only where there are enough pairs to tell; the tables
+Shares of pairs (`labeling.statistics`) are drawn only where there are enough pairs to tell; the tables
 under the charts give every count.
 """
 

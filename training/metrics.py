@@ -6,7 +6,7 @@ agreement as the ceiling)? Do people prefer the new policy to the old one? A PPO
 rises while the human win rate stays flat is reward hacking, and it shows here.
 
 The dashboard page, `manage.py project_report` and the API all read `project_metrics`. Every
-accuracy, agreement and win rate is a `training.shares.share_of_pairs` dict: the share (None under
+accuracy, agreement and win rate is a `labeling.statistics.share_of_pairs` dict: the share (None under
 `MIN_PAIRS_TO_TELL` pairs), the number of pairs behind it and its 95% Wilson interval.
 """
 
@@ -15,13 +15,11 @@ from collections import defaultdict
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncDate
 
-from labeling.agreement import Agreement, PairCounts
 from labeling.models import Completion, Project, Ranking
 from labeling.quality import MIN_PAIRS_TO_FLAG, labeler_quality
+from labeling.statistics import MIN_PAIRS_TO_TELL, Agreement, PairCounts, share_of_pairs, win_rate
 from training.datasets import fresh_rankings
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
-from training.shares import MIN_PAIRS_TO_TELL, share_of_pairs
-from training.win_rate import win_rate
 
 
 def _counted(agreed: int | None, pairs: int | None) -> dict:

@@ -2,8 +2,8 @@
 created (a reward model with its held-out accuracy and pairs, a policy and its status), the tasks
 it made, or the reason it failed."""
 
+from labeling.statistics import share_of_pairs
 from training.models import EvalPair, PolicyVersion, RewardModelVersion, TrainingRun
-from training.shares import share_of_pairs
 
 Kind = TrainingRun.Kind
 

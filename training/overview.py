@@ -8,10 +8,10 @@ from django.conf import settings
 from django_celery_beat.models import PeriodicTask
 
 from labeling.models import Project
+from labeling.statistics import share_of_pairs
 from training.datasets import new_rankings_since_last_reward_model
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.services import KINDS, LaunchRefused, default_pair
-from training.shares import share_of_pairs
 
 LIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 DUE_ROUNDS_TASK = "training.start_due_rounds"

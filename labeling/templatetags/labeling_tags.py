@@ -2,7 +2,7 @@ from django import template
 from django.utils.safestring import SafeString, mark_safe
 from markdown_it import MarkdownIt
 
-from training.shares import evidence_text, figure_text, share_text
+from labeling.statistics import evidence_text, figure_text, share_text
 
 register = template.Library()
 # Raw HTML in the source is escaped, and markdown-it refuses javascript:, vbscript:, file: and
@@ -40,7 +40,7 @@ def signed(value: float | None) -> str:
     return f"{value:+.3g}" if isinstance(value, int | float) else "–"
 
 
-# Shares of pairs (training.shares): "62%" / "95% CI 47–75%, 40 pairs" / both in one line.
+# Shares of pairs (labeling.statistics): "62%" / "95% CI 47–75%, 40 pairs" / both in one line.
 register.filter("share_text", share_text)
 register.filter("evidence_text", evidence_text)
 register.filter("figure", figure_text)

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from labeling.agreement import (
+from labeling.statistics import (
     PairCounts,
     gold_accuracy,
     kendall_tau_b,

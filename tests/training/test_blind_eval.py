@@ -14,14 +14,13 @@ from django.utils.html import escape
 
 from labeling.models import ComparisonTask, Ranking
 from labeling.services import do_add_prompts, do_assign_next_task, do_hold_out_prompts
+from labeling.statistics import MIN_PAIRS_TO_TELL, evidence_text, share_text, wilson_interval
 from tests.labeling.test_api import client_for
 from training.datasets import prompts_to_sample, training_rankings
 from training.executors.blind_eval import execute_blind_evaluation_run
 from training.metrics import project_metrics
 from training.models import EvalPair, PolicyVersion, TrainingRun
 from training.services import LaunchRefused, do_promote_policy, launch
-from training.shares import MIN_PAIRS_TO_TELL, evidence_text, share_text
-from training.win_rate import wilson_interval
 
 pytestmark = pytest.mark.django_db
 

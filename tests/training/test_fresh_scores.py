@@ -8,9 +8,9 @@ import pytest
 import torch
 from django.conf import settings as django_settings
 
-from labeling.agreement import order_from_scores, pairwise_agreement
 from labeling.models import Ranking
 from labeling.services import do_assign_next_task, do_submit_ranking
+from labeling.statistics import order_from_scores, pairwise_agreement, wilson_interval
 from tests.factories import UserFactory
 from tests.training.test_reward_model_runs import FAST
 from training import tasks
@@ -22,7 +22,6 @@ from training.executors.sampling import execute_sampling_run
 from training.metrics import project_metrics
 from training.models import RankingScore, RewardModelVersion, TrainingRun
 from training.services import launch
-from training.win_rate import wilson_interval
 
 pytestmark = pytest.mark.django_db
 

@@ -31,7 +31,7 @@ class RewardModelConfig:
     labeler_weights: bool = False
     """Weigh each ranking by its labeler's reliability: agreement with the others and gold accuracy,
     2·share − 1 relative to the team's best, shrunk toward 1 while the evidence is thin
-    (labeling.agreement.reliability_weights)."""
+    (labeling.statistics.reliability_weights)."""
     pooling: str = "mean"
     """What the heads read of a completion: the trunk's output at its last real token ('last') or its
     mean over the completion's tokens ('mean') [last]."""

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from labeling.statistics import count_pairs, ranked_pairs
 from training.core.generation import format_prompt
-from training.core.rankings import RankedPrompt, count_pairs, ranked_pairs
+from training.core.rankings import RankedPrompt
 
 
 @dataclass

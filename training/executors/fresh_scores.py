@@ -8,8 +8,8 @@ and at the start of every reward-model run for the rankings it is about to train
 
 from django.conf import settings
 
-from labeling.agreement import order_from_scores, pairwise_agreement
 from labeling.models import Ranking
+from labeling.statistics import order_from_scores, pairwise_agreement
 from training.configs import reward_model_config
 from training.core.reward_model import RewardModel, load_reward_model, score_groups
 from training.datasets import as_ranked_prompts, fresh_rankings

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.agreement import plackett_luce_order
 from labeling.management.commands._common import get_project
 from labeling.models import Project
 from labeling.services import do_assign_next_task, do_submit_ranking
+from labeling.statistics import plackett_luce_order
 
 Preference = Callable[[str, list[str]], list[float]]
 

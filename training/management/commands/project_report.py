@@ -5,8 +5,8 @@ import json
 from django.core.management.base import BaseCommand
 
 from labeling.management.commands._common import get_project
+from labeling.statistics import figure_text as figure
 from training.metrics import project_metrics
-from training.shares import figure_text as figure
 
 
 def _num(value: float | None) -> str:

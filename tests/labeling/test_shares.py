@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.shares import MIN_PAIRS_TO_TELL, evidence_text, figure_text, share_of_pairs, share_text
+from labeling.statistics import MIN_PAIRS_TO_TELL, evidence_text, figure_text, share_of_pairs, share_text
 
 
 def test_enough_pairs_give_the_share_and_a_hand_computed_interval():

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from training.win_rate import wilson_interval, win_rate
+from labeling.statistics import wilson_interval, win_rate
 
 
 def test_the_estimate_is_the_win_share_with_ties_half_and_the_interval_matches_a_hand_calculation():

@@ -1,9 +1,17 @@
-"""How far rankings agree: pure functions, no Django.
+"""The statistics of human judgements: pure functions, no Django, no torch. Labeling and training
+both read them (labeling is the lower layer: training imports it, never the other way round).
+
+- Orders and their pairs: the pairs a ranking orders, for training and exports.
+- Agreement: how far two rankings, or a ranking and a gold order, agree.
+- Win rates: one policy version over another from blind comparisons.
+- Shares of pairs: every accuracy, agreement and win rate with its count and 95% interval.
+
+## Orders and agreement
 
 An order is a list of tie groups of item ids, best first: [[12], [14, 11], [13]] puts 12 first,
 14 and 11 tied second, 13 last. Two rankings of one task order the same items.
 
-The choices, each tested on hand-computed values (tests/labeling/test_agreement.py):
+The choices, each tested on hand-computed values (tests/labeling/test_agreement.py, test_shares.py, test_win_rate.py):
 
 - Pairwise agreement of two rankings counts the pairs of items that BOTH order strictly. A pair
   that either of them ties is left out: a tie says "no preference", which is neither agreement
@@ -18,6 +26,33 @@ The choices, each tested on hand-computed values (tests/labeling/test_agreement.
   the mean over pairs of rankings.
 
 And the other way round, a simulated labeler's ranking from scores: Plackett–Luce draws.
+
+## Win rates
+
+Bradley–Terry puts P(b beats a) = σ(θ_b − θ_a). Each comparison of a's and b's answers ends in
+a win for b, a tie, or a loss; a tie counts as half a win for each. With w = wins + ties/2 and
+l = losses + ties/2, the log-likelihood w·log p + l·log(1 − p) of p = σ(θ_b − θ_a) peaks at
+p̂ = w / n: for two versions the maximum-likelihood estimate is the win share, and
+θ_b − θ_a = logit(p̂).
+
+The 95% interval is Wilson's score interval for p̂ over n comparisons:
+
+    centre = (p̂ + z²/2n) / (1 + z²/n),   half = z·sqrt(p̂(1 − p̂)/n + z²/4n²) / (1 + z²/n)
+
+It stays inside [0, 1] and is still informative at p̂ = 0 or 1, where a Wald interval collapses
+to a point. z = 1.96. Ties enter it as half a success each.
+
+## Shares of pairs
+
+The dashboard, the API and project_report give accuracies, agreements and win rates this way.
+A share measured on few pairs says little: 8 right of 10 has a 95% Wilson interval of 49% to 94%.
+So every such figure travels with the number of pairs behind it and its interval, and below
+`MIN_PAIRS_TO_TELL` pairs its share is withheld (None) while the count and interval are still given:
+
+    {"share": 0.62, "pairs": 40, "low": 0.465, "high": 0.754}   # enough pairs
+    {"share": None, "pairs": 12, "low": 0.468, "high": 0.911}   # 9 of 12: too few pairs to tell
+    {"share": None, "pairs": 0, "low": None, "high": None}      # nothing measured
+    {"share": 0.7, "pairs": None, "low": None, "high": None}    # count not recorded (older rows)
 """
 
 import math
@@ -25,9 +60,38 @@ import random
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import combinations
-from math import sqrt
 
 Order = Sequence[Sequence[int]]
+Z95 = 1.96
+
+
+# --- orders and their pairs ----------------------------------------------------------------------
+
+
+def ranked_pairs(order: list[list[int]], tie_mode: str) -> list[tuple[int, int, float]]:
+    """(winner, loser, mu) for each pair the ranking orders; mu is the target P(winner beats loser).
+
+    Pairs across tie groups have mu = 1; pairs within a group are left out ('drop') or have
+    mu = 0.5 ('half').
+    """
+    if tie_mode not in ("drop", "half"):
+        raise ValueError(f"tie_mode must be 'drop' or 'half', not {tie_mode!r}")
+    pairs = [
+        (w, loser, 1.0) for i, better in enumerate(order) for worse in order[i + 1 :] for w in better for loser in worse
+    ]
+    if tie_mode == "half":
+        pairs += [(a, b, 0.5) for group in order for a, b in combinations(group, 2)]
+    return pairs
+
+
+def count_pairs(order: list[list[int]]) -> tuple[int, int]:
+    """(all pairs, tied pairs) of a ranking: C(K,2) and those inside tie groups."""
+    k = sum(len(group) for group in order)
+    tied = sum(len(group) * (len(group) - 1) // 2 for group in order)
+    return k * (k - 1) // 2, tied
+
+
+# --- agreement -----------------------------------------------------------------------------------
 
 
 def ranks(order: Order) -> dict[int, int]:
@@ -100,7 +164,7 @@ def kendall_tau_b(a: Order, b: Order) -> float | None:
         concordant += ra * rb > 0
         discordant += ra * rb < 0
     n0 = len(pairs)
-    denominator = sqrt((n0 - tied_a) * (n0 - tied_b))
+    denominator = math.sqrt((n0 - tied_a) * (n0 - tied_b))
     return (concordant - discordant) / denominator if denominator else None
 
 
@@ -178,3 +242,95 @@ def plackett_luce_order(scores: list[float], temperature: float, rng: random.Ran
         remaining.remove(pick)
         order.append(pick)
     return order
+
+
+# --- win rates -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WinRate:
+    wins: int
+    ties: int
+    losses: int
+    estimate: float | None
+    """P(b beats a): the Bradley–Terry MLE, the win share with ties counted half; None without data."""
+    low: float | None
+    high: float | None
+    strength: float | None
+    """θ_b − θ_a = logit(estimate); None at 0 or 1 (the MLE is at infinity)."""
+
+    @property
+    def n(self) -> int:
+        return self.wins + self.ties + self.losses
+
+
+def wilson_interval(p: float, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson's score interval for a proportion p observed over n trials."""
+    if n <= 0:
+        raise ValueError("A proportion needs at least one trial.")
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def win_rate(wins: int, ties: int, losses: int, z: float = Z95) -> WinRate:
+    """b's win rate over a with its interval, from b's wins, the ties, and b's losses."""
+    if min(wins, ties, losses) < 0:
+        raise ValueError("Wins, ties and losses cannot be negative.")
+    n = wins + ties + losses
+    if n == 0:
+        return WinRate(wins, ties, losses, None, None, None, None)
+    p = (wins + ties / 2) / n
+    low, high = wilson_interval(p, n, z)
+    strength = math.log(p / (1 - p)) if 0 < p < 1 else None
+    return WinRate(wins, ties, losses, p, low, high, strength)
+
+
+# --- shares of pairs -----------------------------------------------------------------------------
+
+MIN_PAIRS_TO_TELL = 20
+"""Fewer pairs than this and a share is not given (nor a labeler flagged on it): at 10 of 20 the 95%
+interval still runs from 30% to 70%."""
+
+
+def share_of_pairs(share: float | None, pairs: int | None, min_pairs: int = MIN_PAIRS_TO_TELL) -> dict:
+    """A share with its count and 95% Wilson interval, the share withheld under `min_pairs` pairs.
+
+    `pairs` None means the count was not recorded: the share is given as it is, with no interval.
+    """
+    if pairs is None and share is not None:
+        return {"share": share, "pairs": None, "low": None, "high": None}
+    if not pairs or share is None:
+        return {"share": None, "pairs": pairs or 0, "low": None, "high": None}
+    low, high = wilson_interval(share, pairs)
+    return {"share": share if pairs >= min_pairs else None, "pairs": pairs, "low": low, "high": high}
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit.removesuffix('s') if n == 1 else unit}"
+
+
+def share_text(fig: dict | None, unit: str = "pairs") -> str:
+    """The share alone: "62%", "too few pairs to tell", or "–" with nothing measured."""
+    if not fig or (fig["share"] is None and not fig["pairs"]):
+        return "–"
+    return f"{fig['share']:.0%}" if fig["share"] is not None else f"too few {unit} to tell"
+
+
+def evidence_text(fig: dict | None, unit: str = "pairs") -> str:
+    """What the share rests on: "95% CI 47–75%, 40 pairs"; under the minimum, "12 pairs"."""
+    if not fig or (fig["share"] is None and not fig["pairs"]):
+        return ""
+    if fig["pairs"] is None:
+        return f"number of {unit} not recorded"
+    if fig["share"] is None:
+        return _count(fig["pairs"], unit)
+    low, high = f"{fig['low']:.0%}".removesuffix("%"), f"{fig['high']:.0%}"
+    return f"95% CI {low}–{high}, {_count(fig['pairs'], unit)}"
+
+
+def figure_text(fig: dict | None, unit: str = "pairs") -> str:
+    """One line: "62% (95% CI 47–75%, 40 pairs)", "too few pairs to tell (12 pairs)", or "–"."""
+    share, evidence = share_text(fig, unit), evidence_text(fig, unit)
+    return f"{share} ({evidence})" if evidence else share
