@@ -1,14 +1,18 @@
 """Which rows a user may reach. Every view goes through these helpers."""
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import Count, Exists, IntegerField, OuterRef, QuerySet, Subquery, Value
+from django.db.models import Count, Exists, IntegerField, OuterRef, Q, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
 from labeling.models import Assignment, Project, Prompt, Ranking
 from labeling.services import available_tasks, prompts_needing_demonstration
-from training.models import TrainingRun
+
+SAMPLING_LIVE = Q(runs__kind="generate", runs__status__in=["queued", "running"])
+"""A project with a queued or running sampling run: more comparisons are coming. Read through the
+`runs` relation that training's TrainingRun declares, since labeling imports nothing of training
+(tests/training/test_recipe.py checks these values against training's)."""
 
 
 def labeler_projects(user: AbstractBaseUser) -> QuerySet[Project]:
@@ -71,16 +75,11 @@ def projects_with_counts(user: AbstractBaseUser) -> QuerySet[Project]:
         .annotate(n=Count("pk"))
         .values("n")
     )
-    sampling = TrainingRun.objects.filter(
-        project=OuterRef("pk"),
-        kind=TrainingRun.Kind.GENERATE,
-        status__in=[TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING],
-    )
     zero = Value(0, output_field=IntegerField())
     return labeler_projects(user).annotate(
         tasks_left=Coalesce(Subquery(tasks_left, output_field=IntegerField()), zero),
         done_today=Coalesce(Subquery(done_today, output_field=IntegerField()), zero),
         demonstrations_left=Coalesce(Subquery(demonstrations_left, output_field=IntegerField()), zero),
         demonstrations_asked=Coalesce(Subquery(demonstrations_asked, output_field=IntegerField()), zero),
-        sampling=Exists(sampling),
+        sampling=Exists(Project.objects.filter(SAMPLING_LIVE, pk=OuterRef("pk"))),
     )

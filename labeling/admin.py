@@ -1,16 +1,15 @@
 from collections.abc import Callable
-from functools import partial
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html, format_html_join
 
 from labeling.exporting import streamed_export
-from labeling.forms import ComparisonTaskAdminForm, ExportForm, ProjectAdminForm, PromptImportForm
+from labeling.forms import ComparisonTaskAdminForm, ExportForm, PromptImportForm
 from labeling.importing import ImportFileError, do_import_prompt_file
 from labeling.models import (
     Assignment,
@@ -25,18 +24,20 @@ from labeling.models import (
 )
 from labeling.quality import flagged_labelers
 from labeling.services import do_ask_for_demonstrations, do_exclude_rankings, do_hold_out_prompts, do_set_gold_order
-from training.services import KINDS, LaunchRefused, do_create_project, launch
 
 
 @admin.register(Project)
 class ProjectAdmin(admin.ModelAdmin):
-    list_display = ["name", "base_model", "k", "overlap", "retrain_threshold", "promotion", "dashboard", "created_at"]
-    list_filter = ["promotion", "k"]
-    search_fields = ["name", "base_model"]
+    """A project's labeling settings, its prompt import and its export. Training registers its own
+    subclass in its place (training.admin), which adds the recipe, the launch actions and the links
+    to the project's home and dashboard."""
+
+    list_display = ["name", "k", "overlap", "selection", "created_at"]
+    list_filter = ["k"]
+    search_fields = ["name"]
     filter_horizontal = ["labelers"]
-    form = ProjectAdminForm
     fieldsets = [
-        (None, {"fields": ["name", "base_model", "guidelines", "labelers"]}),
+        (None, {"fields": ["name", "guidelines", "labelers"]}),
         (
             "Comparisons",
             {
@@ -51,38 +52,11 @@ class ProjectAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
-        (
-            "Training rounds",
-            {
-                "fields": [
-                    "algorithm",
-                    "dpo_trains_reward_model",
-                    "retrain_threshold",
-                    "sft_threshold",
-                    "promotion",
-                    "reward_model_config",
-                    "ppo_config",
-                    "dpo_config",
-                    "sft_config",
-                ]
-            },
-        ),  # fmt: skip
-        ("Quality", {"fields": ["dashboard", "agreement_threshold", "gold_rate", "flagged_labelers"]}),
+        ("Quality", {"fields": ["agreement_threshold", "gold_rate", "flagged_labelers"]}),
     ]
-    readonly_fields = ["dashboard", "flagged_labelers"]
+    readonly_fields = ["flagged_labelers"]
 
     change_form_template = "admin/labeling/project/change_form.html"  # links to import prompts and export
-
-    @admin.display(description="dashboard")
-    def dashboard(self, obj: Project) -> str:
-        if obj.pk is None:
-            return "-"
-        return format_html(
-            '<a href="{}">project home</a> · <a href="{}">metrics dashboard</a>',
-            reverse("training:project", args=[obj.pk]),
-            reverse("training:dashboard", args=[obj.pk]),
-        )
 
     @admin.display(description="flagged labelers")
     def flagged_labelers(self, obj: Project) -> str:
@@ -93,31 +67,6 @@ class ProjectAdmin(admin.ModelAdmin):
             "", "<li><strong>{}</strong>: {}</li>", ((n, "; ".join(r)) for n, r in flagged.items())
         )
         return format_html("<ul>{}</ul>", items)
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        """Django's actions, and one per kind of run that has an admin action (training.services.KINDS)."""
-        actions = super().get_actions(request)
-        for kind, spec in KINDS.items():
-            if spec.action is not None:
-                name, label = spec.action
-                actions[name] = (partial(ProjectAdmin._launch, kind=kind), name, label)
-        return actions
-
-    def _launch(self, request: HttpRequest, queryset: QuerySet[Project], kind: str) -> None:
-        for project in queryset:
-            try:
-                run = launch(project, kind, launched_by=request.user)
-            except LaunchRefused as exc:
-                self.message_user(request, f"{project}: {exc}", messages.ERROR)
-            else:
-                link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)
-                self.message_user(request, format_html("{}: {} queued; {}.", project, run.get_kind_display(), link))
-
-    def save_model(self, request: HttpRequest, obj: Project, form, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-        else:
-            do_create_project(obj)
 
     def get_urls(self):
         view = self.admin_site.admin_view

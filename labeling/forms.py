@@ -1,6 +1,5 @@
 """Reads the ranking form a browser posts (with or without JavaScript) into service arguments;
-the admin's project form, its prompt import and export forms, and the task admin's form with its
-gold order.
+the admin's prompt import and export forms, and the task admin's form with its gold order.
 
 Each completion has a `rank-<completion id>` field holding its rank number, 1 = best; equal
 numbers are ties. `likert-<completion id>` holds an optional 1–7 score.
@@ -13,9 +12,8 @@ from django.core.exceptions import ValidationError
 from django.http import QueryDict
 
 from labeling.importing import FORMATS as IMPORT_FORMATS
-from labeling.models import ComparisonTask, Project
+from labeling.models import ComparisonTask
 from labeling.services import check_gold_order
-from training.configs import check_project_settings
 
 
 @dataclass
@@ -127,18 +125,3 @@ class ComparisonTaskAdminForm(forms.ModelForm):
                 raise ValidationError("Save the task with its completions first, then set its gold order.")
             return None
         return check_gold_order(self.instance, order)
-
-
-class ProjectAdminForm(forms.ModelForm):
-    """A project's settings, with its base model and training overrides checked by training."""
-
-    class Meta:
-        model = Project
-        fields = ["base_model", "reward_model_config", "ppo_config"]  # the admin adds its fieldsets' fields
-
-    def _post_clean(self) -> None:
-        super()._post_clean()  # the instance now holds the cleaned values
-        try:
-            check_project_settings(self.instance)
-        except ValidationError as exc:
-            self._update_errors(exc)

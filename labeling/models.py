@@ -14,35 +14,23 @@ from django.db.models.functions import Coalesce
 
 
 class Project(models.Model):
-    class Promotion(models.TextChoices):
-        AUTOMATIC = "automatic", "Automatic"
-        MANUAL = "manual", "Manual"
+    """A labeling project: its prompts, how comparisons are handed out and what labelers are asked.
 
-    class Algorithm(models.TextChoices):
-        RLOO = "rloo", "RLOO: reward model, then RL with k samples per prompt and no critic"
-        PPO = "ppo", "PPO: reward model, then RL with a critic (InstructGPT)"
-        DPO = "dpo", "DPO: the policy straight from the rankings (a reward model still trains, for selection)"
+    How its rankings train a model is training's `Recipe`, one per project. Labeling imports
+    nothing of training. Its models name one training row by string, the policy version a completion
+    was sampled from (`policy_version`), and it reads two facts through relations: whether that
+    version was retired (a task's state), and whether a sampling run of the project is live
+    (`runs`, on the labeler's home page).
+    """
 
     class Selection(models.TextChoices):
         RANDOM = "random", "Random: tasks in the order they were sampled"
         UNCERTAINTY = "uncertainty", "Uncertainty: the pairs the reward model's ensemble disputes most first"
 
     name = models.CharField(max_length=120, unique=True)
-    base_model = models.CharField(
-        max_length=500,
-        default="smollm2-135m-instruct",
-        help_text="A Hugging Face model id, a local folder, or the bundled alias smollm2-135m-instruct.",
-    )
     k = models.PositiveSmallIntegerField("K", default=4, help_text="Completions per comparison task (2 to 9).")
-    temperature = models.FloatField(default=0.7)
-    top_p = models.FloatField(default=1.0)
-    top_k = models.PositiveIntegerField(default=0, help_text="0 turns top-k filtering off.")
-    max_new_tokens = models.PositiveIntegerField(default=128)
     guidelines = models.TextField(blank=True, help_text="Markdown shown to labelers beside every task.")
     overlap = models.PositiveSmallIntegerField(default=1, help_text="How many labelers rank each task.")
-    retrain_threshold = models.PositiveIntegerField(
-        default=200, help_text="New rankings since the last reward model that start a new round."
-    )
     eval_ratio = models.FloatField(default=0.0, help_text="Share of handed-out tasks that are eval tasks (0 to 1).")
     gold_rate = models.FloatField(
         default=0.05,
@@ -64,50 +52,6 @@ class Project(models.Model):
     )
     collect_likert = models.BooleanField(default=False, help_text="Ask for a 1–7 quality score per completion.")
     collect_rationale = models.BooleanField(default=False, help_text="Offer a rationale text box.")
-    reward_model_config = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text='Overrides of the reward-model training defaults, e.g. {"lr": 5e-6, "epochs": 1}.',
-    )
-    algorithm = models.CharField(
-        max_length=8,
-        choices=Algorithm.choices,
-        default=Algorithm.RLOO,
-        help_text="What a round trains the policy with, after an SFT step when enough new demonstrations arrived.",
-    )
-    ppo_config = models.JSONField(
-        "RL config",
-        default=dict,
-        blank=True,
-        help_text='Overrides of the RL step (PPO and RLOO) defaults, e.g. {"steps": 40, "kl_coef": 0.03}.',
-    )
-    dpo_config = models.JSONField(
-        "DPO config", default=dict, blank=True, help_text='Overrides of the DPO defaults, e.g. {"beta": 0.2}.'
-    )
-    sft_config = models.JSONField(
-        "SFT config",
-        default=dict,
-        blank=True,
-        help_text='Overrides of the SFT defaults, e.g. {"epochs": 2, "include_top_ranked": true}.',
-    )
-    dpo_trains_reward_model = models.BooleanField(
-        "DPO rounds train a reward model",
-        default=True,
-        help_text="A DPO round still trains a reward model, which fresh-label accuracy, best-of-n and uncertainty "
-        "selection read; off, the round is DPO alone and those figures stay at the last reward model.",
-    )
-    sft_threshold = models.PositiveIntegerField(
-        "SFT threshold",
-        default=20,
-        help_text="New demonstrations since the last SFT run that make a round start with SFT; 0 never does.",
-    )
-    promotion = models.CharField(
-        max_length=16,
-        choices=Promotion.choices,
-        default=Promotion.AUTOMATIC,
-        help_text="Automatic: a successful policy run's (SFT, PPO, RLOO, DPO) policy becomes active. Manual: an admin "
-        "promotes it.",
-    )
     labelers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="labeling_projects")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -120,29 +64,9 @@ class Project(models.Model):
                 violation_error_message="K must be between 2 and 9.",
             ),
             models.CheckConstraint(
-                condition=Q(temperature__gt=0),
-                name="project_temperature_positive",
-                violation_error_message="Temperature must be above 0.",
-            ),
-            models.CheckConstraint(
-                condition=Q(top_p__gt=0, top_p__lte=1),
-                name="project_top_p_in_0_1",
-                violation_error_message="top_p must be above 0 and at most 1.",
-            ),
-            models.CheckConstraint(
-                condition=Q(max_new_tokens__gte=1),
-                name="project_max_new_tokens_positive",
-                violation_error_message="max_new_tokens must be at least 1.",
-            ),
-            models.CheckConstraint(
                 condition=Q(overlap__gte=1),
                 name="project_overlap_positive",
                 violation_error_message="Overlap must be at least 1.",
-            ),
-            models.CheckConstraint(
-                condition=Q(retrain_threshold__gte=1),
-                name="project_retrain_threshold_positive",
-                violation_error_message="The retrain threshold must be at least 1.",
             ),
             models.CheckConstraint(
                 condition=Q(eval_ratio__gte=0, eval_ratio__lte=1),

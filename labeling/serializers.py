@@ -55,28 +55,9 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = [
-            "id",
-            "name",
-            "base_model",
-            "k",
-            "overlap",
-            "lease_seconds",
-            "eval_ratio",
-            "selection",
-            "temperature",
-            "top_p",
-            "top_k",
-            "max_new_tokens",
-            "guidelines",
-            "collect_likert",
-            "collect_rationale",
-            "algorithm",
-            "dpo_trains_reward_model",
-            "retrain_threshold",
-            "sft_threshold",
-            "promotion",
-            "created_at",
-        ]
+            "id", "name", "k", "overlap", "lease_seconds", "eval_ratio", "selection", "guidelines", "collect_likert",
+            "collect_rationale", "created_at",
+        ]  # fmt: skip
         read_only_fields = fields
 
 

@@ -31,7 +31,6 @@ from labeling.models import (
     TaskCompletion,
     letter,
 )
-from training.models import PolicyVersion
 
 
 class SampleLike(Protocol):
@@ -534,8 +533,14 @@ def do_set_gold_order(task: ComparisonTask, order: object) -> ComparisonTask:
     return task
 
 
+RETIRED_POLICY = "retired"
+"""The status of a policy version that no longer samples (training's PolicyVersion, read through the
+task's `policy_version`; tests/training/test_recipe.py checks it against training's): its open tasks
+are retired with it."""
+
+
 def _state_without_gold(task: ComparisonTask) -> str:
-    if task.policy_version.status == PolicyVersion.Status.RETIRED:
+    if task.policy_version.status == RETIRED_POLICY:
         return ComparisonTask.State.RETIRED
     full = task.rankings.count() >= task.target_overlap
     return ComparisonTask.State.COMPLETE if full else ComparisonTask.State.OPEN

@@ -1,3 +1,4 @@
+import json
 from datetime import timedelta
 
 import factory
@@ -5,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from labeling.models import Assignment, ComparisonTask, Completion, Project, Prompt, TaskCompletion
-from training.models import PolicyVersion
+from training.models import PolicyVersion, Recipe
 
 PASSWORD = "a-test-password-1"
 
@@ -19,12 +20,23 @@ class UserFactory(factory.django.DjangoModelFactory):
     password = factory.django.Password(PASSWORD)
 
 
+RECIPE_FIELDS = {field.name for field in Recipe._meta.fields} - {"project"}
+
+
 class ProjectFactory(factory.django.DjangoModelFactory):
+    """A project with its training recipe: recipe fields (base_model, ppo_config, ...) go to the recipe."""
+
     class Meta:
         model = Project
 
     name = factory.Sequence(lambda n: f"Project {n}")
-    base_model = "smollm2-135m-instruct"
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs) -> Project:
+        recipe = {name: kwargs.pop(name) for name in RECIPE_FIELDS & kwargs.keys()}
+        project = super()._create(model_class, *args, **kwargs)
+        Recipe.objects.create(project=project, **recipe)
+        return project
 
 
 class PromptFactory(factory.django.DjangoModelFactory):
@@ -41,7 +53,7 @@ class PolicyVersionFactory(factory.django.DjangoModelFactory):
 
     project = factory.SubFactory(ProjectFactory)
     version = factory.Sequence(lambda n: n)
-    checkpoint = factory.LazyAttribute(lambda o: o.project.base_model)
+    checkpoint = factory.LazyAttribute(lambda o: o.project.recipe.base_model)
     status = PolicyVersion.Status.CANDIDATE
 
 
@@ -85,3 +97,12 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     task = factory.SubFactory(ComparisonTaskFactory)
     labeler = factory.SubFactory(UserFactory)
     leased_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=15))
+
+
+def recipe_data(project: Project, **changes) -> dict:
+    """The recipe form's data for `project`'s recipe as saved, with `changes` (JSON fields as text)."""
+    recipe = project.recipe
+    data = {name: getattr(recipe, name) for name in RECIPE_FIELDS}
+    data = {name: json.dumps(value) if isinstance(value, dict) else value for name, value in data.items()}
+    data = {name: value for name, value in data.items() if value is not False}  # an unticked checkbox sends nothing
+    return {**data, **changes}

@@ -101,38 +101,6 @@ def test_an_admin_asks_for_demonstrations_on_selected_prompts(client, admin_user
     assert [p.needs_demonstration for p in type(prompts[0]).objects.order_by("id")] == [True, False]
 
 
-def test_adding_a_project_in_the_admin_registers_its_base_policy(client, admin_user):
-    from training.models import PolicyVersion
-
-    client.force_login(admin_user)
-    data = {
-        "name": "New",
-        "base_model": "smollm2-135m-instruct",
-        "k": 4,
-        "overlap": 1,
-        "eval_ratio": 0,
-        "gold_rate": 0.05,
-        "agreement_threshold": 0.6,
-        "lease_seconds": 900,
-        "temperature": 0.7,
-        "top_p": 1,
-        "top_k": 0,
-        "max_new_tokens": 64,
-        "retrain_threshold": 100,
-        "promotion": "automatic",
-        "selection": "random",
-        "algorithm": "rloo",
-        "dpo_trains_reward_model": "on",
-        "sft_threshold": 20,
-    }
-    assert client.post(reverse("admin:labeling_project_add"), data).status_code == 302
-    policy = PolicyVersion.objects.get(project__name="New")
-    assert (policy.version, policy.status, policy.checkpoint) == (0, "active", "smollm2-135m-instruct")
-    refused = client.post(reverse("admin:labeling_project_add"), {**data, "name": "Bad", "base_model": "nope"})
-    assert refused.status_code == 200
-    assert "Unknown model alias" in refused.content.decode()
-
-
 def test_the_rankings_list_shows_orders_in_the_letters_labelers_saw(
     client, admin_user, labeler, django_assert_max_num_queries
 ):

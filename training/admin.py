@@ -1,11 +1,119 @@
+"""Training's admin: the versions and runs, and the project's page as staff see it, which is
+labeling's with the project's recipe inside it and a launch action per kind of run."""
+
+from functools import partial
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
+from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html
 
-from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
+from labeling.admin import ProjectAdmin as LabelingProjectAdmin
+from labeling.models import Project
+from training.forms import RecipeForm
+from training.models import EvalPair, PolicyVersion, RankingScore, Recipe, RewardModelVersion, TrainingRun
 from training.runs import do_cancel_run
-from training.services import LaunchRefused, do_promote_policy, launch
+from training.services import KINDS, LaunchRefused, do_promote_policy, do_register_base_policy, launch
+
+
+class RecipeFormSet(BaseInlineFormSet):
+    def get_form_kwargs(self, index: int | None) -> dict:
+        return {**super().get_form_kwargs(index), "project": self.instance}  # as posted, maybe unsaved
+
+
+class RecipeInline(admin.StackedInline):
+    model = Recipe
+    form = RecipeForm
+    formset = RecipeFormSet
+    can_delete = False
+    min_num = max_num = 1
+    verbose_name = verbose_name_plural = "Training recipe"
+    fieldsets = [
+        (None, {"fields": ["base_model"]}),
+        ("Sampling", {"fields": ["temperature", "top_p", "top_k", "max_new_tokens"]}),
+        (
+            "Training rounds",
+            {
+                "fields": [
+                    "algorithm",
+                    "dpo_trains_reward_model",
+                    "retrain_threshold",
+                    "sft_threshold",
+                    "promotion",
+                    "reward_model_config",
+                    "ppo_config",
+                    "dpo_config",
+                    "sft_config",
+                ]
+            },
+        ),
+    ]
+
+
+admin.site.unregister(Project)
+
+
+@admin.register(Project)
+class ProjectAdmin(LabelingProjectAdmin):
+    """Labeling's project page with the recipe, the links to the project's home and dashboard, and
+    one action per kind of run that has one (training.services.KINDS). A new project gets its base
+    model as the active version-0 policy in the same transaction."""
+
+    inlines = [RecipeInline]
+    list_display = ["name", "base_model", "k", "overlap", "retrain_threshold", "promotion", "pages", "created_at"]
+    list_filter = ["recipe__promotion", "k"]
+    list_select_related = ["recipe"]
+    search_fields = ["name", "recipe__base_model"]
+    fieldsets = [(None, {"fields": ["pages"]}), *LabelingProjectAdmin.fieldsets]
+    readonly_fields = ["pages", *LabelingProjectAdmin.readonly_fields]
+    change_form_template = "admin/training/project/change_form.html"  # adds the project home's link
+
+    @admin.display(description="base model")
+    def base_model(self, obj: Project) -> str:
+        return obj.recipe.base_model
+
+    @admin.display(description="retrain threshold")
+    def retrain_threshold(self, obj: Project) -> int:
+        return obj.recipe.retrain_threshold
+
+    @admin.display(description="promotion")
+    def promotion(self, obj: Project) -> str:
+        return obj.recipe.get_promotion_display()
+
+    @admin.display(description="dashboard")
+    def pages(self, obj: Project) -> str:
+        if obj.pk is None:
+            return "-"
+        return format_html(
+            '<a href="{}">project home</a> · <a href="{}">metrics dashboard</a>',
+            reverse("training:project", args=[obj.pk]),
+            reverse("training:dashboard", args=[obj.pk]),
+        )
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        for kind, spec in KINDS.items():
+            if spec.action is not None:
+                name, label = spec.action
+                actions[name] = (partial(ProjectAdmin._launch, kind=kind), name, label)
+        return actions
+
+    def _launch(self, request: HttpRequest, queryset: QuerySet[Project], kind: str) -> None:
+        for project in queryset:
+            try:
+                run = launch(project, kind, launched_by=request.user)
+            except LaunchRefused as exc:
+                self.message_user(request, f"{project}: {exc}", messages.ERROR)
+            else:
+                link = format_html('<a href="{}">follow run {}</a>', run.get_absolute_url(), run.pk)
+                self.message_user(request, format_html("{}: {} queued; {}.", project, run.get_kind_display(), link))
+
+    def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
+        super().save_related(request, form, formsets, change)  # the recipe, from its inline
+        if not change:
+            do_register_base_policy(form.instance)
 
 
 @admin.register(PolicyVersion)

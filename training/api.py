@@ -10,6 +10,7 @@ from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from labeling.api import ProjectViewSet as LabelingProjectViewSet
 from labeling.models import Project
 from labeling.serializers import ProjectFilter, ProjectQuery
 from training.metrics import project_metrics
@@ -18,12 +19,20 @@ from training.runs import do_cancel_run
 from training.serializers import (
     LaunchRun,
     PolicyVersionSerializer,
+    ProjectWithRecipeSerializer,
     RewardModelVersionSerializer,
     TrainingRunDetailSerializer,
     TrainingRunSerializer,
 )
 from training.services import LaunchRefused, launch
 from webapp.api_views import StaffReadViewSet
+
+
+class ProjectViewSet(LabelingProjectViewSet):
+    """Labeling's projects, each with its training recipe."""
+
+    queryset = Project.objects.select_related("recipe")
+    serializer_class = ProjectWithRecipeSerializer
 
 
 @extend_schema_view(list=extend_schema(parameters=[ProjectFilter]))

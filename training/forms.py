@@ -1,11 +1,14 @@
-"""The project home's launch form: a kind of run and the inputs its check takes."""
+"""The project home's launch form (a kind of run and the inputs its check takes), and the admin's
+form of a project's recipe."""
 
 import inspect
 
 from django import forms
+from django.core.exceptions import ValidationError
 
 from labeling.models import Project
-from training.models import PolicyVersion, TrainingRun
+from training.configs import check_recipe
+from training.models import PolicyVersion, Recipe, TrainingRun
 from training.services import KINDS
 
 
@@ -37,3 +40,30 @@ class LaunchForm(forms.Form):
             for name, value in self.cleaned_data.items()
             if name != "kind" and name in takes and value is not None
         }
+
+
+class RecipeForm(forms.ModelForm):
+    """A project's recipe, with its base model, config overrides and the project's selection checked
+    together (training.configs.check_recipe); the admin shows it inside the project's page, and
+    passes the project as posted (`project`), which may not be saved yet."""
+
+    class Meta:
+        model = Recipe
+        fields = [  # the inline adds its parent, `project`
+            "base_model", "temperature", "top_p", "top_k", "max_new_tokens", "algorithm", "dpo_trains_reward_model",
+            "retrain_threshold", "sft_threshold", "promotion", "reward_model_config", "ppo_config", "dpo_config",
+            "sft_config",
+        ]  # fmt: skip
+
+    def __init__(self, *args, project: Project | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.project = project
+
+    def _post_clean(self) -> None:
+        super()._post_clean()  # the instance now holds the cleaned values
+        if self.project is not None:
+            self.instance.project = self.project
+        try:
+            check_recipe(self.instance)
+        except ValidationError as exc:
+            self._update_errors(exc)

@@ -13,6 +13,107 @@ from django.urls import reverse
 from labeling.models import Project
 
 
+class Recipe(models.Model):
+    """How a project's rankings train its policy: the base model, how comparisons are sampled, the
+    algorithm and its settings, when a round starts and how its policy is promoted. One per project,
+    made with it (training.services.do_create_project); the configs are overrides of the training
+    core's dataclasses (training.configs)."""
+
+    class Algorithm(models.TextChoices):
+        RLOO = "rloo", "RLOO: reward model, then RL with k samples per prompt and no critic"
+        PPO = "ppo", "PPO: reward model, then RL with a critic (InstructGPT)"
+        DPO = "dpo", "DPO: the policy straight from the rankings (a reward model still trains, for selection)"
+
+    class Promotion(models.TextChoices):
+        AUTOMATIC = "automatic", "Automatic"
+        MANUAL = "manual", "Manual"
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, primary_key=True, related_name="recipe")
+    base_model = models.CharField(
+        max_length=500,
+        default="smollm2-135m-instruct",
+        help_text="A Hugging Face model id, a local folder, or the bundled alias smollm2-135m-instruct.",
+    )
+    temperature = models.FloatField(default=0.7)
+    top_p = models.FloatField(default=1.0)
+    top_k = models.PositiveIntegerField(default=0, help_text="0 turns top-k filtering off.")
+    max_new_tokens = models.PositiveIntegerField(default=128)
+    algorithm = models.CharField(
+        max_length=8,
+        choices=Algorithm.choices,
+        default=Algorithm.RLOO,
+        help_text="What a round trains the policy with, after an SFT step when enough new demonstrations arrived.",
+    )
+    dpo_trains_reward_model = models.BooleanField(
+        "DPO rounds train a reward model",
+        default=True,
+        help_text="A DPO round still trains a reward model, which fresh-label accuracy, best-of-n and uncertainty "
+        "selection read; off, the round is DPO alone and those figures stay at the last reward model.",
+    )
+    retrain_threshold = models.PositiveIntegerField(
+        default=200, help_text="New rankings since the last reward model that start a new round."
+    )
+    sft_threshold = models.PositiveIntegerField(
+        "SFT threshold",
+        default=20,
+        help_text="New demonstrations since the last SFT run that make a round start with SFT; 0 never does.",
+    )
+    promotion = models.CharField(
+        max_length=16,
+        choices=Promotion.choices,
+        default=Promotion.AUTOMATIC,
+        help_text="Automatic: a successful policy run's (SFT, PPO, RLOO, DPO) policy becomes active. Manual: an admin "
+        "promotes it.",
+    )
+    reward_model_config = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text='Overrides of the reward-model training defaults, e.g. {"lr": 5e-6, "epochs": 1}.',
+    )
+    ppo_config = models.JSONField(
+        "RL config",
+        default=dict,
+        blank=True,
+        help_text='Overrides of the RL step (PPO and RLOO) defaults, e.g. {"steps": 40, "kl_coef": 0.03}.',
+    )
+    dpo_config = models.JSONField(
+        "DPO config", default=dict, blank=True, help_text='Overrides of the DPO defaults, e.g. {"beta": 0.2}.'
+    )
+    sft_config = models.JSONField(
+        "SFT config",
+        default=dict,
+        blank=True,
+        help_text='Overrides of the SFT defaults, e.g. {"epochs": 2, "include_top_ranked": true}.',
+    )
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(temperature__gt=0),
+                name="recipe_temperature_positive",
+                violation_error_message="Temperature must be above 0.",
+            ),
+            models.CheckConstraint(
+                condition=Q(top_p__gt=0, top_p__lte=1),
+                name="recipe_top_p_in_0_1",
+                violation_error_message="top_p must be above 0 and at most 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_new_tokens__gte=1),
+                name="recipe_max_new_tokens_positive",
+                violation_error_message="max_new_tokens must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(retrain_threshold__gte=1),
+                name="recipe_retrain_threshold_positive",
+                violation_error_message="The retrain threshold must be at least 1.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Training recipe of {self.project}"
+
+
 def _input(model: str, help_text: str) -> models.ForeignKey:
     """A row a run works on: optional (kinds differ in their inputs), and kept while a run names it
     unless the whole project goes."""

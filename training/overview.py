@@ -54,9 +54,9 @@ def next_round(project: Project) -> dict:
     check = beat_check()
     return {
         "new_rankings": new,
-        "threshold": project.retrain_threshold,
-        "missing": max(0, project.retrain_threshold - new),
-        "due": new >= project.retrain_threshold,
+        "threshold": project.recipe.retrain_threshold,
+        "missing": max(0, project.recipe.retrain_threshold - new),
+        "due": new >= project.recipe.retrain_threshold,
         "live_round": live,
         "check": check,
     }

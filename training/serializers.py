@@ -5,8 +5,29 @@ import inspect
 from rest_framework import serializers
 
 from labeling.models import ComparisonTask, Project
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from labeling.serializers import ProjectSerializer
+from training.models import PolicyVersion, Recipe, RewardModelVersion, TrainingRun
 from training.services import KINDS
+
+
+class RecipeSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Recipe
+        fields = [
+            "base_model", "temperature", "top_p", "top_k", "max_new_tokens", "algorithm", "dpo_trains_reward_model",
+            "retrain_threshold", "sft_threshold", "promotion",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class ProjectWithRecipeSerializer(ProjectSerializer):
+    """A project as staff read it: labeling's settings, and its training recipe under `recipe`."""
+
+    recipe = RecipeSerializer(read_only=True)
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "recipe"]
+        read_only_fields = fields
 
 
 class PolicyVersionSerializer(serializers.ModelSerializer):

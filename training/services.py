@@ -24,7 +24,7 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from labeling.models import ComparisonTask, Project
 from training.configs import (
-    check_project_settings,
+    check_recipe,
     dpo_config,
     reward_model_config,
     rl_config,
@@ -37,7 +37,7 @@ from training.datasets import (
     new_rankings_since_last_reward_model,
     training_rankings,
 )
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.models import PolicyVersion, Recipe, RewardModelVersion, TrainingRun
 from webapp.celery import app
 
 
@@ -57,13 +57,19 @@ class BrokerUnavailable(LaunchRefused):
     http_status = 503
 
 
-def do_create_project(project: Project) -> Project:
-    """Validates and saves a new project with its base model registered as the active version-0
-    policy, in one transaction: a project never exists without a policy to sample from."""
-    check_project_settings(project)
+def do_create_project(project: Project, recipe: Recipe | None = None) -> Project:
+    """Validates and saves a new project with its recipe (the defaults when None) and its base model
+    registered as the active version-0 policy, in one transaction: a project never exists without a
+    recipe and a policy to sample from."""
+    recipe = recipe or Recipe()
+    recipe.project = project
     project.full_clean(exclude=["labelers"])
+    check_recipe(recipe)
+    recipe.full_clean(exclude=["project"])
     with transaction.atomic():
         project.save()
+        recipe.project = project  # now with its primary key
+        recipe.save()
         do_register_base_policy(project)
     return project
 
@@ -78,7 +84,7 @@ def do_register_base_policy(project: Project) -> PolicyVersion:
         return PolicyVersion.objects.create(
             project=project,
             version=0,
-            checkpoint=project.base_model,
+            checkpoint=project.recipe.base_model,
             status=PolicyVersion.Status.ACTIVE,
             promoted_at=timezone.now(),
         )
@@ -165,7 +171,7 @@ def check_sampling(project: Project, prompts: int = 50, task_kind: str = Compari
         "prompts": prompts,
         "task_kind": task_kind,
         "k": project.k,
-        "config": partial(sampling_config, project),
+        "config": partial(sampling_config, project.recipe),
     }
 
 
@@ -174,7 +180,7 @@ def check_reward_model(project: Project) -> dict:
     through = training_rankings(project).order_by("-id").first()
     if through is None:
         raise LaunchRefused(f"Project {project.name!r} has no rankings to train a reward model on.")
-    return {"policy": active_policy(project), "through_ranking": through, "config": reward_model_config(project)}
+    return {"policy": active_policy(project), "through_ranking": through, "config": reward_model_config(project.recipe)}
 
 
 def check_rl(project: Project, algorithm: str, steps: int | None = None, policy: PolicyVersion | None = None) -> dict:
@@ -185,7 +191,7 @@ def check_rl(project: Project, algorithm: str, steps: int | None = None, policy:
         raise LaunchRefused(f"Project {project.name!r} has no reward model yet: train one first.")
     if steps is not None and steps < 1:
         raise LaunchRefused(f"An RL step needs at least 1 step, not {steps}.")
-    config = rl_config(project, algorithm, **({"steps": steps} if steps else {}))
+    config = rl_config(project.recipe, algorithm, **({"steps": steps} if steps else {}))
     return {"policy": policy or active_policy(project), "reward_model": reward_model, "config": config}
 
 
@@ -194,12 +200,16 @@ def check_dpo(project: Project, policy: PolicyVersion | None = None) -> dict:
     through = training_rankings(project).order_by("-id").first()
     if through is None:
         raise LaunchRefused(f"Project {project.name!r} has no rankings to train on with DPO.")
-    return {"policy": policy or active_policy(project), "through_ranking": through, "config": dpo_config(project)}
+    return {
+        "policy": policy or active_policy(project),
+        "through_ranking": through,
+        "config": dpo_config(project.recipe),
+    }
 
 
 def check_sft(project: Project) -> dict:
     """SFT of the active policy on the project's demonstrations (and top-ranked completions, if set)."""
-    config = sft_config(project)
+    config = sft_config(project.recipe)
     if not demonstrations(project).exists() and not (config.include_top_ranked and training_rankings(project).exists()):
         raise LaunchRefused(
             f"Project {project.name!r} has no demonstrations to fine-tune on: ask for ideal answers in the admin "
@@ -237,7 +247,7 @@ def check_blind_evaluation(
             "not been compared: hold prompts out in the admin (Prompts, action 'Hold out for evaluation') or "
             "with `manage.py blind_evaluation --hold-out FILE`."
         )
-    return {"policy": b, "baseline": a, "prompts": prompts, "config": partial(sampling_config, project)}
+    return {"policy": b, "baseline": a, "prompts": prompts, "config": partial(sampling_config, project.recipe)}
 
 
 RM_CHARTS = (
@@ -386,8 +396,8 @@ def _refuse_a_second_round(project: Project) -> None:
 def start_due_rounds() -> list[TrainingRun]:
     """The periodic check: a round for every project with enough new rankings and no live round."""
     started = []
-    for project in Project.objects.all():
-        if new_rankings_since_last_reward_model(project) < project.retrain_threshold:
+    for project in Project.objects.select_related("recipe"):
+        if new_rankings_since_last_reward_model(project) < project.recipe.retrain_threshold:
             continue
         try:
             started.append(launch(project, Kind.ROUND))

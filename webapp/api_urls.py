@@ -14,7 +14,7 @@ from training import api as training_api
 # `format` argument (a 500 the access matrix found).
 router = DefaultRouter()
 router.include_format_suffixes = False
-router.register("projects", labeling_api.ProjectViewSet, basename="project")
+router.register("projects", training_api.ProjectViewSet, basename="project")  # labeling's, with the recipe
 router.register("tasks", labeling_api.ComparisonTaskViewSet, basename="task")
 router.register("rankings", labeling_api.RankingViewSet, basename="ranking")
 router.register("policies", training_api.PolicyVersionViewSet, basename="policy")

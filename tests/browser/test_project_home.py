@@ -38,8 +38,8 @@ def carry_out_pausing_at_a_phase(run_id: int, phase_shown: threading.Event, go_o
 def test_a_launch_from_the_project_home_moves_through_a_phase_to_its_outcome(
     page, live_server, admin_user, ranked_project
 ):
-    ranked_project.reward_model_config = {"max_length": 64, "epochs": 2, "patience": 0}
-    ranked_project.save()
+    ranked_project.recipe.reward_model_config = {"max_length": 64, "epochs": 2, "patience": 0}
+    ranked_project.recipe.save()
     log_in(page, live_server, "admin")
     page.goto(f"{live_server.url}/admin/labeling/project/{ranked_project.pk}/change/")
     page.get_by_role("link", name="Project home", exact=True).click()

@@ -18,15 +18,15 @@ pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis, pyte
 
 
 def test_a_staff_user_launches_a_round_and_watches_it(page, live_server, admin_user, ranked_project, child_env):
-    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 40, "patience": 0}
-    ranked_project.ppo_config = {
+    ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 40, "patience": 0}
+    ranked_project.recipe.ppo_config = {
         "steps": 12,
         "batch_prompts": 4,
         "minibatch_size": 2,
         "ppo_epochs": 1,
         "max_new_tokens": 8,
     }
-    ranked_project.save()
+    ranked_project.recipe.save()
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "generation,training", "-P", "solo",
          "-n", f"browser-{os.getpid()}@%h", "--loglevel", "WARNING"],

@@ -40,8 +40,8 @@ def test_a_worker_killed_mid_sampling_hands_out_only_whole_tasks_and_the_run_fai
     tiny_project,
     worker,  # noqa: F811
 ):
-    tiny_project.max_new_tokens = 32
-    tiny_project.save()
+    tiny_project.recipe.max_new_tokens = 32
+    tiny_project.recipe.save()
     texts = [f"Name a colour, number {n}." for n in range(400)]
     Prompt.objects.bulk_create(Prompt(project=tiny_project, text=t, text_sha256=text_digest(t)) for t in texts)
     labeler = UserFactory(username="fast-labeler")
@@ -86,8 +86,8 @@ def test_a_worker_killed_mid_sampling_hands_out_only_whole_tasks_and_the_run_fai
 def test_a_full_disk_mid_checkpoint_registers_nothing_and_leaves_no_partial_folder(
     ranked_project, model_store, monkeypatch
 ):
-    ranked_project.reward_model_config = {"max_length": 64}
-    ranked_project.save()
+    ranked_project.recipe.reward_model_config = {"max_length": 64}
+    ranked_project.recipe.save()
 
     def half_written(model, tokenizer, folder: Path) -> None:
         (folder / "model.safetensors").write_bytes(b"\0" * 1024)

@@ -31,8 +31,8 @@ def longer(prompt: str, completions: list[str]) -> list[float]:
 @pytest.fixture
 def trained(ranked_project):
     """The ranked tiny project with reward model v1 trained on its rankings."""
-    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64}
-    ranked_project.save(update_fields=["reward_model_config"])
+    ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
+    ranked_project.recipe.save(update_fields=["reward_model_config"])
     run = executor_of("rm")(launch(ranked_project, "rm", enqueue=False).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     JUDGED.clear()
@@ -50,7 +50,7 @@ def test_it_judges_the_completion_the_reward_model_scores_highest_of_n(trained, 
     # By hand: the base policy's 4 samples per prompt (same settings and seed), scored by the RM.
     prompts = [prompt for prompt, _ in JUDGED]
     model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE)
-    groups = sample(model, tokenizer, prompts, 4, sampling_config(trained, 0))
+    groups = sample(model, tokenizer, prompts, 4, sampling_config(trained.recipe, 0))
     reward_model, rm_tokenizer = load_reward_model(settings.MODEL_STORE / rm.checkpoint)
     texts = [[s.text for s in group] for group in groups]
     scores = score_groups(reward_model, rm_tokenizer, list(zip(prompts, texts, strict=True)), 64)

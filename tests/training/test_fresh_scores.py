@@ -28,8 +28,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def project(ranked_project):
-    ranked_project.reward_model_config = FAST
-    ranked_project.save(update_fields=["reward_model_config"])
+    ranked_project.recipe.reward_model_config = FAST
+    ranked_project.recipe.save(update_fields=["reward_model_config"])
     return ranked_project
 
 

@@ -73,8 +73,8 @@ def run_stage(project, kind: str, **inputs) -> TrainingRun:
 
 @pytest.mark.parametrize("trunk", ["frozen", "full"])
 def test_reward_model_training_and_fresh_scoring(project, trunk):
-    project.reward_model_config = {**FAST["reward_model_config"], "trunk": trunk}
-    project.save()
+    project.recipe.reward_model_config = {**FAST["reward_model_config"], "trunk": trunk}
+    project.recipe.save()
     run_stage(project, "rm")
     for n in range(2):
         project.prompts.create(text=f"New question {n}?")
@@ -135,8 +135,8 @@ def test_with_lora_the_base_is_frozen_in_the_compute_dtype_and_the_merged_policy
 
     from training.models import PolicyVersion
 
-    project.sft_config = {**FAST["sft_config"], "lora_rank": 4, "lr": 1e-2}
-    project.save()
+    project.recipe.sft_config = {**FAST["sft_config"], "lora_rank": 4, "lr": 1e-2}
+    project.recipe.save()
     run = run_stage(project, "sft")  # the base's weights frozen in bfloat16, the forwards in it too
     version = PolicyVersion.objects.get(created_by_run=run)
     saved = json.loads((settings.MODEL_STORE / version.checkpoint / "config.json").read_text())

@@ -73,8 +73,8 @@ def test_sft_without_demonstrations_is_refused_with_what_to_do(project):
 
 
 def test_sft_can_train_on_each_ranking_s_top_completion(project):
-    project.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
-    project.save()
+    project.recipe.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
+    project.recipe.save()
     finished = run(project, "sft")
     assert finished.metrics[-1]["demonstrations"] >= 3  # top-ranked completions, no demonstration written
 
@@ -100,8 +100,8 @@ def test_rloo_has_no_critic_and_samples_k_per_prompt(project):
 
 @pytest.mark.parametrize("kind", ["sft", "dpo", "rloo"])
 def test_a_failed_save_registers_no_policy(project, kind, monkeypatch):
-    project.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
-    project.save()
+    project.recipe.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
+    project.recipe.save()
     if kind == "rloo":
         execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
 
@@ -116,8 +116,8 @@ def test_a_failed_save_registers_no_policy(project, kind, monkeypatch):
 
 @pytest.mark.parametrize("kind", ["sft", "dpo", "rloo"])
 def test_a_run_cancelled_while_it_trains_registers_nothing(project, kind, monkeypatch):
-    project.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
-    project.save()
+    project.recipe.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
+    project.recipe.save()
     if kind == "rloo":
         execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
     launched = launch(project, kind, enqueue=False)
@@ -140,8 +140,8 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(project, kind, monkey
 
 @pytest.mark.parametrize(("algorithm", "policy_step"), [("ppo", "ppo"), ("rloo", "rloo"), ("dpo", "dpo")])
 def test_a_round_runs_the_project_s_algorithm(project, algorithm, policy_step):
-    project.algorithm = algorithm
-    project.save()
+    project.recipe.algorithm = algorithm
+    project.recipe.save()
     project.prompts.create(text="A new prompt for the new policy?")
     round_ = execute_round(launch(project, "round", enqueue=False).pk)
     assert round_.status == "succeeded", round_.error
@@ -152,27 +152,27 @@ def test_a_round_runs_the_project_s_algorithm(project, algorithm, policy_step):
 
 
 def test_a_dpo_round_can_leave_the_reward_model_out(project):
-    project.algorithm = "dpo"
+    project.recipe.algorithm = "dpo"
     assert steps_of(project) == ["rm", "dpo", "generate"]
-    project.dpo_trains_reward_model = False
-    project.save()
+    project.recipe.dpo_trains_reward_model = False
+    project.recipe.save()
     assert steps_of(project) == ["dpo", "generate"]
     round_ = execute_round(launch(project, "round", enqueue=False).pk)
     assert round_.status == "succeeded", round_.error
     assert [s.kind for s in round_.steps.order_by("id")] == ["dpo", "generate"]
     assert not RewardModelVersion.objects.filter(project=project).exists()
-    project.algorithm = "rloo"  # the switch is DPO's: an RL step needs its reward model
+    project.recipe.algorithm = "rloo"  # the switch is DPO's: an RL step needs its reward model
     assert steps_of(project) == ["rm", "rloo", "generate"]
 
 
 def test_a_round_starts_with_sft_once_enough_new_demonstrations_arrived(project, client, labeler):
-    project.sft_threshold = 5
-    project.save()
+    project.recipe.sft_threshold = 5
+    project.recipe.save()
     assert steps_of(project) == ["rm", "rloo", "generate"]
     write_demonstrations_through_the_page(client, project, labeler)
     assert steps_of(project) == ["sft", "rm", "rloo", "generate"]
-    project.promotion = "manual"
-    project.save()
+    project.recipe.promotion = "manual"
+    project.recipe.save()
     round_ = execute_round(launch(project, "round", enqueue=False).pk)
     assert round_.status == "succeeded", round_.error
     sft, rloo = (PolicyVersion.objects.get(created_by_run__kind=kind) for kind in ("sft", "rloo"))

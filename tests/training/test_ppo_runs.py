@@ -15,9 +15,9 @@ FAST_PPO = {"steps": 3, "batch_prompts": 4, "minibatch_size": 2, "ppo_epochs": 1
 
 @pytest.fixture
 def project(ranked_project):
-    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64}
-    ranked_project.ppo_config = FAST_PPO
-    ranked_project.save()
+    ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
+    ranked_project.recipe.ppo_config = FAST_PPO
+    ranked_project.recipe.save()
     execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
     return ranked_project
 
@@ -43,8 +43,8 @@ def test_a_ppo_round_makes_a_new_active_policy_and_retires_the_parent(project, s
 
 
 def test_with_manual_promotion_the_new_policy_waits_as_a_candidate(project):
-    project.promotion = "manual"
-    project.save(update_fields=["promotion"])
+    project.recipe.promotion = "manual"
+    project.recipe.save(update_fields=["promotion"])
     run = execute_ppo_run(launch(project, "ppo", enqueue=False).pk)
     assert PolicyVersion.objects.get(created_by_run=run).status == "candidate"
     assert PolicyVersion.objects.get(project=project, status="active").version == 0

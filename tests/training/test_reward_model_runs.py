@@ -5,10 +5,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from labeling.forms import ProjectAdminForm
 from labeling.models import Ranking
+from tests.factories import recipe_data
 from training.datasets import ranked_prompts
 from training.executors.reward_model import execute_reward_model_run
+from training.forms import RecipeForm
 from training.models import RewardModelVersion, TrainingRun
 from training.runs import do_cancel_run, supervise_in_child
 from training.services import LaunchRefused, launch
@@ -20,8 +21,8 @@ FAST = {"lr": 1e-3, "final_lr": 1e-4, "max_length": 64, "heldout_fraction": 0.4}
 
 @pytest.fixture
 def project(ranked_project):
-    ranked_project.reward_model_config = FAST
-    ranked_project.save(update_fields=["reward_model_config"])
+    ranked_project.recipe.reward_model_config = FAST
+    ranked_project.recipe.save(update_fields=["reward_model_config"])
     return ranked_project
 
 
@@ -96,9 +97,9 @@ def test_the_command_refuses_a_project_without_rankings(tiny_project):
         call_command("train_reward_model", project=tiny_project.name, sync=True)
 
 
-def test_a_bad_override_is_refused_by_the_project_form(tiny_project):
-    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"learning_rate": 1}', "ppo_config": "{}"}
-    form = ProjectAdminForm(data, instance=tiny_project)
+def test_a_bad_override_is_refused_by_the_recipe_form(tiny_project):
+    data = recipe_data(tiny_project, reward_model_config='{"learning_rate": 1}')
+    form = RecipeForm(data, instance=tiny_project.recipe)
     assert not form.is_valid()
     assert "learning_rate" in " ".join(form.errors["reward_model_config"])
 
@@ -127,8 +128,13 @@ def test_a_child_that_dies_marks_its_run_failed(project, child_env):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(project, child_env):
-    project.reward_model_config = {**FAST, "epochs": 5000, "patience": 0, "trunk": "full"}  # runs until cancelled
-    project.save(update_fields=["reward_model_config"])
+    project.recipe.reward_model_config = {
+        **FAST,
+        "epochs": 5000,
+        "patience": 0,
+        "trunk": "full",
+    }  # runs until cancelled
+    project.recipe.save(update_fields=["reward_model_config"])
     run = launch(project, "rm", enqueue=False)
     supervisor = threading.Thread(target=lambda: (supervise_in_child(run.pk), connection.close()))
     supervisor.start()

@@ -62,19 +62,19 @@ def test_cancelling_a_round_cancels_its_current_step(project):
 
 
 def test_a_failed_step_fails_the_round_and_leaves_the_active_policy(project):
-    project.ppo_config = {"steps": 2, "max_new_tokens": 8, "no_such_setting": 1}
-    project.save()
+    project.recipe.ppo_config = {"steps": 2, "max_new_tokens": 8, "no_such_setting": 1}
+    project.recipe.save()
     round_ = execute_round(launch(project, "round", enqueue=False).pk, in_child=False)
     assert round_.status == "failed" and "no_such_setting" in round_.error
     assert PolicyVersion.objects.get(project=project, status="active").version == 0
 
 
 def test_rounds_start_when_enough_new_rankings_arrived(project):
-    project.retrain_threshold = Ranking.objects.count() + 1
-    project.save()
+    project.recipe.retrain_threshold = Ranking.objects.count() + 1
+    project.recipe.save()
     assert start_due_rounds() == []
-    project.retrain_threshold = Ranking.objects.count()
-    project.save()
+    project.recipe.retrain_threshold = Ranking.objects.count()
+    project.recipe.save()
     [started] = start_due_rounds()
     assert started.project == project
     assert start_due_rounds() == []  # one is already queued

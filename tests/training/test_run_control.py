@@ -60,8 +60,8 @@ def test_an_unreachable_broker_fails_the_launch_plainly(tiny_project, django_cap
 
 @pytest.mark.parametrize("cancel_at", ["a training step", "the end of training"])
 def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monkeypatch, cancel_at):
-    ranked_project.reward_model_config = {"max_length": 64}
-    ranked_project.save()
+    ranked_project.recipe.reward_model_config = {"max_length": 64}
+    ranked_project.recipe.save()
     run = launch(ranked_project, "rm", enqueue=False)
 
     def train_then_cancel(model, tokenizer, data, config, log, heldout, **placement):
@@ -80,15 +80,15 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monke
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_project, child_env):
-    ranked_project.reward_model_config = {"max_length": 64}
-    ranked_project.ppo_config = {
+    ranked_project.recipe.reward_model_config = {"max_length": 64}
+    ranked_project.recipe.ppo_config = {
         "steps": 500,
         "batch_prompts": 2,
         "minibatch_size": 2,
         "ppo_epochs": 1,
         "max_new_tokens": 4,
     }
-    ranked_project.save()
+    ranked_project.recipe.save()
     execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
     active = PolicyVersion.objects.get(project=ranked_project, status="active")
     run = launch(ranked_project, "ppo", enqueue=False)

@@ -2,16 +2,16 @@
 sampling keeps the K most disputed of 2K candidates."""
 
 import pytest
-from django.forms import modelform_factory
 
-from labeling.forms import ProjectAdminForm
 from labeling.models import ComparisonTask, Project
+from tests.factories import recipe_data
 from training.core.devices import CPU
 from training.core.generation import Sample
 from training.core.selection import group_members, most_disputed_subset, task_uncertainty
 from training.executors.reward_model import execute_reward_model_run
 from training.executors.sampling import execute_sampling_run
 from training.executors.selection import Selector
+from training.forms import RecipeForm
 from training.models import TrainingRun
 from training.services import launch
 
@@ -22,9 +22,10 @@ ENSEMBLE = {"lr": 1e-3, "final_lr": 1e-4, "max_length": 64, "heldout_fraction": 
 
 @pytest.fixture
 def project(ranked_project):
-    ranked_project.reward_model_config = ENSEMBLE
+    ranked_project.recipe.reward_model_config = ENSEMBLE
     ranked_project.selection = Project.Selection.UNCERTAINTY
     ranked_project.save()
+    ranked_project.recipe.save()
     return ranked_project
 
 
@@ -90,24 +91,20 @@ def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch)
     assert all(len(t.display_completions()) == 3 for t in new)
 
 
-def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_project_form(tiny_project):
-    form_class = modelform_factory(Project, form=ProjectAdminForm, fields=[*ProjectAdminForm.Meta.fields, "selection"])
-    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"heads": 1}', "ppo_config": "{}"}
-    form = form_class({**data, "selection": "uncertainty"}, instance=tiny_project)
+def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_recipe_form(tiny_project):
+    tiny_project.selection = Project.Selection.UNCERTAINTY  # the project being saved beside its recipe
+    form = RecipeForm(recipe_data(tiny_project, reward_model_config='{"heads": 1}'), instance=tiny_project.recipe)
     assert not form.is_valid()
-    assert '"heads" to 2 or more' in " ".join(form.errors["selection"])
-    form = form_class(
-        {**data, "selection": "uncertainty", "reward_model_config": '{"heads": 4}'}, instance=tiny_project
-    )
+    assert '"heads" to 2 or more' in " ".join(form.errors["reward_model_config"])
+    form = RecipeForm(recipe_data(tiny_project, reward_model_config='{"heads": 4}'), instance=tiny_project.recipe)
     assert form.is_valid(), form.errors
 
 
 def test_uncertainty_selection_is_refused_for_dpo_rounds_that_train_no_reward_model(tiny_project):
-    fields = [*ProjectAdminForm.Meta.fields, "selection", "algorithm", "dpo_trains_reward_model"]
-    form_class = modelform_factory(Project, form=ProjectAdminForm, fields=fields)
-    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"heads": 4}', "ppo_config": "{}",
-            "selection": "uncertainty", "algorithm": "dpo"}  # fmt: skip
-    form = form_class(data, instance=tiny_project)  # the checkbox unticked
+    tiny_project.selection = Project.Selection.UNCERTAINTY
+    data = recipe_data(tiny_project, reward_model_config='{"heads": 4}', algorithm="dpo")
+    del data["dpo_trains_reward_model"]  # the checkbox unticked
+    form = RecipeForm(data, instance=tiny_project.recipe)
     assert not form.is_valid()
     assert "let DPO rounds train one" in " ".join(form.errors["dpo_trains_reward_model"])
-    assert form_class({**data, "dpo_trains_reward_model": "on"}, instance=tiny_project).is_valid()
+    assert RecipeForm({**data, "dpo_trains_reward_model": "on"}, instance=tiny_project.recipe).is_valid()

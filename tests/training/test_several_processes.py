@@ -55,8 +55,8 @@ def test_only_kinds_that_train_are_launched_on_several_processes(ranked_project,
 
 
 def test_a_reward_model_trains_on_two_processes_as_on_one(ranked_project, processes, model_store):
-    ranked_project.reward_model_config = RM
-    ranked_project.save(update_fields=["reward_model_config"])
+    ranked_project.recipe.reward_model_config = RM
+    ranked_project.recipe.save(update_fields=["reward_model_config"])
     outcome = {}
     for count in (1, 2):
         processes(count)
@@ -77,8 +77,8 @@ def test_a_reward_model_trains_on_two_processes_as_on_one(ranked_project, proces
 
 
 def test_dpo_trains_on_two_processes_as_on_one(ranked_project, processes):
-    ranked_project.dpo_config = DPO
-    ranked_project.save(update_fields=["dpo_config"])
+    ranked_project.recipe.dpo_config = DPO
+    ranked_project.recipe.save(update_fields=["dpo_config"])
     runs, base = {}, PolicyVersion.objects.get(project=ranked_project, version=0)
     for count in (1, 2):
         processes(count)
@@ -92,9 +92,9 @@ def test_dpo_trains_on_two_processes_as_on_one(ranked_project, processes):
 def test_a_ppo_round_on_two_processes_finishes_with_finite_figures_and_one_saved_policy(
     ranked_project, processes, model_store, client, admin_user
 ):
-    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64}
-    ranked_project.ppo_config = PPO
-    ranked_project.save()
+    ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
+    ranked_project.recipe.ppo_config = PPO
+    ranked_project.recipe.save()
     execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
     processes(2)
     run = _carried_out_in_child(ranked_project, "ppo")

@@ -47,15 +47,15 @@ def wait_for(predicate, seconds: float = 180):
 
 @pytest.fixture
 def project(ranked_project):
-    ranked_project.reward_model_config = {"lr": 1e-3, "max_length": 64}
-    ranked_project.ppo_config = {
+    ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
+    ranked_project.recipe.ppo_config = {
         "steps": 2,
         "batch_prompts": 4,
         "minibatch_size": 2,
         "ppo_epochs": 1,
         "max_new_tokens": 8,
     }
-    ranked_project.save()
+    ranked_project.recipe.save()
     return ranked_project
 
 
@@ -64,13 +64,19 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
     tiny_project, worker, labeler, client, algorithm
 ):
     project = tiny_project
-    project.algorithm = algorithm.split()[-1]
-    project.reward_model_config = {"lr": 1e-3, "max_length": 64}
-    project.ppo_config = {"steps": 2, "batch_prompts": 4, "minibatch_size": 2, "ppo_epochs": 1, "max_new_tokens": 8}
-    project.dpo_config = {"epochs": 1, "max_length": 64}
-    project.sft_config = {"epochs": 1, "max_length": 64}
-    project.sft_threshold = 2
-    project.save()
+    project.recipe.algorithm = algorithm.split()[-1]
+    project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
+    project.recipe.ppo_config = {
+        "steps": 2,
+        "batch_prompts": 4,
+        "minibatch_size": 2,
+        "ppo_epochs": 1,
+        "max_new_tokens": 8,
+    }
+    project.recipe.dpo_config = {"epochs": 1, "max_length": 64}
+    project.recipe.sft_config = {"epochs": 1, "max_length": 64}
+    project.recipe.sft_threshold = 2
+    project.recipe.save()
     if algorithm.startswith("sft"):  # ideal answers written through the page start the round with SFT
         project.labelers.add(labeler)
         project.prompts.filter(pk__in=project.prompts.values("pk")[:3]).update(needs_demonstration=True)
@@ -104,12 +110,18 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
 def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(project, worker, kind):
     if kind == "ppo":
         execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
-        project.ppo_config = {**project.ppo_config, "steps": 5000}  # long enough to kill
-        project.save()
+        project.recipe.ppo_config = {**project.recipe.ppo_config, "steps": 5000}  # long enough to kill
+        project.recipe.save()
         run = launch(project, "ppo")
     else:
-        project.reward_model_config = {"lr": 1e-3, "max_length": 64, "epochs": 5000, "patience": 0, "trunk": "full"}
-        project.save()
+        project.recipe.reward_model_config = {
+            "lr": 1e-3,
+            "max_length": 64,
+            "epochs": 5000,
+            "patience": 0,
+            "trunk": "full",
+        }
+        project.recipe.save()
         run = launch(project, "rm")
     models_before = RewardModelVersion.objects.count()
     run = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status="running").exclude(metrics=[]).first())

@@ -30,7 +30,7 @@ def sample_one_each(
     out = []
     for version, seed in zip(versions, seeds, strict=True):
         model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE, placement, trainable=False)
-        out.append([group[0] for group in sample(model, tokenizer, prompts, 1, sampling_config(project, seed))])
+        out.append([group[0] for group in sample(model, tokenizer, prompts, 1, sampling_config(project.recipe, seed))])
         del model
     return out
 
@@ -42,11 +42,11 @@ def best_of_n(
     """Per prompt, of n completions from `version` (the project's sampling settings), the one
     `reward_model` scores highest (the first of equals). The policy is freed before the RM loads."""
     model, tokenizer = load_model(version.checkpoint, settings.MODEL_STORE, placement, trainable=False)
-    groups = sample(model, tokenizer, prompts, n, sampling_config(project, seed))
+    groups = sample(model, tokenizer, prompts, n, sampling_config(project.recipe, seed))
     del model
     rm, rm_tokenizer = load_reward_model(settings.MODEL_STORE / reward_model.checkpoint, placement)
     texts = [(prompt, [s.text for s in group]) for prompt, group in zip(prompts, groups, strict=True)]
-    scores = score_groups(rm, rm_tokenizer, texts, reward_model_config(project).max_length)
+    scores = score_groups(rm, rm_tokenizer, texts, reward_model_config(project.recipe).max_length)
     return [group[row.index(max(row))] for group, row in zip(groups, scores, strict=True)]
 
 
@@ -96,7 +96,7 @@ def evaluate_policies(
         reward_model=reward_model,
         prompts=n,
         preference=label,
-        config=vars(sampling_config(project, seed)),
+        config=vars(sampling_config(project.recipe, seed)),
         metrics=[{"time": now.isoformat(), **figures}],
         hardware={**placement.describe(), "peak_memory_mib": peak_memory_mib(placement.device)},
         started_at=now,

@@ -31,7 +31,7 @@ def score_fresh_rankings(
     """Scores the version's fresh rankings (up to id `through`, at most `limit`) with its loaded
     model, in batches each stored on its own; returns how many were stored. A ranking scored
     meanwhile by a concurrent call keeps its row, so running this twice is harmless."""
-    max_length = reward_model_config(reward_model.project).max_length
+    max_length = reward_model_config(reward_model.project.recipe).max_length
     pending = fresh_rankings(reward_model)
     if through is not None:
         pending = pending.filter(pk__lte=through)

@@ -12,7 +12,7 @@ from labeling.models import Project
 from training.core.checkpoints import write_once
 from training.core.devices import Placement
 from training.core.loading import load_model
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.models import PolicyVersion, Recipe, RewardModelVersion, TrainingRun
 from training.runs import check_still_running, checkpoint_name
 from training.services import do_promote_policy
 
@@ -67,6 +67,6 @@ def register_policy(
         if anchor:
             version.kl_reference = version
             version.save(update_fields=["kl_reference"])
-        if project.promotion == Project.Promotion.AUTOMATIC:
+        if project.recipe.promotion == Recipe.Promotion.AUTOMATIC:
             do_promote_policy(version)
     return version

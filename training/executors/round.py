@@ -3,13 +3,13 @@ step its own run."""
 
 from labeling.models import Project
 from training.datasets import new_demonstrations_since_last_sft
-from training.models import PolicyVersion, TrainingRun
+from training.models import PolicyVersion, Recipe, TrainingRun
 from training.runs import ProgressLine, carried_out, record_progress, start_run, supervise_in_child
 from training.services import executor_of, launch
 
 Kind = TrainingRun.Kind
 ROUND_SAMPLE_PROMPTS = 50  # comparisons sampled from the new policy at the end of a round
-POLICY_STEP = {Project.Algorithm.PPO: Kind.PPO, Project.Algorithm.RLOO: Kind.RLOO, Project.Algorithm.DPO: Kind.DPO}
+POLICY_STEP = {Recipe.Algorithm.PPO: Kind.PPO, Recipe.Algorithm.RLOO: Kind.RLOO, Recipe.Algorithm.DPO: Kind.DPO}
 WEIGHT = {Kind.SFT: 2, Kind.RM: 2, Kind.PPO: 5, Kind.RLOO: 5, Kind.DPO: 5, Kind.GENERATE: 2}  # share of the bar
 
 
@@ -22,9 +22,10 @@ def round_steps(project: Project) -> list[Kind]:
     a DPO round trains too unless the project turns it off: fresh-label accuracy and uncertainty
     selection read it); the policy step of the project's algorithm; then new comparisons from the
     new policy."""
-    sft_due = project.sft_threshold and new_demonstrations_since_last_sft(project) >= project.sft_threshold
-    reward_model = project.algorithm != Project.Algorithm.DPO or project.dpo_trains_reward_model
-    return [*([Kind.SFT] if sft_due else []), *([Kind.RM] if reward_model else []), POLICY_STEP[project.algorithm],
+    recipe = project.recipe
+    sft_due = recipe.sft_threshold and new_demonstrations_since_last_sft(project) >= recipe.sft_threshold
+    reward_model = recipe.algorithm != Recipe.Algorithm.DPO or recipe.dpo_trains_reward_model
+    return [*([Kind.SFT] if sft_due else []), *([Kind.RM] if reward_model else []), POLICY_STEP[recipe.algorithm],
             Kind.GENERATE]  # fmt: skip
 
 
@@ -40,7 +41,7 @@ def execute_round(run_id: int, on_progress: ProgressLine | None = None, in_child
         steps = round_steps(project)
         total, done, made = sum(WEIGHT[k] for k in steps), 0, None
         for kind in steps:
-            if kind == Kind.GENERATE and project.promotion == Project.Promotion.MANUAL:
+            if kind == Kind.GENERATE and project.recipe.promotion == Recipe.Promotion.MANUAL:
                 record_progress(round_, 1.0, note="The new policy awaits promotion; no comparisons sampled.")
                 break
             inputs = {"prompts": ROUND_SAMPLE_PROMPTS} if kind == Kind.GENERATE else {}

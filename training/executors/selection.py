@@ -21,7 +21,7 @@ class Selector:
     """A project's latest reward model, asked which comparisons it is least sure of."""
 
     def __init__(self, project: Project, model: RewardModel, tokenizer):
-        self.model, self.tokenizer, self.config = model, tokenizer, reward_model_config(project)
+        self.model, self.tokenizer, self.config = model, tokenizer, reward_model_config(project.recipe)
 
     @classmethod
     def for_project(cls, project: Project, placement: Placement) -> "Selector | None":

@@ -6,12 +6,14 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+import labeling
 from labeling.importing import prompt_texts_from_jsonl
 from labeling.models import Project
 from labeling.services import do_add_prompts
+from training.models import Recipe
 from training.services import do_create_project
 
-PROMPTS_FILE = Path(__file__).resolve().parents[2] / "demo" / "prompts.jsonl"
+PROMPTS_FILE = Path(labeling.__file__).resolve().parent / "demo" / "prompts.jsonl"
 PROJECT_NAME = "Demo: helpful answers"
 GUIDELINES = """\
 Rank the answers from **best to worst** for a person who asked the prompt.
@@ -24,11 +26,7 @@ Tie two answers only when you truly cannot prefer one.
 """
 # Small enough that a labeler who ranks 20 tasks sees the beat start a round, and a round on
 # two CPU cores finish in minutes rather than hours.
-DEMO_SETTINGS = {
-    "guidelines": GUIDELINES,
-    "retrain_threshold": 20,
-    "ppo_config": {"steps": 10, "max_new_tokens": 48},
-}
+DEMO_RECIPE = {"retrain_threshold": 20, "ppo_config": {"steps": 10, "max_new_tokens": 48}}
 DEMO_USERS = [
     # (username, password, staff)
     ("admin", "demo-admin-password", True),
@@ -43,7 +41,8 @@ class Command(BaseCommand):
         texts = prompt_texts_from_jsonl(PROMPTS_FILE)
         with transaction.atomic():
             project = Project.objects.filter(name=PROJECT_NAME).first()
-            project = project or do_create_project(Project(name=PROJECT_NAME, **DEMO_SETTINGS))
+            if project is None:
+                project = do_create_project(Project(name=PROJECT_NAME, guidelines=GUIDELINES), Recipe(**DEMO_RECIPE))
             added = do_add_prompts(project, texts, source="demo")
             users = [self._user(name, password, staff) for name, password, staff in DEMO_USERS]
             project.labelers.add(*users)
