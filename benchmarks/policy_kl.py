@@ -14,7 +14,9 @@ from training.services import active_policy
 def kl_to_base(project, prompts: list[str], max_new_tokens: int = 64) -> float:
     policy, tokenizer = load_model(active_policy(project).checkpoint, settings.MODEL_STORE)
     base, _ = load_model(PolicyVersion.objects.get(project=project, version=0).checkpoint, settings.MODEL_STORE)
-    config = PPOConfig.rloo(temperature=project.recipe.temperature, max_new_tokens=max_new_tokens, batch_prompts=len(prompts))
+    config = PPOConfig.rloo(
+        temperature=project.recipe.temperature, max_new_tokens=max_new_tokens, batch_prompts=len(prompts)
+    )
     zero = lambda prompts, completions: torch.zeros(len(completions))  # noqa: E731 - no reward model needed
     trainer = PPOTrainer(policy, tokenizer, None, zero, config, reference=base)
     batch = trainer.rollout(prompts)

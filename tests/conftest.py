@@ -15,8 +15,8 @@ from django.db import connection
 
 from tests.factories import ProjectFactory, UserFactory
 from tests.tiny_model import build_tiny_model
-from training.executors.sampling import execute_sampling_run
-from training.services import do_register_base_policy, launch
+from training.executors import carry_out
+from training.services import create_run, do_register_base_policy
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -130,7 +130,7 @@ def ranked_project(tiny_project, labeler):
     """The tiny project with every prompt sampled and ranked once: the longer completion wins."""
     from labeling.services import do_assign_next_task, do_submit_ranking
 
-    execute_sampling_run(launch(tiny_project, "generate", prompts=5, enqueue=False).pk)
+    carry_out(create_run(tiny_project, "generate", prompts=5).pk)
     tiny_project.labelers.add(labeler)
     while (assignment := do_assign_next_task(tiny_project, labeler)) is not None:
         shown = assignment.task.display_completions()

@@ -5,13 +5,14 @@ number of queries."""
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django_celery_beat.models import PeriodicTask
 
 from labeling.models import Project
 from labeling.statistics import share_of_pairs
 from training.datasets import new_rankings_since_last_reward_model
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.services import KINDS, LaunchRefused, default_pair
+from training.services import KINDS, LaunchRefused, default_pair, queue_of
 
 LIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
 DUE_ROUNDS_TASK = "training.start_due_rounds"
@@ -90,16 +91,18 @@ def phase(run: TrainingRun) -> str:
 
 
 def worker_queues(project: Project) -> list[dict]:
-    """Per queue, the live runs of every project in the order a worker takes them (a round's steps
-    run inside the round, on its queue): what each worker is doing now and what waits behind it."""
+    """Per queue, the live runs of every project in the order a worker takes them: what each worker
+    is doing now and what waits behind it. A round's training steps run inside the round, on its
+    queue; its sampling step is sent to the generation queue like any sampling run."""
+    sent = Q(parent=None) | Q(kind=TrainingRun.Kind.GENERATE)
     live = list(
-        TrainingRun.objects.filter(status__in=LIVE, parent=None).select_related("project").order_by("created_at", "id")
+        TrainingRun.objects.filter(sent, status__in=LIVE).select_related("project").order_by("created_at", "id")
     )
-    steps = TrainingRun.objects.filter(status__in=LIVE, parent__in=live).order_by("id")
+    steps = TrainingRun.objects.filter(status__in=LIVE, parent__in=live).exclude(sent).order_by("id")
     step_of = {step.parent_id: step for step in steps}
     queues = {name: [] for name in ("generation", "training")}
     for run in live:
-        queue = KINDS[run.kind].queue if run.kind in KINDS else "training"
+        queue = queue_of(run.kind) if run.kind in KINDS else "training"
         step = step_of.get(run.pk)
         queues.setdefault(queue, [])
         queues[queue].append(

@@ -1,18 +1,16 @@
-"""The life of a TrainingRun: queued → running → succeeded / failed / cancelled.
+"""The life of a TrainingRun: queued → running → succeeded / failed / cancelled, and what a run
+reports on the way (its Reporter).
 
 A run's status only moves forward, and only through these functions: a run that was cancelled
-or failed while its process was still busy is never marked succeeded afterwards.
+or failed while its process was still busy is never marked succeeded afterwards. The process that
+carries a run out is training.executors.carry_out; the one that supervises a training child is
+training.supervisor.
 """
 
-import ctypes
 import logging
-import math
 import os
 import shutil
 import signal
-import subprocess
-import sys
-import threading
 import time
 import traceback
 import uuid
@@ -28,12 +26,10 @@ from django.utils import timezone
 from training.models import TrainingRun
 
 log = logging.getLogger(__name__)
-PR_SET_PDEATHSIG = 1  # prctl option: the signal a child gets when its parent dies
-HEARTBEAT_SECONDS = 5
 STALE_AFTER_SECONDS = 120  # a running run without a heartbeat this long is marked failed
 
-
-ProgressLine = Callable[[TrainingRun], None]  # e.g. a command's progress line, called after each record
+Echo = Callable[[TrainingRun], None]
+"""Called after each record: a command's progress line, or a training child's log line."""
 
 
 def is_main_process() -> bool:
@@ -109,28 +105,52 @@ def _record_peak_memory(run: TrainingRun) -> None:
     TrainingRun.objects.filter(pk=run.pk).update(hardware=run.hardware)
 
 
-def record_progress(run: TrainingRun, progress: float, on_progress: ProgressLine | None = None, **metrics) -> None:
-    """Appends a metrics point and moves the bar (then calls `on_progress(run)`, e.g. a command's
-    progress line); raises RunCancelled if the run was stopped. A rank other than 0 records nothing."""
-    if not is_main_process():
-        return
-    run.progress = min(1.0, progress)
-    run.heartbeat_at = timezone.now()
-    run.metrics = [*run.metrics, {"time": run.heartbeat_at.isoformat(), **metrics}]
-    updated = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
-        progress=run.progress, heartbeat_at=run.heartbeat_at, metrics=run.metrics
-    )
-    if not updated:
-        raise RunCancelled(f"Run {run.pk} was stopped.")
-    if on_progress:
-        on_progress(run)
+class Reporter:
+    """Where a run says how it goes: the bar and the metrics behind its page's charts, the phase it
+    is in, and notes for its log tail. Only rank 0 of several training processes writes (`main`);
+    the others train beside it. A report on a run that was stopped raises RunCancelled, which ends
+    the work. `echo` is called after each record."""
 
+    def __init__(self, run: TrainingRun, echo: Echo | None = None) -> None:
+        self.run, self.echo, self.main = run, echo, is_main_process()
 
-def note(run: TrainingRun, text: str) -> None:
-    """A sentence for the run's page, in its log tail; printed too, so that the log tail a
-    supervising worker copies from a training child's output carries it as well."""
-    print(text, flush=True)
-    TrainingRun.objects.filter(pk=run.pk).update(log_tail=text)
+    def __call__(self, progress: float, **metrics) -> None:
+        """Moves the bar to `progress` (0 to 1) and appends a metrics point."""
+        if not self.main:
+            return
+        run = self.run
+        run.progress = min(1.0, progress)
+        run.heartbeat_at = timezone.now()
+        run.metrics = [*run.metrics, {"time": run.heartbeat_at.isoformat(), **metrics}]
+        updated = TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.RUNNING).update(
+            progress=run.progress, heartbeat_at=run.heartbeat_at, metrics=run.metrics
+        )
+        if not updated:
+            raise RunCancelled(f"Run {run.pk} was stopped.")
+        if self.echo:
+            self.echo(run)
+
+    def phase(self, progress: float, name: str) -> None:
+        self(progress, phase=name)
+
+    def steps(self, start: float, end: float) -> Callable[[dict], None]:
+        """A trainer's `log`: each step's figures, the bar going from `start` to `end` over the steps,
+        the phase naming the step, or the epoch whose held-out loss a record of its own reports."""
+
+        def log(figures: dict) -> None:
+            if "heldout_loss" in figures and "loss" not in figures:
+                name = f"held-out loss after epoch {figures['epoch'] + 1}"
+            else:
+                name = f"training step {figures['step']} of {figures['steps']}"
+            self(start + (end - start) * figures["step"] / figures["steps"], phase=name, **figures)
+
+        return log
+
+    def note(self, text: str) -> None:
+        """A sentence for the run's page, in its log tail; printed too, so that the log tail a
+        supervising worker copies from a training child's output carries it as well."""
+        print(text, flush=True)
+        TrainingRun.objects.filter(pk=self.run.pk).update(log_tail=text)
 
 
 def check_still_running(run: TrainingRun) -> None:
@@ -205,96 +225,3 @@ def remove_partial_checkpoints() -> int:
     for folder in over:
         shutil.rmtree(folder, ignore_errors=True)
     return len(over)
-
-
-def supervise_in_child(run_id: int, parent_id: int | None = None) -> None:
-    """Runs a queued run in a child process (`manage.py execute_run`) and watches it.
-
-    The child frees its memory (GPU included) when it exits, and a crash in it cannot take the
-    worker down. Every few seconds the supervisor beats the run's heartbeat and copies the child's
-    latest output to the run's log tail; if the run was cancelled it stops the child. A child that
-    exits without finishing the run fails it. A round (`parent_id`) that waits on the child gets
-    the heartbeat too. With TRAINING_PROCESSES above 1, a run of a kind that trains on several
-    processes is started by `accelerate launch`, one process a GPU (`child_command`).
-    """
-    command = child_command(run_id)
-    with open(os.devnull, "w") as devnull:
-        child = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=devnull, text=True,
-            preexec_fn=die_with_parent,
-        )  # fmt: skip
-    TrainingRun.objects.filter(pk=run_id).update(child_pid=child.pid)
-    output: list[str] = []
-    reader = _drain(child, output)
-    tail_written = -math.inf  # the first lines are written as soon as they come
-    while child.poll() is None:
-        time.sleep(HEARTBEAT_SECONDS / 5)
-        run = TrainingRun.objects.filter(pk=run_id).only("status").first()
-        if run is None or run.status in (TrainingRun.Status.CANCELLED, TrainingRun.Status.FAILED):
-            _stop(child)
-            break
-        beating = [run_id] if parent_id is None else [run_id, parent_id]
-        now = timezone.now()
-        TrainingRun.objects.filter(pk__in=beating, status=TrainingRun.Status.RUNNING).update(heartbeat_at=now)
-        if output and time.monotonic() - tail_written >= HEARTBEAT_SECONDS:
-            TrainingRun.objects.filter(pk=run_id, status=TrainingRun.Status.RUNNING).update(
-                log_tail="".join(output)[-4000:]
-            )
-            tail_written = time.monotonic()
-    child.wait()
-    reader.join(timeout=5)
-    run = TrainingRun.objects.filter(pk=run_id).first()
-    if run is not None and not run.is_finished:
-        finish_run(
-            run, TrainingRun.Status.FAILED, error=f"The training process exited with code {child.returncode}.",
-            log_tail="".join(output),
-        )  # fmt: skip
-    TrainingRun.objects.filter(pk=run_id).update(child_pid=None)
-
-
-def child_command(run_id: int) -> list[str]:
-    """`manage.py execute_run ID`, under `accelerate launch` when this worker has several training
-    processes and the run's kind trains on several (training.services.RunKind.processes).
-
-    accelerate's `--cpu` launches one process and leaves several to MPI, so its torchrun launcher
-    (`--multi_gpu`) starts them on GPUs and CPUs alike; each joins the others in
-    training.executors.placement (NCCL on GPUs, gloo on the CPU)."""
-    from training.services import KINDS  # services imports this module
-
-    manage = [str(settings.BASE_DIR / "manage.py"), "execute_run", str(run_id)]
-    run = TrainingRun.objects.filter(pk=run_id).only("kind").first()
-    processes = settings.TRAINING_PROCESSES
-    if processes == 1 or run is None or not KINDS[run.kind].processes:
-        return [sys.executable, *manage]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--main_process_port", "0", "--mixed_precision", "no", "--dynamo_backend", "no",
-            *manage]  # fmt: skip
-
-
-def die_with_parent() -> None:
-    """In the child, before it runs: Linux kills it when the supervising worker dies (even by
-    SIGKILL), so an orphan never goes on training and registering a model on its own. Each of
-    several training processes calls it for itself too, so their launcher's death kills them."""
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def _drain(child: subprocess.Popen, into: list[str]) -> threading.Thread:
-    """Reads the child's output in a thread, so a full pipe never blocks it."""
-
-    def read() -> None:
-        for line in child.stdout:
-            into.append(line)
-            del into[:-200]
-
-    thread = threading.Thread(target=read, daemon=True)
-    thread.start()
-    return thread
-
-
-def _stop(child: subprocess.Popen, grace: float = 10) -> None:
-    child.terminate()
-    try:
-        child.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        child.kill()

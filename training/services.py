@@ -1,14 +1,16 @@
-"""Training's web-side workflows: launching runs, and the versions they make.
+"""Training's web-side workflows: creating projects with their recipe, launching runs, and the
+versions they make.
 
-Everything here runs in the web process (admin, API, commands, beat), so nothing imports torch:
-a kind of run names its executor by path, and only the worker side (training.tasks, the
-`execute_run` command, `--sync` commands) resolves it with `executor_of`.
+Everything here runs in the web process (admin, API, commands, beat), so nothing imports torch.
+The worker side carries runs out (training.executors.carry_out).
 
 - One refusal exception, LaunchRefused: every caller shows its message as it is; the API answers
   its `http_status` (409, or 503 for BrokerUnavailable).
-- One table of run kinds (KINDS) and one `launch(project, kind, **inputs)`. A new kind of run is a
-  choice in TrainingRun.Kind, its check function and KINDS row here, and its executor module in
-  training/executors/.
+- One table of run kinds (KINDS): what a kind checks before it starts, which Celery task carries it
+  out (the task's queue is in settings.CELERY_TASK_ROUTES), its admin action and its charts.
+  `create_run` checks and stores a run; `launch` also sends its task. A new kind of run touches
+  three places: its choice in TrainingRun.Kind, its check and KINDS row here, and its executor (a
+  module in training/executors/ and its line in `carry_out`).
 - The versions: a project is created with its base model as policy v0; promotion retires the
   previous active policy and its open tasks.
 """
@@ -17,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string
 from kombu.exceptions import OperationalError as BrokerError
 
 from labeling.models import ComparisonTask, Project
@@ -146,13 +148,9 @@ class RunKind:
     """(project, **inputs) -> the new run's fields; raises LaunchRefused. A `config` field is the
     algorithm's config dataclass, or a function of the run's id for a config seeded by it."""
     task: str
-    """The Celery task that carries it out: training.execute_run (in the worker's process),
-    training.run_in_child (in a supervised child process, whose exit frees GPU memory) or
-    training.run_round (a round, whose steps each run in a child)."""
-    queue: str
-    """'generation' (sampling) or 'training' (one run at a time per GPU)."""
-    executor: str
-    """Dotted path of the function (run id, on_progress=None) that carries out a queued run."""
+    """The Celery task that carries it out (training.tasks): execute_run (in the worker's process, on
+    the generation queue), run_in_child (in a supervised child process, whose exit frees GPU memory,
+    on the training queue) or run_round (a round, whose training steps each run in a child)."""
     action: tuple[str, str] | None = None
     """(name, label) of the admin action that launches it on the selected projects, with the check's
     default inputs; None for kinds launched otherwise."""
@@ -282,77 +280,54 @@ SAMPLING_CHARTS = (
 # Evaluations by a function (`evaluate_policy`) are stored finished, in the caller's process: no entry.
 KINDS: dict[str, RunKind] = {
     Kind.GENERATE: RunKind(
-        check=check_sampling, task="training.execute_run", queue="generation",
-        executor="training.executors.sampling.execute_sampling_run",
+        check=check_sampling, task="training.execute_run",
         action=("sample_comparisons", "Sample comparisons (up to 50 prompts)"), charts=SAMPLING_CHARTS,
     ),
     Kind.RM: RunKind(
-        check=check_reward_model, task="training.run_in_child", queue="training",
-        executor="training.executors.reward_model.execute_reward_model_run", processes=True,
+        check=check_reward_model, task="training.run_in_child", processes=True,
         action=("train_reward_model", "Train reward model"), charts=RM_CHARTS,
     ),
     Kind.PPO: RunKind(
-        check=partial(check_rl, algorithm="ppo"), task="training.run_in_child", queue="training",
-        executor="training.executors.ppo.execute_rl_run", processes=True,
+        check=partial(check_rl, algorithm="ppo"), task="training.run_in_child", processes=True,
         action=("run_ppo_round", "Run PPO round"), charts=PPO_CHARTS,
     ),
     Kind.RLOO: RunKind(
-        check=partial(check_rl, algorithm="rloo"), task="training.run_in_child", queue="training",
-        executor="training.executors.ppo.execute_rl_run", processes=True,
+        check=partial(check_rl, algorithm="rloo"), task="training.run_in_child", processes=True,
         action=("run_rloo_round", "Run RLOO round (k samples per prompt, no critic)"), charts=RLOO_CHARTS,
     ),
     Kind.DPO: RunKind(
-        check=check_dpo, task="training.run_in_child", queue="training",
-        executor="training.executors.dpo.execute_dpo_run", processes=True,
+        check=check_dpo, task="training.run_in_child", processes=True,
         action=("run_dpo", "Run DPO on the rankings"), charts=DPO_CHARTS,
     ),
     Kind.SFT: RunKind(
-        check=check_sft, task="training.run_in_child", queue="training",
-        executor="training.executors.sft.execute_sft_run", processes=True,
+        check=check_sft, task="training.run_in_child", processes=True,
         action=("run_sft", "Supervised fine-tuning on demonstrations"), charts=SFT_CHARTS,
     ),
     Kind.ROUND: RunKind(
-        check=check_round, task="training.run_round", queue="training",
-        executor="training.executors.round.execute_round",
+        check=check_round, task="training.run_round",
         action=("run_full_round", "Run full round ([SFT →] RM → the project's algorithm → promote → sample)"),
     ),
     Kind.BLIND_EVAL: RunKind(
-        check=check_blind_evaluation, task="training.execute_run", queue="generation",
-        executor="training.executors.blind_eval.execute_blind_evaluation_run",
+        check=check_blind_evaluation, task="training.execute_run",
         action=("blind_evaluation", "Blind human evaluation: active policy vs its parent (up to 50 held-out prompts)"),
         charts=(Chart("Blind comparison tasks created", "tasks", ("tasks",)),),
     ),
 }  # fmt: skip
 
 
-def launch(
-    project: Project,
-    kind: str,
-    *,
-    launched_by=None,
-    parent: TrainingRun | None = None,
-    enqueue: bool = True,
-    **inputs,
-) -> TrainingRun:
-    """Checks and queues a run of `kind` (a row, then its Celery task once the row is committed).
-
-    Raises LaunchRefused (BrokerUnavailable once the row is committed and the queue cannot be
-    reached, the run then marked failed). With enqueue=False no task is sent: the caller carries
-    the run out (`executor_of(kind)(run.pk)`), as `--sync` commands and a round's steps do.
-    """
-    spec = KINDS[kind]
-    fields = spec.check(project, **inputs)
+def create_run(project: Project, kind: str, *, launched_by=None, parent: TrainingRun | None = None,
+               **inputs) -> TrainingRun:  # fmt: skip
+    """Checks and stores a queued run of `kind`, for the caller to carry out or send (`launch`).
+    Raises LaunchRefused."""
+    fields = KINDS[kind].check(project, **inputs)
     config = fields.pop("config", None)
     try:
         with transaction.atomic():
-            run = TrainingRun.objects.create(
-                project=project, kind=kind, launched_by=launched_by, parent=parent, **fields
-            )
+            run = TrainingRun.objects.create(project=project, kind=kind, launched_by=launched_by, parent=parent,
+                                             **fields)  # fmt: skip
             if config is not None:
                 run.config = asdict(config(run.pk) if callable(config) else config)
                 run.save(update_fields=["config"])
-            if enqueue:
-                _send_on_commit(run, spec)
     except IntegrityError:
         if kind != Kind.ROUND:
             raise
@@ -361,19 +336,31 @@ def launch(
     return run
 
 
-def executor_of(kind: str) -> Callable[..., TrainingRun | None]:
-    """The function that carries out a queued run of `kind`. Importing it loads torch: call this on
-    the worker side only."""
-    return import_string(KINDS[kind].executor)
+def launch(project: Project, kind: str, *, launched_by=None, **inputs) -> TrainingRun:
+    """Checks and queues a run of `kind`: its row, then its Celery task once the row is committed.
+
+    Raises LaunchRefused (BrokerUnavailable once the row is committed and the queue cannot be
+    reached, the run then marked failed).
+    """
+    with transaction.atomic():
+        run = create_run(project, kind, launched_by=launched_by, **inputs)
+        send_on_commit(run)
+    return run
 
 
-def _send_on_commit(run: TrainingRun, spec: RunKind) -> None:
-    """Sends the task once the surrounding transaction commits; if the broker cannot be reached,
-    the run is marked failed and BrokerUnavailable says so (labeling goes on regardless)."""
+def queue_of(kind: str) -> str:
+    """The queue whose worker carries out runs of `kind`: its task's route."""
+    return settings.CELERY_TASK_ROUTES[KINDS[kind].task]["queue"]
+
+
+def send_on_commit(run: TrainingRun) -> None:
+    """Sends the run's task once the surrounding transaction commits (at once outside one); if the
+    broker cannot be reached, the run is marked failed and BrokerUnavailable says so (labeling goes
+    on regardless)."""
 
     def send() -> None:
         try:
-            app.send_task(spec.task, args=[run.pk], queue=spec.queue)
+            app.send_task(KINDS[run.kind].task, args=[run.pk], queue=queue_of(run.kind))
         except (BrokerError, OSError) as exc:
             message = f"The task queue is unreachable (CELERY_BROKER_URL): {exc}. Start Redis and the workers."
             TrainingRun.objects.filter(pk=run.pk, status=TrainingRun.Status.QUEUED).update(

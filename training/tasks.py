@@ -1,15 +1,17 @@
 """Celery tasks: take ids, re-fetch rows, return if the work is gone or done, call a service.
 
-A kind of run names its task and queue in `training.services.KINDS`; the web process sends tasks by
-name and never imports this module's executors (they load torch).
+A kind of run names its task in `training.services.KINDS`, and settings.CELERY_TASK_ROUTES sends
+each task to its queue; the web process sends tasks by name and never imports the executors
+(they load torch): the tasks import them when they run, on the worker.
 """
 
 from celery import shared_task
 
 from training.datasets import projects_with_reward_models
 from training.models import TrainingRun
-from training.runs import fail_stale_runs, remove_partial_checkpoints, supervise_in_child
-from training.services import executor_of, start_due_rounds
+from training.runs import fail_stale_runs, remove_partial_checkpoints
+from training.services import start_due_rounds
+from training.supervisor import supervise_in_child
 
 
 def _queued(run_id: int) -> TrainingRun | None:
@@ -19,9 +21,9 @@ def _queued(run_id: int) -> TrainingRun | None:
 @shared_task(name="training.execute_run", acks_late=True)
 def execute_run(run_id: int) -> None:
     """A run carried out in the worker's own process (sampling, blind evaluation)."""
-    run = _queued(run_id)
-    if run is not None:
-        executor_of(run.kind)(run_id)
+    from training.executors import carry_out  # loads torch: on the worker only
+
+    carry_out(run_id)
 
 
 @shared_task(name="training.run_in_child", acks_late=True)
@@ -33,10 +35,11 @@ def run_in_child(run_id: int) -> None:
 
 @shared_task(name="training.run_round", acks_late=True)
 def run_round(run_id: int) -> None:
-    """A round: its steps run one after the other, each in a supervised child process."""
-    run = _queued(run_id)
-    if run is not None:
-        executor_of(run.kind)(run_id, in_child=True)
+    """A round: its training steps one after the other, each in a supervised child process, then
+    its sampling sent to the generation queue."""
+    from training.executors import carry_out  # loads torch: on the worker only
+
+    carry_out(run_id, steps_on_workers=True)
 
 
 @shared_task(name="training.fail_stale_runs")

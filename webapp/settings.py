@@ -240,8 +240,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_DEFAULT_QUEUE = "generation"
-# Runs are sent with their kind's queue (training.services.KINDS); these are the periodic tasks'.
+# Where every task runs: the one routing table. A kind of run names its task (training.services.KINDS).
 CELERY_TASK_ROUTES = {
+    "training.execute_run": {"queue": "generation"},  # sampling and blind-evaluation sampling, in the worker
+    "training.run_in_child": {"queue": "training"},  # RM, RL, SFT, DPO: one at a time, each in a child process
+    "training.run_round": {"queue": "training"},  # a round: its training steps in children, then sampling queued
     "training.fail_stale_runs": {"queue": "generation"},
     # The rounds it launches run on the training worker: never stuck behind a long sampling run.
     "training.start_due_rounds": {"queue": "training"},

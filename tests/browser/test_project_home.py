@@ -13,8 +13,9 @@ from labeling.models import Ranking
 from tests.browser.conftest import screenshot
 from tests.browser.test_ranking import log_in
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
+from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.services import do_register_base_policy, executor_of
+from training.services import do_register_base_policy
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -23,13 +24,13 @@ def carry_out_pausing_at_a_phase(run_id: int, phase_shown: threading.Event, go_o
     """The worker's part, here in a thread: the reward-model executor, held at its first named
     phase until the page has shown it."""
 
-    def on_progress(run: TrainingRun) -> None:
+    def echo(run: TrainingRun) -> None:
         if not phase_shown.is_set() and run.metrics[-1].get("phase"):
             phase_shown.set()
             go_on.wait(timeout=60)
 
     try:
-        executor_of("rm")(run_id, on_progress=on_progress)
+        carry_out(run_id, echo=echo)
     finally:
         phase_shown.set()
         connection.close()

@@ -19,10 +19,10 @@ from labeling.models import ComparisonTask, Prompt, text_digest
 from labeling.services import do_assign_next_task, do_submit_ranking
 from tests.factories import UserFactory
 from tests.training.test_worker_faults import wait_for, worker  # noqa: F401 - the real worker fixture
-from training.executors.reward_model import execute_reward_model_run
+from training.executors import carry_out
 from training.models import RewardModelVersion, TrainingRun
 from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
-from training.services import launch
+from training.services import create_run, launch
 from training.tasks import fail_stale
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,7 +94,7 @@ def test_a_full_disk_mid_checkpoint_registers_nothing_and_leaves_no_partial_fold
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("training.executors.reward_model.save_reward_model", half_written)
-    run = execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
+    run = carry_out(create_run(ranked_project, "rm").pk)
     assert run.status == "failed" and "No space left on device" in run.error
     assert not RewardModelVersion.objects.exists()
     assert not [p for p in model_store.rglob("*") if "partial" in p.name or p.parent.name.startswith("project-")]

@@ -13,9 +13,10 @@ from training.core.generation import sample
 from training.core.loading import load_model
 from training.core.reward_model import load_reward_model, score_groups
 from training.dashboard import dashboard_charts
+from training.executors import carry_out
 from training.metrics import project_metrics
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.services import executor_of, launch
+from training.services import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -33,7 +34,7 @@ def trained(ranked_project):
     """The ranked tiny project with reward model v1 trained on its rankings."""
     ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
     ranked_project.recipe.save(update_fields=["reward_model_config"])
-    run = executor_of("rm")(launch(ranked_project, "rm", enqueue=False).pk)
+    run = carry_out(create_run(ranked_project, "rm").pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     JUDGED.clear()
     return ranked_project

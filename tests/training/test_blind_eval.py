@@ -17,10 +17,10 @@ from labeling.services import do_add_prompts, do_assign_next_task, do_hold_out_p
 from labeling.statistics import MIN_PAIRS_TO_TELL, evidence_text, share_text, wilson_interval
 from tests.labeling.test_api import client_for
 from training.datasets import prompts_to_sample, training_rankings
-from training.executors.blind_eval import execute_blind_evaluation_run
+from training.executors import carry_out
 from training.metrics import project_metrics
 from training.models import EvalPair, PolicyVersion, TrainingRun
-from training.services import LaunchRefused, do_promote_policy, launch
+from training.services import LaunchRefused, create_run, do_promote_policy
 
 pytestmark = pytest.mark.django_db
 
@@ -46,7 +46,7 @@ def words(text: str) -> int:
 
 
 def test_the_eval_flow_from_sampling_to_the_win_rate_on_the_dashboard(project, client, admin_user, labeler):
-    run = execute_blind_evaluation_run(launch(project, "blind_eval", prompts=20, enqueue=False).pk)
+    run = carry_out(create_run(project, "blind_eval", prompts=20).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     base, new = PolicyVersion.objects.get(version=0), PolicyVersion.objects.get(version=1)
     pairs = EvalPair.objects.select_related("task__prompt")
@@ -128,12 +128,12 @@ def test_the_eval_flow_from_sampling_to_the_win_rate_on_the_dashboard(project, c
 def test_a_blind_evaluation_is_refused_with_a_reason_and_stores_nothing(project):
     base = PolicyVersion.objects.get(project=project, version=0)
     with pytest.raises(LaunchRefused, match="Both sides are policy v0"):
-        launch(project, "blind_eval", prompts=5, a=base, b=base, enqueue=False)
+        create_run(project, "blind_eval", prompts=5, a=base, b=base)
     with pytest.raises(LaunchRefused, match="1 to 500 prompts"):
-        launch(project, "blind_eval", prompts=0, enqueue=False)
+        create_run(project, "blind_eval", prompts=0)
     project.prompts.update(heldout=False)
     with pytest.raises(LaunchRefused, match="no held-out prompts left"):
-        launch(project, "blind_eval", prompts=5, enqueue=False)
+        create_run(project, "blind_eval", prompts=5)
     assert not TrainingRun.objects.exists()
 
 

@@ -16,12 +16,11 @@ from tests.training.test_reward_model_runs import FAST
 from training import tasks
 from training.core.reward_model import load_reward_model, reward_model_scorer
 from training.datasets import fresh_rankings
+from training.executors import carry_out
 from training.executors.fresh_scores import execute_fresh_scoring
-from training.executors.reward_model import execute_reward_model_run
-from training.executors.sampling import execute_sampling_run
 from training.metrics import project_metrics
 from training.models import RankingScore, RewardModelVersion, TrainingRun
-from training.services import launch
+from training.services import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +33,7 @@ def project(ranked_project):
 
 
 def train_rm(project) -> RewardModelVersion:
-    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    run = carry_out(create_run(project, "rm").pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     return RewardModelVersion.objects.get(created_by_run=run)
 
@@ -45,7 +44,7 @@ def rank_new_prompts(project, n: int, labelers: list) -> list[Ranking]:
         project.prompts.create(text=f"New question {i}: spell {i * 7}?")
     project.overlap = len(labelers)
     project.save(update_fields=["overlap"])
-    execute_sampling_run(launch(project, "generate", prompts=n, enqueue=False).pk)
+    carry_out(create_run(project, "generate", prompts=n).pk)
     made = []
     for labeler in labelers:
         project.labelers.add(labeler)

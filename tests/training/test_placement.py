@@ -8,10 +8,10 @@ import pytest
 import torch
 from django.core.management import call_command
 
-from training.executors.blind_eval import execute_blind_evaluation_run
+from training.executors import carry_out
 from training.executors.fresh_scores import execute_fresh_scoring
 from training.models import TrainingRun
-from training.services import executor_of, launch
+from training.services import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +27,8 @@ FAST = {
 def project(ranked_project, settings):
     settings.TRAINING_DEVICE, settings.TRAINING_DTYPE = "cpu", "bfloat16"
     for field, value in FAST.items():
-        setattr(ranked_project, field, value)
-    ranked_project.save()
+        setattr(ranked_project.recipe, field, value)
+    ranked_project.recipe.save()
     return ranked_project
 
 
@@ -61,7 +61,7 @@ def assert_all_in_bfloat16(seen: list) -> None:
 
 def run_stage(project, kind: str, **inputs) -> TrainingRun:
     with layer_forwards() as seen:
-        run = executor_of(kind)(launch(project, kind, enqueue=False, **inputs).pk)
+        run = carry_out(create_run(project, kind, **inputs).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert_all_in_bfloat16(seen)
     assert {k: run.hardware[k] for k in ("device", "dtype", "accelerator")} == {
@@ -114,7 +114,7 @@ def test_evaluation_and_blind_evaluation_sampling(project):
     run_stage(project, "sft")  # v1, to judge blind against v0
     project.prompts.create(text="A prompt held out for people to judge?", heldout=True)
     with layer_forwards() as seen:
-        run = execute_blind_evaluation_run(launch(project, "blind_eval", prompts=1, enqueue=False).pk)
+        run = carry_out(create_run(project, "blind_eval", prompts=1).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert_all_in_bfloat16(seen)
 
@@ -123,7 +123,7 @@ def test_a_worker_asked_for_a_gpu_it_lacks_fails_the_run_saying_so(project, sett
     if torch.cuda.is_available():
         pytest.skip("this worker has a GPU")
     settings.TRAINING_DEVICE = "cuda"
-    run = executor_of("rm")(launch(project, "rm", enqueue=False).pk)
+    run = carry_out(create_run(project, "rm").pk)
     assert run.status == TrainingRun.Status.FAILED
     assert "TRAINING_DEVICE is 'cuda', but this worker sees no CUDA GPU" in run.error
 

@@ -8,11 +8,11 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from labeling.models import ComparisonTask, Demonstration
-from training.executors.reward_model import execute_reward_model_run
-from training.executors.round import execute_round, round_steps
+from training.executors import carry_out
+from training.executors.round import round_steps
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.runs import do_cancel_run
-from training.services import LaunchRefused, executor_of, launch
+from training.runs import Reporter, do_cancel_run
+from training.services import LaunchRefused, create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -27,8 +27,8 @@ FAST = {
 @pytest.fixture
 def project(ranked_project):
     for field, value in FAST.items():
-        setattr(ranked_project, field, value)
-    ranked_project.save()
+        setattr(ranked_project.recipe, field, value)
+    ranked_project.recipe.save()
     return ranked_project
 
 
@@ -43,7 +43,7 @@ def write_demonstrations_through_the_page(client, project, labeler) -> None:
 
 
 def run(project, kind, **inputs) -> TrainingRun:
-    finished = executor_of(kind)(launch(project, kind, enqueue=False, **inputs).pk)
+    finished = carry_out(create_run(project, kind, **inputs).pk)
     assert finished.status == TrainingRun.Status.SUCCEEDED, finished.error
     return finished
 
@@ -55,7 +55,7 @@ def test_sft_on_demonstrations_written_through_the_page_makes_the_kl_anchor(proj
     assert sft.version == 1 and sft.kl_reference == sft and sft.created_by_run.kind == "sft"
     assert re.search(r"Policy v1 \(active\) from [3-5] answers: loss", capsys.readouterr().out)  # some held out
     # The next RL steps measure KL to the SFT policy, not to their own starting weights.
-    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    carry_out(create_run(project, "rm").pk)
     run(project, "rloo")
     second = PolicyVersion.objects.get(project=project, status="active")
     assert second.version == 2 and second.kl_reference == sft
@@ -67,7 +67,7 @@ def test_sft_on_demonstrations_written_through_the_page_makes_the_kl_anchor(proj
 
 def test_sft_without_demonstrations_is_refused_with_what_to_do(project):
     with pytest.raises(LaunchRefused, match="no demonstrations.*Ask labelers for ideal answers"):
-        launch(project, "sft", enqueue=False)
+        create_run(project, "sft")
     with pytest.raises(CommandError, match="no demonstrations"):
         call_command("sft", project=project.name, sync=True)
 
@@ -90,7 +90,7 @@ def test_dpo_from_the_rankings_logs_held_out_accuracy_every_step(project, capsys
 
 
 def test_rloo_has_no_critic_and_samples_k_per_prompt(project):
-    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    carry_out(create_run(project, "rm").pk)
     finished = run(project, "rloo")
     steps = [m for m in finished.metrics if "score" in m]
     assert len(steps) == 2 and all(m["samples"] == 2 * 4 for m in steps)
@@ -103,13 +103,13 @@ def test_a_failed_save_registers_no_policy(project, kind, monkeypatch):
     project.recipe.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
     project.recipe.save()
     if kind == "rloo":
-        execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+        carry_out(create_run(project, "rm").pk)
 
     def crash(self, folder, **kwargs):
         raise OSError("disk full")
 
     monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", crash)
-    finished = executor_of(kind)(launch(project, kind, enqueue=False).pk)
+    finished = carry_out(create_run(project, kind).pk)
     assert finished.status == "failed" and "disk full" in finished.error
     assert PolicyVersion.objects.filter(project=project).count() == 1
 
@@ -119,20 +119,17 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(project, kind, monkey
     project.recipe.sft_config = {**FAST["sft_config"], "include_top_ranked": True}
     project.recipe.save()
     if kind == "rloo":
-        execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
-    launched = launch(project, kind, enqueue=False)
-    from training import runs
+        carry_out(create_run(project, "rm").pk)
+    launched = create_run(project, kind)
+    original = Reporter.__call__
 
-    original = runs.record_progress
-
-    def cancel_at_the_first_step(run, progress, on_progress=None, **metrics):
+    def cancel_at_the_first_step(report, progress, **metrics):
         if "step" in metrics:
-            do_cancel_run(run, by="admin")
-        return original(run, progress, on_progress=on_progress, **metrics)
+            do_cancel_run(report.run, by="admin")
+        return original(report, progress, **metrics)
 
-    module = {"sft": "sft", "dpo": "dpo", "rloo": "ppo"}[kind]
-    monkeypatch.setattr(f"training.executors.{module}.record_progress", cancel_at_the_first_step)
-    executor_of(kind)(launched.pk)
+    monkeypatch.setattr(Reporter, "__call__", cancel_at_the_first_step)
+    carry_out(launched.pk)
     launched.refresh_from_db()
     assert launched.status == "cancelled"
     assert PolicyVersion.objects.filter(project=project).count() == 1
@@ -143,7 +140,7 @@ def test_a_round_runs_the_project_s_algorithm(project, algorithm, policy_step):
     project.recipe.algorithm = algorithm
     project.recipe.save()
     project.prompts.create(text="A new prompt for the new policy?")
-    round_ = execute_round(launch(project, "round", enqueue=False).pk)
+    round_ = carry_out(create_run(project, "round").pk)
     assert round_.status == "succeeded", round_.error
     steps = [(s.kind, s.status) for s in round_.steps.order_by("id")]
     assert steps == [("rm", "succeeded"), (policy_step, "succeeded"), ("generate", "succeeded")]
@@ -157,7 +154,7 @@ def test_a_dpo_round_can_leave_the_reward_model_out(project):
     project.recipe.dpo_trains_reward_model = False
     project.recipe.save()
     assert steps_of(project) == ["dpo", "generate"]
-    round_ = execute_round(launch(project, "round", enqueue=False).pk)
+    round_ = carry_out(create_run(project, "round").pk)
     assert round_.status == "succeeded", round_.error
     assert [s.kind for s in round_.steps.order_by("id")] == ["dpo", "generate"]
     assert not RewardModelVersion.objects.filter(project=project).exists()
@@ -173,7 +170,7 @@ def test_a_round_starts_with_sft_once_enough_new_demonstrations_arrived(project,
     assert steps_of(project) == ["sft", "rm", "rloo", "generate"]
     project.recipe.promotion = "manual"
     project.recipe.save()
-    round_ = execute_round(launch(project, "round", enqueue=False).pk)
+    round_ = carry_out(create_run(project, "round").pk)
     assert round_.status == "succeeded", round_.error
     sft, rloo = (PolicyVersion.objects.get(created_by_run__kind=kind) for kind in ("sft", "rloo"))
     assert rloo.parent == sft and rloo.kl_reference == sft  # the RL step started from the waiting SFT policy

@@ -2,11 +2,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from labeling.models import ComparisonTask
-from training.executors.ppo import execute_rl_run as execute_ppo_run
-from training.executors.reward_model import execute_reward_model_run
-from training.executors.sampling import execute_sampling_run
+from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.services import LaunchRefused, launch
+from training.services import LaunchRefused, create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -18,14 +16,14 @@ def project(ranked_project):
     ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
     ranked_project.recipe.ppo_config = FAST_PPO
     ranked_project.recipe.save()
-    execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
+    carry_out(create_run(ranked_project, "rm").pk)
     return ranked_project
 
 
 def test_a_ppo_round_makes_a_new_active_policy_and_retires_the_parent(project, settings):
     parent = PolicyVersion.objects.get(project=project, status="active")
     ComparisonTask.objects.filter(project=project).update(state="open")
-    run = execute_ppo_run(launch(project, "ppo", enqueue=False).pk)
+    run = carry_out(create_run(project, "ppo").pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     new = PolicyVersion.objects.get(created_by_run=run)
     parent.refresh_from_db()
@@ -37,7 +35,7 @@ def test_a_ppo_round_makes_a_new_active_policy_and_retires_the_parent(project, s
     assert len(steps) == 3 and {"kl", "beta", "clipfrac", "entropy", "explained_variance", "eos_rate"} <= set(steps[0])
     # The next comparisons come from the new policy.
     project.prompts.create(text="A fresh prompt?")
-    execute_sampling_run(launch(project, "generate", prompts=10, enqueue=False).pk)
+    carry_out(create_run(project, "generate", prompts=10).pk)
     newest = ComparisonTask.objects.filter(policy_version=new)
     assert newest.count() == project.prompts.count()
 
@@ -45,7 +43,7 @@ def test_a_ppo_round_makes_a_new_active_policy_and_retires_the_parent(project, s
 def test_with_manual_promotion_the_new_policy_waits_as_a_candidate(project):
     project.recipe.promotion = "manual"
     project.recipe.save(update_fields=["promotion"])
-    run = execute_ppo_run(launch(project, "ppo", enqueue=False).pk)
+    run = carry_out(create_run(project, "ppo").pk)
     assert PolicyVersion.objects.get(created_by_run=run).status == "candidate"
     assert PolicyVersion.objects.get(project=project, status="active").version == 0
 
@@ -55,7 +53,7 @@ def test_a_failed_save_registers_no_policy(project, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr("transformers.PreTrainedModel.save_pretrained", crash)
-    run = execute_ppo_run(launch(project, "ppo", enqueue=False).pk)
+    run = carry_out(create_run(project, "ppo").pk)
     assert run.status == "failed" and "disk full" in run.error
     assert PolicyVersion.objects.filter(project=project).count() == 1
     assert PolicyVersion.objects.get(project=project).status == "active"
@@ -63,7 +61,7 @@ def test_a_failed_save_registers_no_policy(project, monkeypatch):
 
 def test_ppo_needs_a_reward_model(tiny_project):
     with pytest.raises(LaunchRefused, match="no reward model yet"):
-        launch(tiny_project, "ppo", enqueue=False)
+        create_run(tiny_project, "ppo")
 
 
 def test_the_command_runs_a_round_with_a_progress_line(project, capsys):

@@ -8,11 +8,12 @@ from django.db import connection
 from labeling.models import Ranking
 from tests.factories import recipe_data
 from training.datasets import ranked_prompts
-from training.executors.reward_model import execute_reward_model_run
+from training.executors import carry_out
 from training.forms import RecipeForm
 from training.models import RewardModelVersion, TrainingRun
-from training.runs import do_cancel_run, supervise_in_child
-from training.services import LaunchRefused, launch
+from training.runs import do_cancel_run
+from training.services import LaunchRefused, create_run
+from training.supervisor import supervise_in_child
 
 pytestmark = pytest.mark.django_db
 
@@ -40,7 +41,7 @@ def test_rankings_become_ranked_prompts_in_display_order_without_excluded_ones(p
 
 
 def test_a_run_stores_a_normalised_version_with_held_out_metrics(project, settings):
-    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    run = carry_out(create_run(project, "rm").pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     version = RewardModelVersion.objects.get()
     assert (version.version, version.parent, version.created_by_run) == (1, None, run)
@@ -60,8 +61,8 @@ def test_a_run_stores_a_normalised_version_with_held_out_metrics(project, settin
 
 
 def test_the_next_run_warm_starts_from_the_latest_version(project):
-    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
-    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    carry_out(create_run(project, "rm").pk)
+    carry_out(create_run(project, "rm").pk)
     first, second = RewardModelVersion.objects.order_by("version")
     assert (second.version, second.parent) == (2, first)
 
@@ -72,7 +73,7 @@ def test_a_crash_while_saving_leaves_no_version_and_no_folder(project, settings,
         raise OSError("disk full")
 
     monkeypatch.setattr("training.executors.reward_model.save_reward_model", crash)
-    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    run = carry_out(create_run(project, "rm").pk)
     assert run.status == TrainingRun.Status.FAILED and "disk full" in run.error
     assert not RewardModelVersion.objects.exists()
     folder = settings.MODEL_STORE / "reward_models" / f"project-{project.pk}"
@@ -81,7 +82,7 @@ def test_a_crash_while_saving_leaves_no_version_and_no_folder(project, settings,
 
 def test_no_rankings_means_no_run(tiny_project):
     with pytest.raises(LaunchRefused, match="has no rankings"):
-        launch(tiny_project, "rm", enqueue=False)
+        create_run(tiny_project, "rm")
     assert not TrainingRun.objects.filter(kind="rm").exists()
 
 
@@ -107,7 +108,7 @@ def test_a_bad_override_is_refused_by_the_recipe_form(tiny_project):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_runs_training_in_a_child_process(project, child_env):
-    run = launch(project, "rm", enqueue=False)
+    run = create_run(project, "rm")
     supervise_in_child(run.pk)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error + run.log_tail
@@ -117,7 +118,7 @@ def test_the_worker_runs_training_in_a_child_process(project, child_env):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_child_that_dies_marks_its_run_failed(project, child_env):
-    run = launch(project, "rm", enqueue=False)
+    run = create_run(project, "rm")
     TrainingRun.objects.filter(pk=run.pk).update(kind="eval")  # no executor: the child crashes
     supervise_in_child(run.pk)
     run.refresh_from_db()
@@ -135,7 +136,7 @@ def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(pr
         "trunk": "full",
     }  # runs until cancelled
     project.recipe.save(update_fields=["reward_model_config"])
-    run = launch(project, "rm", enqueue=False)
+    run = create_run(project, "rm")
     supervisor = threading.Thread(target=lambda: (supervise_in_child(run.pk), connection.close()))
     supervisor.start()
     seen_running: list[str] = []

@@ -5,10 +5,10 @@ from django.db import IntegrityError, transaction
 from labeling.models import ComparisonTask, Ranking
 from labeling.statistics import plackett_luce_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory
-from training.executors.round import execute_round
+from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import do_cancel_run
-from training.services import RoundInProgress, launch, start_due_rounds
+from training.services import RoundInProgress, create_run, start_due_rounds
 
 pytestmark = pytest.mark.django_db
 
@@ -21,14 +21,14 @@ FAST = {
 @pytest.fixture
 def project(ranked_project):
     for field, value in FAST.items():
-        setattr(ranked_project, field, value)
-    ranked_project.save()
+        setattr(ranked_project.recipe, field, value)
+    ranked_project.recipe.save()
     return ranked_project
 
 
 def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
     project.prompts.create(text="A new prompt for the new policy?")
-    round_ = execute_round(launch(project, "round", enqueue=False).pk, in_child=False)
+    round_ = carry_out(create_run(project, "round").pk)
     assert round_.status == TrainingRun.Status.SUCCEEDED, round_.error
     new = PolicyVersion.objects.get(project=project, status="active")
     assert new.version == 1 and new.reward_model == RewardModelVersion.objects.get()
@@ -44,17 +44,17 @@ def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
 
 
 def test_a_second_round_while_one_is_live_is_refused_with_a_reason(project):
-    first = launch(project, "round", enqueue=False)
+    first = create_run(project, "round")
     with pytest.raises(RoundInProgress, match=f"already queued \\(run {first.pk}\\)"):
-        launch(project, "round", enqueue=False)
+        create_run(project, "round")
     with pytest.raises(IntegrityError), transaction.atomic():  # enforced by the database, not hoped
         TrainingRun.objects.create(project=project, kind="round", status="running")
     TrainingRun.objects.filter(pk=first.pk).update(status="failed")
-    assert launch(project, "round", enqueue=False).pk != first.pk
+    assert create_run(project, "round").pk != first.pk
 
 
 def test_cancelling_a_round_cancels_its_current_step(project):
-    round_ = launch(project, "round", enqueue=False)
+    round_ = create_run(project, "round")
     step = TrainingRun.objects.create(project=project, kind="rm", status="running", parent=round_)
     assert do_cancel_run(round_, by="admin")
     step.refresh_from_db()
@@ -64,7 +64,7 @@ def test_cancelling_a_round_cancels_its_current_step(project):
 def test_a_failed_step_fails_the_round_and_leaves_the_active_policy(project):
     project.recipe.ppo_config = {"steps": 2, "max_new_tokens": 8, "no_such_setting": 1}
     project.recipe.save()
-    round_ = execute_round(launch(project, "round", enqueue=False).pk, in_child=False)
+    round_ = carry_out(create_run(project, "round").pk)
     assert round_.status == "failed" and "no_such_setting" in round_.error
     assert PolicyVersion.objects.get(project=project, status="active").version == 0
 
@@ -119,7 +119,7 @@ def test_an_unknown_preference_is_named():
 def test_the_round_page_lists_its_steps(client, admin_user, project):
     from django.urls import reverse
 
-    round_ = launch(project, "round", enqueue=False)
+    round_ = create_run(project, "round")
     step = TrainingRun.objects.create(project=project, kind="rm", status="running", progress=0.5, parent=round_)
     client.force_login(admin_user)
     body = client.get(reverse("training:run", args=[round_.pk])).content.decode()
@@ -127,7 +127,7 @@ def test_the_round_page_lists_its_steps(client, admin_user, project):
 
 
 def test_evaluate_policy_stores_the_win_rate_of_b_over_a(project, tmp_path, capsys):
-    execute_round(launch(project, "round", enqueue=False).pk, in_child=False)
+    carry_out(create_run(project, "round").pk)
     prompts = tmp_path / "heldout.jsonl"
     prompts.write_text('{"prompt": "Held out one?"}\n{"prompt": "Held out two?"}\n')
     call_command(

@@ -10,26 +10,26 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
-from training.executors.reward_model import execute_reward_model_run
-from training.executors.sampling import execute_sampling_run
+from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.runs import do_cancel_run, fail_stale_runs, supervise_in_child
-from training.services import BrokerUnavailable, launch
+from training.runs import do_cancel_run, fail_stale_runs
+from training.services import BrokerUnavailable, create_run, launch
+from training.supervisor import supervise_in_child
 
 pytestmark = pytest.mark.django_db
 
 
 def test_cancelling_a_queued_run_stops_it_before_it_starts(tiny_project):
-    run = launch(tiny_project, "generate", prompts=2, enqueue=False)
+    run = create_run(tiny_project, "generate", prompts=2)
     assert do_cancel_run(run, by="admin")
     run.refresh_from_db()
     assert (run.status, run.error) == ("cancelled", "Cancelled by admin.")
 
-    assert execute_sampling_run(run.pk) is None  # a worker picking it up later does nothing
+    assert carry_out(run.pk) is None  # a worker picking it up later does nothing
 
 
 def test_a_finished_run_cannot_be_cancelled(tiny_project):
-    run = launch(tiny_project, "generate", prompts=1, enqueue=False)
+    run = create_run(tiny_project, "generate", prompts=1)
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
     assert not do_cancel_run(run)
     run.refresh_from_db()
@@ -62,7 +62,7 @@ def test_an_unreachable_broker_fails_the_launch_plainly(tiny_project, django_cap
 def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monkeypatch, cancel_at):
     ranked_project.recipe.reward_model_config = {"max_length": 64}
     ranked_project.recipe.save()
-    run = launch(ranked_project, "rm", enqueue=False)
+    run = create_run(ranked_project, "rm")
 
     def train_then_cancel(model, tokenizer, data, config, log, heldout, **placement):
         do_cancel_run(run, by="admin")  # the admin presses Cancel while the model trains
@@ -71,7 +71,7 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monke
         return {}
 
     monkeypatch.setattr("training.executors.reward_model.train_reward_model", train_then_cancel)
-    execute_reward_model_run(run.pk)
+    carry_out(run.pk)
     run.refresh_from_db()
     assert (run.status, run.error) == ("cancelled", "Cancelled by admin.")
     assert not RewardModelVersion.objects.exists()
@@ -89,9 +89,9 @@ def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_proj
         "max_new_tokens": 4,
     }
     ranked_project.recipe.save()
-    execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
+    carry_out(create_run(ranked_project, "rm").pk)
     active = PolicyVersion.objects.get(project=ranked_project, status="active")
-    run = launch(ranked_project, "ppo", enqueue=False)
+    run = create_run(ranked_project, "ppo")
 
     def supervise() -> None:
         try:

@@ -9,9 +9,9 @@ from django.core.management import CommandError, call_command
 
 from labeling.models import ComparisonTask
 from tests.factories import ProjectFactory
-from training.executors.sampling import execute_sampling_run
+from training.executors import carry_out
 from training.models import PolicyVersion, TrainingRun
-from training.services import launch
+from training.services import create_run, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def test_launching_queues_a_run_and_sends_its_task_after_commit(tiny_project, dj
 
 
 def test_a_run_covers_each_prompt_once_with_k_distinct_completions(tiny_project):
-    run = execute_sampling_run(launch(tiny_project, "generate", prompts=4, enqueue=False).pk)
+    run = carry_out(create_run(tiny_project, "generate", prompts=4).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.progress == 1.0 and run.metrics[-1]["tasks"] == 4
     tasks = ComparisonTask.objects.filter(project=tiny_project)
@@ -47,23 +47,23 @@ def test_a_run_covers_each_prompt_once_with_k_distinct_completions(tiny_project)
 
 
 def test_the_next_run_samples_only_prompts_without_a_task(tiny_project):
-    execute_sampling_run(launch(tiny_project, "generate", prompts=3, enqueue=False).pk)
-    execute_sampling_run(launch(tiny_project, "generate", prompts=10, task_kind="eval", enqueue=False).pk)
+    carry_out(create_run(tiny_project, "generate", prompts=3).pk)
+    carry_out(create_run(tiny_project, "generate", prompts=10, task_kind="eval").pk)
     tasks = ComparisonTask.objects.filter(project=tiny_project)
     assert tasks.count() == 5
     assert sorted(tasks.values_list("kind", flat=True)) == ["eval", "eval", "train", "train", "train"]
 
 
 def test_a_run_twice_does_the_work_once(tiny_project):
-    run = launch(tiny_project, "generate", prompts=2, enqueue=False)
-    execute_sampling_run(run.pk)
-    assert execute_sampling_run(run.pk) is None
+    run = create_run(tiny_project, "generate", prompts=2)
+    carry_out(run.pk)
+    assert carry_out(run.pk) is None
     assert ComparisonTask.objects.count() == 2
 
 
 def test_a_broken_model_fails_the_run_with_its_name_and_makes_no_tasks(tiny_project):
     PolicyVersion.objects.filter(project=tiny_project).update(checkpoint="/gone/model")
-    run = execute_sampling_run(launch(tiny_project, "generate", prompts=2, enqueue=False).pk)
+    run = carry_out(create_run(tiny_project, "generate", prompts=2).pk)
     assert run.status == TrainingRun.Status.FAILED
     assert "No model folder at '/gone/model'" in run.error
     assert ComparisonTask.objects.count() == 0

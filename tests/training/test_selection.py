@@ -8,12 +8,11 @@ from tests.factories import recipe_data
 from training.core.devices import CPU
 from training.core.generation import Sample
 from training.core.selection import group_members, most_disputed_subset, task_uncertainty
-from training.executors.reward_model import execute_reward_model_run
-from training.executors.sampling import execute_sampling_run
+from training.executors import carry_out
 from training.executors.selection import Selector
 from training.forms import RecipeForm
 from training.models import TrainingRun
-from training.services import launch
+from training.services import create_run
 
 pytestmark = pytest.mark.django_db
 
@@ -36,11 +35,11 @@ def add_prompts(project, n: int) -> None:
 
 def test_a_new_reward_model_rescores_the_open_training_tasks(project):
     add_prompts(project, 3)
-    execute_sampling_run(launch(project, "generate", prompts=3, enqueue=False).pk)  # no RM yet: unscored
-    execute_sampling_run(launch(project, "generate", prompts=3, task_kind="eval", enqueue=False).pk)
+    carry_out(create_run(project, "generate", prompts=3).pk)  # no RM yet: unscored
+    carry_out(create_run(project, "generate", prompts=3, task_kind="eval").pk)
     open_train = ComparisonTask.objects.filter(project=project, state="open", kind="train")
     assert open_train.count() == 3 and not open_train.filter(uncertainty__isnull=False).exists()
-    run = execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    run = carry_out(create_run(project, "rm").pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert run.log_tail == "Rescored 3 open training tasks for selection."
     assert any(m.get("phase") == "scoring open tasks" for m in run.metrics)
@@ -55,7 +54,7 @@ def test_a_new_reward_model_rescores_the_open_training_tasks(project):
 
 
 def test_sampling_keeps_the_k_most_disputed_of_2k_distinct_candidates(project, monkeypatch):
-    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    carry_out(create_run(project, "rm").pk)
     add_prompts(project, 2)
     asked = []
 
@@ -64,7 +63,7 @@ def test_sampling_keeps_the_k_most_disputed_of_2k_distinct_candidates(project, m
         return [[Sample(f"Answer {n} to {p[:14]}", 4, "eos") for n in range(k)] for p in prompts]
 
     monkeypatch.setattr("training.executors.sampling.sample_distinct", six_candidates)
-    run = execute_sampling_run(launch(project, "generate", prompts=2, enqueue=False).pk)
+    run = carry_out(create_run(project, "generate", prompts=2).pk)
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     assert asked == [(6, 3)]  # 2K candidates, at least K
     selector = Selector.for_project(project, CPU)
@@ -80,12 +79,12 @@ def test_sampling_keeps_the_k_most_disputed_of_2k_distinct_candidates(project, m
 
 
 def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch):
-    execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+    carry_out(create_run(project, "rm").pk)
     add_prompts(project, 2)
-    execute_sampling_run(launch(project, "generate", prompts=1, task_kind="eval", enqueue=False).pk)
+    carry_out(create_run(project, "generate", prompts=1, task_kind="eval").pk)
     project.selection = Project.Selection.RANDOM
     project.save()
-    execute_sampling_run(launch(project, "generate", prompts=1, enqueue=False).pk)
+    carry_out(create_run(project, "generate", prompts=1).pk)
     new = ComparisonTask.objects.filter(project=project, state="open")
     assert new.count() == 2 and not new.filter(uncertainty__isnull=False).exists()
     assert all(len(t.display_completions()) == 3 for t in new)

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from training.executors.reward_model import execute_reward_model_run
+from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.runs import child_command, supervise_in_child
-from training.services import launch
+from training.services import create_run
+from training.supervisor import child_command, supervise_in_child
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -32,7 +32,7 @@ def processes(settings, monkeypatch, child_env):
 
 
 def _carried_out_in_child(project, kind: str, **inputs) -> TrainingRun:
-    run = launch(project, kind, enqueue=False, **inputs)
+    run = create_run(project, kind, **inputs)
     supervise_in_child(run.pk)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, f"{run.error}\n{run.log_tail}"
@@ -45,8 +45,8 @@ def _curve(run: TrainingRun, key: str) -> list[float]:
 
 def test_only_kinds_that_train_are_launched_on_several_processes(ranked_project, processes):
     processes(2)
-    rm = launch(ranked_project, "rm", enqueue=False)
-    sampling = launch(ranked_project, "generate", prompts=1, enqueue=False)
+    rm = create_run(ranked_project, "rm")
+    sampling = create_run(ranked_project, "generate", prompts=1)
     assert child_command(rm.pk)[1:7] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                                          "--num_machines"]  # fmt: skip
     assert child_command(sampling.pk)[1:] == [child_command(sampling.pk)[1], "execute_run", str(sampling.pk)]
@@ -95,7 +95,7 @@ def test_a_ppo_round_on_two_processes_finishes_with_finite_figures_and_one_saved
     ranked_project.recipe.reward_model_config = {"lr": 1e-3, "max_length": 64}
     ranked_project.recipe.ppo_config = PPO
     ranked_project.recipe.save()
-    execute_reward_model_run(launch(ranked_project, "rm", enqueue=False).pk)
+    carry_out(create_run(ranked_project, "rm").pk)
     processes(2)
     run = _carried_out_in_child(ranked_project, "ppo")
     steps = [point for point in run.metrics if "score" in point]

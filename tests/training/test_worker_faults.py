@@ -14,10 +14,10 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from labeling.models import ComparisonTask
-from training.executors.reward_model import execute_reward_model_run
+from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
-from training.services import launch
+from training.services import create_run, launch
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
@@ -99,6 +99,8 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
     new = PolicyVersion.objects.get(project=project, status="active")
     assert new.version == len(kinds) - 2 and new.created_by_run.kind == policy_step
     assert RewardModelVersion.objects.filter(project=project).count() == 1
+    # The round ends by sending its sampling to the generation queue, where the worker samples it next.
+    wait_for(lambda: round_.steps.filter(kind="generate", status__in=TrainingRun.FINISHED).first())
     assert ComparisonTask.objects.filter(policy_version=new).exists()  # the next comparisons come from it
     if algorithm.startswith("sft"):
         assert new.kl_reference == new.parent and new.parent.created_by_run.kind == "sft"
@@ -109,7 +111,7 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
 @pytest.mark.parametrize("kind", ["rm", "ppo"])
 def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(project, worker, kind):
     if kind == "ppo":
-        execute_reward_model_run(launch(project, "rm", enqueue=False).pk)
+        carry_out(create_run(project, "rm").pk)
         project.recipe.ppo_config = {**project.recipe.ppo_config, "steps": 5000}  # long enough to kill
         project.recipe.save()
         run = launch(project, "ppo")

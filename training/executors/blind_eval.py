@@ -15,37 +15,30 @@ from training.datasets import heldout_prompts_for
 from training.executors.evaluation import sample_one_each
 from training.executors.placement import placed
 from training.models import EvalPair, TrainingRun
-from training.runs import ProgressLine, carried_out, check_still_running, note, record_progress, start_run
+from training.runs import Reporter, check_still_running
 
 
-def execute_blind_evaluation_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+def sample_blind_evaluation(run: TrainingRun, report: Reporter) -> None:
     """Samples one completion per held-out prompt from each version and stores the blind tasks.
 
     Each version samples with its own seed, so two versions that happen to write alike do not
     produce the same answer from the same random draws. A prompt whose two answers are still
     identical gets no task (there is nothing to choose); the run notes how many.
     """
-    run = start_run(run_id)
-    if run is None:
-        return None
-    with carried_out(run):
-        a, b = run.baseline, run.policy
-        prompts = list(heldout_prompts_for(a, b)[: run.prompts])
-        if not prompts:
-            raise ValueError("No held-out prompts are left for this pair of versions.")
-        seed = run.config["seed"]
-        phase = f"sampling {len(prompts)} answers each from v{a.version} and v{b.version}"
-        record_progress(run, 0.05, step=0, steps=2, phase=phase, on_progress=on_progress)
-        texts = [p.text for p in prompts]
-        samples_a, samples_b = sample_one_each(run.project, [a, b], texts, [seed, seed + 1], placed(run))
-        pairs = [(p, [sa, sb]) for p, sa, sb in zip(prompts, samples_a, samples_b, strict=True) if sa.text != sb.text]
-        tasks = _store_blind_tasks(run, pairs)
-        identical = len(prompts) - len(pairs)
-        if identical:
-            text = f"{identical} prompts got the same answer from both versions; no task was made for them."
-            note(run, text)
-        record_progress(run, 1.0, step=2, steps=2, tasks=len(tasks), identical=identical, on_progress=on_progress)
-    return run
+    a, b = run.baseline, run.policy
+    prompts = list(heldout_prompts_for(a, b)[: run.prompts])
+    if not prompts:
+        raise ValueError("No held-out prompts are left for this pair of versions.")
+    seed = run.config["seed"]
+    report(0.05, step=0, steps=2, phase=f"sampling {len(prompts)} answers each from v{a.version} and v{b.version}")
+    texts = [p.text for p in prompts]
+    samples_a, samples_b = sample_one_each(run.project, [a, b], texts, [seed, seed + 1], placed(run))
+    pairs = [(p, [sa, sb]) for p, sa, sb in zip(prompts, samples_a, samples_b, strict=True) if sa.text != sb.text]
+    tasks = _store_blind_tasks(run, pairs)
+    identical = len(prompts) - len(pairs)
+    if identical:
+        report.note(f"{identical} prompts got the same answer from both versions; no task was made for them.")
+    report(1.0, step=2, steps=2, tasks=len(tasks), identical=identical)
 
 
 def _store_blind_tasks(run: TrainingRun, pairs: list) -> list[ComparisonTask]:

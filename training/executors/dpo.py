@@ -10,38 +10,26 @@ from training.datasets import ranked_prompts, split_by_prompt
 from training.executors.placement import placed
 from training.executors.policies import load_kl_reference, register_policy, save_policy
 from training.models import TrainingRun
-from training.runs import ProgressLine, carried_out, is_main_process, record_progress, start_run
+from training.runs import Reporter
 
 
-def execute_dpo_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+def train_policy_with_dpo(run: TrainingRun, report: Reporter) -> None:
     """Trains on the usable rankings up to the run's `through_ranking`, KL-anchored to the policy's
     reference (the last SFT policy, or the base), and registers the result like an RL step's."""
-    run = start_run(run_id)
-    if run is None:
-        return None
-    with carried_out(run):
-        config = DPOConfig(**run.config)
-        record_progress(run, 0.0, phase="reading rankings and loading the policy", on_progress=on_progress)
-        weights = labeler_weights(run.project) if config.labeler_weights else None
-        data = ranked_prompts(run.project, run.through_ranking_id, weights)
-        train, heldout = split_by_prompt(data, config.heldout_fraction)
-        placement = placed(run)
-        # with LoRA only the adapters train: the base is frozen, held in the compute dtype
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, not config.lora_rank)
-        record_progress(run, 0.02, phase="reference log-probs of every completion", on_progress=on_progress)
-
-        def log_step(figures: dict) -> None:
-            phase = f"training step {figures['step']} of {figures['steps']}"
-            record_progress(run, 0.05 + 0.85 * figures["step"] / figures["steps"], phase=phase, **figures,
-                            on_progress=on_progress)  # fmt: skip
-
-        # the reference is not kept here: train_dpo frees it once it has read its log-probs
-        trained, figures = train_dpo(policy, tokenizer, train, heldout, config, log=log_step,
-                                     reference=load_kl_reference(run, placement), placement=placement)  # fmt: skip
-        if not is_main_process():
-            return run  # the other training processes' part ends with training: rank 0 saves and registers
-        record_progress(run, 0.9, phase="saving the policy", on_progress=on_progress)
-        version = register_policy(run, save_policy(run, trained, tokenizer))
-        record_progress(run, 1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"),
-                        on_progress=on_progress)  # fmt: skip
-    return run
+    config = DPOConfig(**run.config)
+    report.phase(0.0, "reading rankings and loading the policy")
+    weights = labeler_weights(run.project) if config.labeler_weights else None
+    data = ranked_prompts(run.project, run.through_ranking_id, weights)
+    train, heldout = split_by_prompt(data, config.heldout_fraction)
+    placement = placed(run)
+    # with LoRA only the adapters train: the base is frozen, held in the compute dtype
+    policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, not config.lora_rank)
+    report.phase(0.02, "reference log-probs of every completion")
+    # the reference is not kept here: train_dpo frees it once it has read its log-probs
+    trained, figures = train_dpo(policy, tokenizer, train, heldout, config, log=report.steps(0.05, 0.9),
+                                 reference=load_kl_reference(run, placement), placement=placement)  # fmt: skip
+    if not report.main:
+        return  # the other training processes' part ends with training: rank 0 saves and registers
+    report.phase(0.9, "saving the policy")
+    version = register_policy(run, save_policy(run, trained, tokenizer))
+    report(1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"))

@@ -11,41 +11,28 @@ from training.datasets import training_prompts
 from training.executors.placement import placed
 from training.executors.policies import load_kl_reference, register_policy, save_policy
 from training.models import TrainingRun
-from training.runs import ProgressLine, carried_out, is_main_process, record_progress, start_run
+from training.runs import Reporter
 
 RM_MAX_LENGTH = 512  # tokens of prompt + completion the reward model reads when scoring rollouts
 
 
-def execute_rl_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+def train_policy_with_rl(run: TrainingRun, report: Reporter) -> None:
     """Trains the policy against the RM with KL to its reference (the last SFT policy, or the base),
     stores it as a candidate version, and promotes it when the project's rule is automatic."""
-    run = start_run(run_id)
-    if run is None:
-        return None
-    with carried_out(run):
-        config = PPOConfig(**run.config)
-        record_progress(
-            run, 0.0, phase="loading the policy, its reference and the reward model", on_progress=on_progress
-        )
-        placement = placed(run)
-        # with LoRA only the adapters train: the base is frozen, held in the compute dtype
-        policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, not config.lora_rank)
-        rm_folder = settings.MODEL_STORE / run.reward_model.checkpoint
-        rm, _ = load_reward_model(rm_folder, placement)  # frozen, in the compute dtype
-        critic = load_reward_model(rm_folder, placement, "full")[0] if config.advantage_estimator == "gae" else None
-        scorer = reward_model_scorer(rm, tokenizer, RM_MAX_LENGTH)
-        trainer = PPOTrainer(policy, tokenizer, critic, scorer, config, reference=load_kl_reference(run, placement),
-                             placement=placement)  # fmt: skip
-
-        def log_step(figures: dict) -> None:
-            phase = f"training step {figures['step']} of {figures['steps']}"
-            record_progress(run, 0.95 * figures["step"] / figures["steps"], phase=phase, **figures,
-                            on_progress=on_progress)  # fmt: skip
-
-        trainer.train(training_prompts(run.project), log=log_step)
-        if not is_main_process():
-            return run  # the other training processes' part ends with training: rank 0 saves and registers
-        record_progress(run, 0.95, phase="saving the policy", on_progress=on_progress)
-        version = register_policy(run, save_policy(run, trainer.trained_policy(), tokenizer), run.reward_model)
-        record_progress(run, 1.0, policy_version=version.version, on_progress=on_progress)
-    return run
+    config = PPOConfig(**run.config)
+    report.phase(0.0, "loading the policy, its reference and the reward model")
+    placement = placed(run)
+    # with LoRA only the adapters train: the base is frozen, held in the compute dtype
+    policy, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, not config.lora_rank)
+    rm_folder = settings.MODEL_STORE / run.reward_model.checkpoint
+    rm, _ = load_reward_model(rm_folder, placement)  # frozen, in the compute dtype
+    critic = load_reward_model(rm_folder, placement, "full")[0] if config.advantage_estimator == "gae" else None
+    scorer = reward_model_scorer(rm, tokenizer, RM_MAX_LENGTH)
+    trainer = PPOTrainer(policy, tokenizer, critic, scorer, config, reference=load_kl_reference(run, placement),
+                         placement=placement)  # fmt: skip
+    trainer.train(training_prompts(run.project), log=report.steps(0.0, 0.95))
+    if not report.main:
+        return  # the other training processes' part ends with training: rank 0 saves and registers
+    report.phase(0.95, "saving the policy")
+    version = register_policy(run, save_policy(run, trainer.trained_policy(), tokenizer), run.reward_model)
+    report(1.0, policy_version=version.version)

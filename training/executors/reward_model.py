@@ -23,84 +23,53 @@ from training.executors.fresh_scores import score_fresh_rankings
 from training.executors.placement import placed
 from training.executors.selection import refresh_task_uncertainty
 from training.models import RewardModelVersion, TrainingRun
-from training.runs import (
-    ProgressLine,
-    RunCancelled,
-    carried_out,
-    check_still_running,
-    checkpoint_name,
-    is_main_process,
-    note,
-    record_progress,
-    start_run,
-)
+from training.runs import Reporter, RunCancelled, check_still_running, checkpoint_name
 from training.services import latest_reward_model
 
 
-def execute_reward_model_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
+def train_reward_model_version(run: TrainingRun, report: Reporter) -> None:
     """Trains, evaluates on held-out prompts, normalises and stores a new RewardModelVersion.
 
     Warm-starts from the project's latest RM version when there is one, else from the policy's
     trunk. The row is created only after the checkpoint folder is complete.
     """
-    run = start_run(run_id)
-    if run is None:
-        return None
-    with carried_out(run):
-        project, config = run.project, RewardModelConfig(**run.config)
+    project, config = run.project, RewardModelConfig(**run.config)
+    report.phase(0.0, "reading rankings and loading the reward model")
+    placement = placed(run)
+    weights = labeler_weights(project) if config.labeler_weights else None
+    data = ranked_prompts(project, run.through_ranking_id, weights)
+    train, heldout = split_by_prompt(data, config.heldout_fraction)
+    parent = latest_reward_model(project)
+    if parent is not None:
+        model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, placement, config.trunk,
+                                             config.dtype)  # fmt: skip
+        if report.main:  # No ranking enters training unscored: the parent scores the fresh ones first.
+            report.phase(0.02, f"scoring the fresh rankings with reward model v{parent.version}")
+            score_fresh_rankings(parent, model, tokenizer, through=run.through_ranking_id)
+    if parent is None or not same_architecture(model, config):
+        model, tokenizer = new_reward_model(run.policy.checkpoint, settings.MODEL_STORE, config, placement)
 
-        def phase(progress: float, name: str) -> None:
-            record_progress(run, progress, phase=name, on_progress=on_progress)
-
-        phase(0.0, "reading rankings and loading the reward model")
-        placement = placed(run)
-        weights = labeler_weights(project) if config.labeler_weights else None
-        data = ranked_prompts(project, run.through_ranking_id, weights)
-        train, heldout = split_by_prompt(data, config.heldout_fraction)
-        parent = latest_reward_model(project)
-        if parent is not None:
-            model, tokenizer = load_reward_model(settings.MODEL_STORE / parent.checkpoint, placement, config.trunk,
-                                                 config.dtype)  # fmt: skip
-            if is_main_process():  # No ranking enters training unscored: the parent scores the fresh ones first.
-                phase(0.02, f"scoring the fresh rankings with reward model v{parent.version}")
-                score_fresh_rankings(parent, model, tokenizer, through=run.through_ranking_id)
-        if parent is None or not same_architecture(model, config):
-            model, tokenizer = new_reward_model(run.policy.checkpoint, settings.MODEL_STORE, config, placement)
-
-        def log_step(figures: dict) -> None:
-            name = (f"held-out loss after epoch {figures['epoch'] + 1}" if "heldout_loss" in figures
-                    else f"training step {figures['step']} of {figures['steps']}")  # fmt: skip
-            record_progress(run, 0.05 + 0.85 * figures["step"] / figures["steps"], phase=name, **figures,
-                            on_progress=on_progress)  # fmt: skip
-
-        completions = sum(len(item.completions) for item in [*train, *heldout])
-        phase(0.05, f"the frozen trunk's features of {completions} completions, then training" if config.trunk ==
-              "frozen" else f"training on {len(train)} ranked prompts")  # fmt: skip
-
-        train_reward_model(model, tokenizer, train, config, log=log_step, heldout=heldout, placement=placement)
-        if not is_main_process():
-            return run  # the other training processes' part ends with training: rank 0 saves and registers
-        with placement.autocast():  # a trained trunk is in float32: score it as it trained
-            phase(0.9, f"scoring {len(train)} training and {len(heldout)} held-out ranked prompts")
-            on_train = evaluate(model, tokenizer, train, config)
-            on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
-            phase(0.92, "the reference offset: the mean score of the reference completions")
-            offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
-        phase(0.94, "saving the reward model")
-        checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
-        write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
-        version = _register(run, parent, checkpoint, len(data), on_train, on_heldout, offset)
-        if project.selection == Project.Selection.UNCERTAINTY and model.head.out_features > 1:
-            with placement.autocast():
-                _refresh_task_scores(run, project, model, tokenizer, on_progress)
-        record_progress(
-            run,
-            1.0,
-            reward_model_version=version.version,
-            heldout_accuracy=on_heldout.get("accuracy"),
-            on_progress=on_progress,
-        )
-    return run
+    completions = sum(len(item.completions) for item in [*train, *heldout])
+    report.phase(0.05, f"the frozen trunk's features of {completions} completions, then training" if config.trunk ==
+                 "frozen" else f"training on {len(train)} ranked prompts")  # fmt: skip
+    train_reward_model(model, tokenizer, train, config, log=report.steps(0.05, 0.9), heldout=heldout,
+                       placement=placement)  # fmt: skip
+    if not report.main:
+        return  # the other training processes' part ends with training: rank 0 saves and registers
+    with placement.autocast():  # a trained trunk is in float32: score it as it trained
+        report.phase(0.9, f"scoring {len(train)} training and {len(heldout)} held-out ranked prompts")
+        on_train = evaluate(model, tokenizer, train, config)
+        on_heldout = evaluate(model, tokenizer, heldout, config) if heldout else {}
+        report.phase(0.92, "the reference offset: the mean score of the reference completions")
+        offset = normalise(model, tokenizer, reference_completions(project), config.max_length)
+    report.phase(0.94, "saving the reward model")
+    checkpoint = Path("reward_models") / f"project-{project.pk}" / checkpoint_name(run)
+    write_once(settings.MODEL_STORE / checkpoint, lambda folder: save_reward_model(model, tokenizer, folder))
+    version = _register(run, parent, checkpoint, len(data), on_train, on_heldout, offset)
+    if project.selection == Project.Selection.UNCERTAINTY and model.head.out_features > 1:
+        with placement.autocast():
+            _refresh_task_scores(project, model, tokenizer, report)
+    report(1.0, reward_model_version=version.version, heldout_accuracy=on_heldout.get("accuracy"))
 
 
 def same_architecture(model: RewardModel, config: RewardModelConfig) -> bool:
@@ -110,21 +79,21 @@ def same_architecture(model: RewardModel, config: RewardModelConfig) -> bool:
     return (model.head.out_features, model.pooling, model.layer) == (config.heads, config.pooling, layer)
 
 
-def _refresh_task_scores(run, project, model, tokenizer, on_progress) -> None:
+def _refresh_task_scores(project: Project, model: RewardModel, tokenizer, report: Reporter) -> None:
     """The new version's scores of the open training tasks, for uncertainty selection. The version
     is registered already: a failure here is noted on the run, and the old scores stay."""
 
     def moved(done: int, total: int) -> None:
-        record_progress(run, 0.95 + 0.05 * done / total, phase="scoring open tasks", on_progress=on_progress)
+        report.phase(0.95 + 0.05 * done / total, "scoring open tasks")
 
     try:
         scored = refresh_task_uncertainty(project, model, tokenizer, on_batch=moved)
     except RunCancelled:
         raise
     except Exception as exc:  # noqa: BLE001 - the version stands; say why the scores are old
-        note(run, f"Open tasks were not rescored: {exc}")
+        report.note(f"Open tasks were not rescored: {exc}")
         return
-    note(run, f"Rescored {scored} open training tasks for selection.")
+    report.note(f"Rescored {scored} open training tasks for selection.")
 
 
 def _register(run, parent, checkpoint, rankings, on_train, on_heldout, offset) -> RewardModelVersion:

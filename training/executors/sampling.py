@@ -13,62 +13,51 @@ from training.datasets import prompts_to_sample
 from training.executors.placement import placed
 from training.executors.selection import Selector
 from training.models import TrainingRun
-from training.runs import ProgressLine, carried_out, note, record_progress, start_run
+from training.runs import Reporter
 
 PROMPTS_PER_STEP = 8  # tasks appear (and progress moves) after each step of this many prompts
 CANDIDATES_PER_SLOT = 2  # uncertainty selection samples 2K candidates and keeps the K most disputed
 
 
-def execute_sampling_run(run_id: int, on_progress: ProgressLine | None = None) -> TrainingRun | None:
-    """Samples and stores comparison tasks for a queued `generate` run, step by step. With
-    uncertainty selection, a training task is the K most disputed of 2K distinct candidates.
-
-    Tasks of finished steps stay if a later step fails. Returns the run, or None if it was not
-    queued (already taken, or gone).
-    """
-    run = start_run(run_id)
-    if run is None:
-        return None
-    with carried_out(run):
-        prompts = list(prompts_to_sample(run.project, run.policy)[: run.prompts])
-        sampling = SamplingConfig(**run.config)
-        record_progress(run, 0.0, phase=f"loading policy v{run.policy.version}", on_progress=on_progress)
-        placement = placed(run)
-        model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, trainable=False)
-        is_training = run.task_kind == ComparisonTask.Kind.TRAIN
-        selector = Selector.for_project(run.project, placement) if is_training else None
-        candidates = CANDIDATES_PER_SLOT * run.k if selector else run.k
-        created = flagged = tokens = 0
-        started = time.monotonic()
-        for step in range(0, len(prompts), PROMPTS_PER_STEP):
-            batch = prompts[step : step + PROMPTS_PER_STEP]
-            step_config = SamplingConfig(**{**run.config, "seed": sampling.seed + step})
-            texts = [p.text for p in batch]
-            samples = sample_distinct(model, tokenizer, texts, candidates, step_config, at_least=run.k)
-            usable = [(p, s) for p, s in zip(batch, samples, strict=True) if s is not None]
-            tokens += sum(s.token_count for _, group in usable for s in group)  # every candidate was generated
-            scores = None
-            if selector and usable:
-                chosen = selector.choose([p.text for p, _ in usable], [s for _, s in usable], run.k)
-                usable = [(p, group) for (p, _), (group, _) in zip(usable, chosen, strict=True)]
-                scores = [score for _, score in chosen]
-            do_create_comparison_tasks(
-                run.project, run.policy_id, usable, run.task_kind, vars(step_config), uncertainties=scores
-            )
-            created += len(usable)
-            flagged += len(batch) - len(usable)
-            done = step + len(batch)
-            record_progress(
-                run,
-                done / len(prompts),
-                step=done,
-                phase=f"sampled {done} of {len(prompts)} prompts",
-                tasks=created,
-                flagged=flagged,
-                tokens_per_s=tokens / (time.monotonic() - started),
-                on_progress=on_progress,
-            )
-        if flagged:
-            text = f"{flagged} prompts gave fewer than {run.k} distinct completions; no task was made."
-            note(run, text)
-    return run
+def sample_comparisons(run: TrainingRun, report: Reporter) -> None:
+    """Samples and stores comparison tasks for a `generate` run, step by step. With uncertainty
+    selection, a training task is the K most disputed of 2K distinct candidates. Tasks of finished
+    steps stay if a later step fails."""
+    prompts = list(prompts_to_sample(run.project, run.policy)[: run.prompts])
+    sampling = SamplingConfig(**run.config)
+    report.phase(0.0, f"loading policy v{run.policy.version}")
+    placement = placed(run)
+    model, tokenizer = load_model(run.policy.checkpoint, settings.MODEL_STORE, placement, trainable=False)
+    is_training = run.task_kind == ComparisonTask.Kind.TRAIN
+    selector = Selector.for_project(run.project, placement) if is_training else None
+    candidates = CANDIDATES_PER_SLOT * run.k if selector else run.k
+    created = flagged = tokens = 0
+    started = time.monotonic()
+    for step in range(0, len(prompts), PROMPTS_PER_STEP):
+        batch = prompts[step : step + PROMPTS_PER_STEP]
+        step_config = SamplingConfig(**{**run.config, "seed": sampling.seed + step})
+        texts = [p.text for p in batch]
+        samples = sample_distinct(model, tokenizer, texts, candidates, step_config, at_least=run.k)
+        usable = [(p, s) for p, s in zip(batch, samples, strict=True) if s is not None]
+        tokens += sum(s.token_count for _, group in usable for s in group)  # every candidate was generated
+        scores = None
+        if selector and usable:
+            chosen = selector.choose([p.text for p, _ in usable], [s for _, s in usable], run.k)
+            usable = [(p, group) for (p, _), (group, _) in zip(usable, chosen, strict=True)]
+            scores = [score for _, score in chosen]
+        do_create_comparison_tasks(
+            run.project, run.policy_id, usable, run.task_kind, vars(step_config), uncertainties=scores
+        )
+        created += len(usable)
+        flagged += len(batch) - len(usable)
+        done = step + len(batch)
+        report(
+            done / len(prompts),
+            step=done,
+            phase=f"sampled {done} of {len(prompts)} prompts",
+            tasks=created,
+            flagged=flagged,
+            tokens_per_s=tokens / (time.monotonic() - started),
+        )
+    if flagged:
+        report.note(f"{flagged} prompts gave fewer than {run.k} distinct completions; no task was made.")

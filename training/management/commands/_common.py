@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 from labeling.management.commands._common import get_project
 from labeling.models import Project
 from training.models import PolicyVersion, TrainingRun
-from training.services import KINDS, LaunchRefused, executor_of, launch
+from training.services import LaunchRefused, create_run, launch, queue_of
 
 
 def get_policy_version(project: Project, number: int | None) -> PolicyVersion | None:
@@ -26,16 +26,18 @@ def launch_or_run(command: BaseCommand, project: Project, kind: str, sync: bool,
     returns None; with it, carries the run out here behind a progress line and returns it once it
     succeeded. A refusal or a failure is a CommandError with the reason."""
     try:
-        run = launch(project, kind, enqueue=not sync, **inputs)
+        run = create_run(project, kind, **inputs) if sync else launch(project, kind, **inputs)
     except LaunchRefused as exc:
         raise CommandError(str(exc)) from None
     if not sync:
         command.stdout.write(
-            f"Queued {run.get_kind_display().lower()} run {run.pk} on the '{KINDS[kind].queue}' queue; "
+            f"Queued {run.get_kind_display().lower()} run {run.pk} on the '{queue_of(kind)}' queue; "
             "follow it in the admin."
         )
         return None
-    run = executor_of(kind)(run.pk, on_progress=progress_line)
+    from training.executors import carry_out  # loads torch: only when the run is carried out here
+
+    run = carry_out(run.pk, echo=progress_line)
     command.stdout.write("")
     if run.status != TrainingRun.Status.SUCCEEDED:
         raise CommandError(f"Run {run.pk} {run.status}: {run.error}")

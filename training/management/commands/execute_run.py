@@ -4,10 +4,10 @@ import os
 
 from django.core.management.base import BaseCommand, CommandError
 
+from training.executors import carry_out
 from training.management.commands._common import log_line
 from training.models import TrainingRun
-from training.runs import die_with_parent
-from training.services import executor_of
+from training.supervisor import die_with_parent
 
 
 class Command(BaseCommand):
@@ -19,9 +19,8 @@ class Command(BaseCommand):
     def handle(self, *args, run_id: int, **options) -> None:
         if "LOCAL_RANK" in os.environ:  # one of several training processes: dies with its launcher
             die_with_parent()
-        run = TrainingRun.objects.filter(pk=run_id).first()
-        if run is None:
+        if not TrainingRun.objects.filter(pk=run_id).exists():
             raise CommandError(f"No training run {run_id}.")
-        finished = executor_of(run.kind)(run_id, on_progress=log_line)  # the supervisor's log tail
+        finished = carry_out(run_id, echo=log_line)  # its lines become the supervisor's log tail
         if finished is not None and finished.status == TrainingRun.Status.FAILED:
             raise CommandError(f"Run {run_id} failed: {finished.error}")
