@@ -13,8 +13,8 @@ from rest_framework.response import Response
 from labeling.api import ProjectViewSet as LabelingProjectViewSet
 from labeling.models import Project
 from labeling.serializers import ProjectFilter, ProjectQuery
-from training.metrics import project_metrics
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.reports.metrics import project_metrics
 from training.runs import do_cancel_run
 from training.serializers import (
     LaunchRun,
@@ -110,7 +110,7 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
 @api_view(["GET"])
 @permission_classes([IsAdminUser])
 def metrics(request: Request) -> Response:
-    """Every figure of the project's dashboard (`training.metrics.project_metrics`)."""
+    """Every figure of the project's dashboard (`training.reports.metrics.project_metrics`)."""
     query = ProjectQuery(data=request.query_params)
     query.is_valid(raise_exception=True)
     return Response(project_metrics(get_object_or_404(Project, pk=query.validated_data["project"])))

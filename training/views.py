@@ -9,12 +9,12 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from labeling.models import Project
-from training.dashboard import dashboard_charts
 from training.forms import LaunchForm
-from training.metrics import project_metrics
 from training.models import TrainingRun
-from training.outcomes import run_outcome
-from training.overview import phase, project_overview
+from training.reports.charts import dashboard_charts
+from training.reports.home import phase, project_overview
+from training.reports.metrics import project_metrics
+from training.reports.outcome import run_outcome
 from training.runs import do_cancel_run
 from training.services import KINDS, LaunchRefused, launch
 

@@ -12,10 +12,10 @@ from training.configs import sampling_config
 from training.core.generation import sample
 from training.core.loading import load_model
 from training.core.reward_model import load_reward_model, score_groups
-from training.dashboard import dashboard_charts
 from training.executors import carry_out
-from training.metrics import project_metrics
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.reports.charts import dashboard_charts
+from training.reports.metrics import project_metrics
 from training.services import create_run
 
 pytestmark = pytest.mark.django_db

@@ -18,8 +18,8 @@ from labeling.statistics import MIN_PAIRS_TO_TELL, evidence_text, share_text, wi
 from tests.labeling.test_api import client_for
 from training.datasets import prompts_to_sample, training_rankings
 from training.executors import carry_out
-from training.metrics import project_metrics
 from training.models import EvalPair, PolicyVersion, TrainingRun
+from training.reports.metrics import project_metrics
 from training.services import LaunchRefused, create_run, do_promote_policy
 
 pytestmark = pytest.mark.django_db

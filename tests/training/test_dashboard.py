@@ -12,10 +12,10 @@ from labeling.models import Ranking
 from labeling.quality import labeler_weights
 from labeling.services import do_set_gold_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
-from training.dashboard import dashboard_charts
 from training.datasets import ranked_prompts
-from training.metrics import project_metrics
 from training.models import RewardModelVersion, TrainingRun
+from training.reports.charts import dashboard_charts
+from training.reports.metrics import project_metrics
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from training.core.reward_model import load_reward_model, reward_model_scorer
 from training.datasets import fresh_rankings
 from training.executors import carry_out
 from training.executors.fresh_scores import execute_fresh_scoring
-from training.metrics import project_metrics
 from training.models import RankingScore, RewardModelVersion, TrainingRun
+from training.reports.metrics import project_metrics
 from training.services import create_run
 
 pytestmark = pytest.mark.django_db

@@ -5,7 +5,7 @@ from rest_framework.test import APIClient
 
 from tests.factories import ProjectFactory
 from tests.labeling.test_api import client_for
-from training.metrics import project_metrics
+from training.reports.metrics import project_metrics
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from labeling.models import Ranking
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
-from training.overview import project_overview
+from training.reports.home import project_overview
 from training.services import KINDS, do_register_base_policy
 
 pytestmark = pytest.mark.django_db

@@ -4,7 +4,7 @@ A run on the `generation` queue samples one completion per held-out prompt from 
 and makes eval comparison tasks of the two (K = 2) in a random display order. They are mixed
 into labelers' queues at the project's eval ratio and look like any other task; an EvalPair
 row records which two versions each compares, and each completion its own version. The win
-rate and its interval come from `training.metrics`. Eval rankings never train the reward model.
+rate and its interval come from `training.reports.metrics`. Eval rankings never train the reward model.
 """
 
 from django.db import transaction

@@ -10,7 +10,7 @@ from labeling.management.commands._common import get_project
 from labeling.management.commands.simulate_labelers import load_preference
 from training.executors.evaluation import evaluate_policies
 from training.management.commands._common import get_policy_version
-from training.metrics import eval_label
+from training.reports.metrics import eval_label
 from training.services import LaunchRefused, default_pair, latest_reward_model
 
 

@@ -6,7 +6,7 @@ from django.core.management.base import BaseCommand
 
 from labeling.management.commands._common import get_project
 from labeling.statistics import figure_text as figure
-from training.metrics import project_metrics
+from training.reports.metrics import project_metrics
 
 
 def _num(value: float | None) -> str:
