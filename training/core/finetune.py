@@ -14,9 +14,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from training.core.config import DPOConfig, SFTConfig
 from training.core.data import RewardBatch, collate, completion_rows, pair_index
 from training.core.devices import CPU, Placement
+from training.core.distributed import Ranks, current
 from training.core.losses import dpo_loss
 from training.core.rankings import RankedPrompt
-from training.core.ranks import Ranks, current
 from training.core.recompute import is_recomputed, recompute_layers
 
 Log = Callable[[dict], None]
@@ -152,7 +152,7 @@ def fit(
     best epoch and its held-out loss.
 
     On several processes (`ranks`, by default this process's) each rank takes its slice of every
-    batch, and the gradients are combined to the whole batch's before the step (training.core.ranks);
+    batch, and the gradients are combined to the whole batch's before the step (training.core.distributed);
     the logged loss is the whole batch's, the other figures rank 0's.
     """
     model.eval()

@@ -14,8 +14,8 @@ from transformers import PreTrainedTokenizerBase
 from training.core.config import RewardModelConfig
 from training.core.data import PairIndex, RankedPrompt, collate, completion_rows, count_pairs, pair_index
 from training.core.devices import CPU, Placement
+from training.core.distributed import Ranks, current
 from training.core.losses import bradley_terry_loss
-from training.core.ranks import Ranks, current
 from training.core.reward_model import RewardModel
 
 Log = Callable[[dict], None]
@@ -97,7 +97,7 @@ def train_reward_model(
 
     On several processes (`ranks`, by default this process's) every rank walks the same order and
     takes its slice of each batch; the gradients are combined to the whole batch's, so the steps,
-    the logged figures and the early stop are those of one process (training.core.ranks).
+    the logged figures and the early stop are those of one process (training.core.distributed).
     """
     model.eval()
     ranks = ranks or current()
