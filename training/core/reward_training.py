@@ -15,6 +15,7 @@ from training.core.config import RewardModelConfig
 from training.core.data import PairIndex, RankedPrompt, collate, completion_rows, count_pairs, pair_index
 from training.core.devices import CPU, Placement
 from training.core.distributed import Ranks, current
+from training.core.lora import with_lora
 from training.core.losses import bradley_terry_loss
 from training.core.reward_model import RewardModel
 
@@ -105,7 +106,7 @@ def train_reward_model(
     model.backbone.requires_grad_(config.trunk == "full")
     model.head.requires_grad_(True)  # a model loaded as a scorer is frozen whole
     if config.trunk == "lora":
-        model.backbone = with_adapters(model.backbone, config.lora_rank)
+        model.backbone = with_lora(model.backbone, config.lora_rank)
     if frozen and features is None:
         features = (completion_features(model, tokenizer, data, config, placement),
                     completion_features(model, tokenizer, heldout, config, placement) if heldout else None)  # fmt: skip
@@ -155,13 +156,6 @@ def train_reward_model(
     if config.trunk == "lora":
         model.backbone = model.backbone.merge_and_unload()  # a plain trunk again, saved and loaded as any
     return {**figures, "best_epoch": best_epoch, "heldout_loss": None if best_state is None else best_loss}
-
-
-def with_adapters(backbone, rank: int):
-    """The trunk with trainable low-rank adapters on every linear layer; its own weights frozen."""
-    from peft import LoraConfig, get_peft_model  # only with LoRA: importing peft takes seconds
-
-    return get_peft_model(backbone, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
 
 
 def _step(scorer, data, indices, counts, optimiser, scale: float, config: RewardModelConfig, ranks: Ranks) -> dict:
