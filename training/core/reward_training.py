@@ -15,22 +15,13 @@ from training.core.config import RewardModelConfig
 from training.core.data import PairIndex, RankedPrompt, collate, completion_rows, count_pairs, pair_index
 from training.core.devices import CPU, Placement
 from training.core.distributed import Ranks, current
+from training.core.fit import lr_scale
 from training.core.lora import with_lora
 from training.core.losses import bradley_terry_loss
 from training.core.reward_model import RewardModel
 
 Log = Callable[[dict], None]
 CALIBRATION_BINS = 5
-
-
-def lr_scale(step: int, total: int, config: RewardModelConfig) -> float:
-    """Share of the peak learning rate at `step`: linear warm-up, then a cosine down to final_lr / lr."""
-    warmup = max(1, round(total * config.warmup_ratio))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    floor = config.final_lr / config.lr
-    return floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * progress))
 
 
 def bootstrap_counts(items: int, heads: int, seed: int) -> torch.Tensor:
@@ -134,7 +125,8 @@ def train_reward_model(
         random.Random(config.seed + epoch).shuffle(order)
         for start in range(0, len(order), config.batch_prompts):
             indices = order[start : start + config.batch_prompts]
-            figures = _step(scorer, data, indices, counts, optimiser, lr_scale(step, total, config), config, ranks)
+            scale = lr_scale(step, total, config.warmup_ratio, config.final_lr / config.lr)
+            figures = _step(scorer, data, indices, counts, optimiser, scale, config, ranks)
             step += 1
             figures.update(step=step, steps=total, epoch=epoch)
             if log:
