@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from training.core.config import DPOConfig, PPOConfig, RewardModelConfig, SamplingConfig  # noqa: E402
 from training.core.devices import decide, peak_memory_mib  # noqa: E402
-from training.core.finetune import train_dpo  # noqa: E402
+from training.core.dpo import train_dpo  # noqa: E402
 from training.core.generation import sample  # noqa: E402
 from training.core.loading import load_model  # noqa: E402
 from training.core.ppo import PPOTrainer  # noqa: E402

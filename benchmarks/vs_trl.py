@@ -144,11 +144,12 @@ def ours(algorithm: str, model: str, steps: int) -> dict:
 
     sys.path.insert(0, str(ROOT))
     from training.core.config import DPOConfig, PPOConfig, SFTConfig
-    from training.core.finetune import train_dpo, train_sft
+    from training.core.dpo import train_dpo
     from training.core.generation import format_prompt
     from training.core.loading import load_model
     from training.core.ppo import PPOTrainer
     from training.core.rankings import RankedPrompt
+    from training.core.sft import train_sft
 
     torch.manual_seed(0)
     policy, tokenizer = load_model(model, model_store())

@@ -42,6 +42,12 @@ def dpo_loss(
     return bradley_terry_loss(beta * (policy_logps - reference_logps), winners, losers, weights, mu)
 
 
+def sft_loss(token_logprobs: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood over the answer tokens; prompt tokens are never among them.
+    (N, C), (N, C) -> scalar"""
+    return -(token_logprobs * mask).sum() / mask.sum().clamp(min=1)
+
+
 def clipped_policy_loss(
     logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, clip_range: float
 ) -> tuple[torch.Tensor, torch.Tensor]:

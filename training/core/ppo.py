@@ -17,12 +17,12 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from training.core.advantages import compute_gae, group_advantages, masked_mean, masked_var, masked_whiten
 from training.core.config import PPOConfig, SamplingConfig
 from training.core.devices import CPU, Placement
-from training.core.finetune import merged, with_lora
+from training.core.distributed import current
 from training.core.generation import eos_ids, format_prompt, generate_kwargs
+from training.core.lora import merged, with_lora
 from training.core.losses import clipped_policy_loss, clipped_value_loss, kl_penalty
 from training.core.packed import pack_linears, packed_linears
 from training.core.prefix import shared_prefix_inputs
-from training.core.ranks import current
 from training.core.recompute import recompute_layers
 from training.core.reward_model import RewardModel
 

@@ -14,22 +14,14 @@ from transformers import PreTrainedTokenizerBase
 from training.core.config import RewardModelConfig
 from training.core.data import PairIndex, RankedPrompt, collate, completion_rows, count_pairs, pair_index
 from training.core.devices import CPU, Placement
+from training.core.distributed import Ranks, current
+from training.core.fit import lr_scale
+from training.core.lora import with_lora
 from training.core.losses import bradley_terry_loss
-from training.core.ranks import Ranks, current
 from training.core.reward_model import RewardModel
 
 Log = Callable[[dict], None]
 CALIBRATION_BINS = 5
-
-
-def lr_scale(step: int, total: int, config: RewardModelConfig) -> float:
-    """Share of the peak learning rate at `step`: linear warm-up, then a cosine down to final_lr / lr."""
-    warmup = max(1, round(total * config.warmup_ratio))
-    if step < warmup:
-        return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
-    floor = config.final_lr / config.lr
-    return floor + 0.5 * (1 - floor) * (1 + math.cos(math.pi * progress))
 
 
 def bootstrap_counts(items: int, heads: int, seed: int) -> torch.Tensor:
@@ -97,7 +89,7 @@ def train_reward_model(
 
     On several processes (`ranks`, by default this process's) every rank walks the same order and
     takes its slice of each batch; the gradients are combined to the whole batch's, so the steps,
-    the logged figures and the early stop are those of one process (training.core.ranks).
+    the logged figures and the early stop are those of one process (training.core.distributed).
     """
     model.eval()
     ranks = ranks or current()
@@ -105,7 +97,7 @@ def train_reward_model(
     model.backbone.requires_grad_(config.trunk == "full")
     model.head.requires_grad_(True)  # a model loaded as a scorer is frozen whole
     if config.trunk == "lora":
-        model.backbone = with_adapters(model.backbone, config.lora_rank)
+        model.backbone = with_lora(model.backbone, config.lora_rank)
     if frozen and features is None:
         features = (completion_features(model, tokenizer, data, config, placement),
                     completion_features(model, tokenizer, heldout, config, placement) if heldout else None)  # fmt: skip
@@ -133,7 +125,8 @@ def train_reward_model(
         random.Random(config.seed + epoch).shuffle(order)
         for start in range(0, len(order), config.batch_prompts):
             indices = order[start : start + config.batch_prompts]
-            figures = _step(scorer, data, indices, counts, optimiser, lr_scale(step, total, config), config, ranks)
+            scale = lr_scale(step, total, config.warmup_ratio, config.final_lr / config.lr)
+            figures = _step(scorer, data, indices, counts, optimiser, scale, config, ranks)
             step += 1
             figures.update(step=step, steps=total, epoch=epoch)
             if log:
@@ -155,13 +148,6 @@ def train_reward_model(
     if config.trunk == "lora":
         model.backbone = model.backbone.merge_and_unload()  # a plain trunk again, saved and loaded as any
     return {**figures, "best_epoch": best_epoch, "heldout_loss": None if best_state is None else best_loss}
-
-
-def with_adapters(backbone, rank: int):
-    """The trunk with trainable low-rank adapters on every linear layer; its own weights frozen."""
-    from peft import LoraConfig, get_peft_model  # only with LoRA: importing peft takes seconds
-
-    return get_peft_model(backbone, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear"))
 
 
 def _step(scorer, data, indices, counts, optimiser, scale: float, config: RewardModelConfig, ranks: Ranks) -> dict:

@@ -4,7 +4,7 @@ from django.conf import settings
 
 from labeling.quality import labeler_weights
 from training.core.config import DPOConfig
-from training.core.finetune import train_dpo
+from training.core.dpo import train_dpo
 from training.core.loading import load_model
 from training.datasets import ranked_prompts, split_by_prompt
 from training.executors.placement import placed

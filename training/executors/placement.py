@@ -5,7 +5,7 @@ import torch
 from django.conf import settings
 
 from training.core.devices import Placement, decide
-from training.core.ranks import join, launched_processes, local_rank
+from training.core.distributed import join, launched_processes, local_rank
 from training.models import TrainingRun
 from training.runs import is_main_process
 

@@ -4,8 +4,8 @@ PolicyVersion that later rounds measure KL to."""
 from django.conf import settings
 
 from training.core.config import SFTConfig
-from training.core.finetune import train_sft
 from training.core.loading import load_model
+from training.core.sft import train_sft
 from training.datasets import sft_examples, split_by_prompt
 from training.executors.placement import placed
 from training.executors.policies import register_policy, save_policy
