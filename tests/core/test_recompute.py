@@ -37,7 +37,10 @@ def test_gradient_checkpointing_keeps_fewer_activations_and_trains_to_the_same_w
                 torch.manual_seed(0)
                 config = PPOConfig.rloo(batch_prompts=2, samples_per_prompt=2, max_new_tokens=4, steps=1, lr=1e-3,
                                         gradient_checkpointing=checkpointing)  # fmt: skip
-                trainer = PPOTrainer(model, tokenizer, None, lambda p, c: torch.ones(len(c)), config)
+                # Scores that differ within a prompt's samples: constant ones would leave every advantage 0 and
+                # the gradient float noise, which Adam scales up to full-size steps either way.
+                scores = lambda p, c: torch.tensor([len(text) + 0.5 * i for i, text in enumerate(c)])  # noqa: E731
+                trainer = PPOTrainer(model, tokenizer, None, scores, config)
                 trainer.step(["Pick 0", "Pick 1"])
                 model = trainer.trained_policy()
         trained.append(dict(model.named_parameters()))
