@@ -145,6 +145,45 @@ def test_there_is_no_import_cycle_among_the_projects_modules():
     assert not cycles, "Import cycles (function-level imports included):\n" + "\n".join(cycles)
 
 
+def third_party_imports(tree: ast.Module) -> set[str]:
+    """The top-level names of every module an import statement of `tree` imports, at any depth."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_labeling_never_imports_training():
+    """The apps import one way: training (models, runs, the trainer) builds on labeling (people and
+    their judgements), never the other way round."""
+    graph = import_graph()
+    found = [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        if module.startswith("labeling")
+        for target in sorted(targets)
+        if target.startswith("training")
+    ]
+    assert not found, "labeling must not import training:\n" + "\n".join(found)
+
+
+def test_the_training_core_imports_neither_django_nor_the_apps_but_the_pure_statistics():
+    """training/core runs without Django: of the project it reads only labeling.statistics, which is
+    plain Python (no Django, no project import) itself."""
+    graph, modules = import_graph(), project_modules()
+    core = [name for name in graph if name.startswith("training.core")]
+    allowed = set(core) | {"labeling.statistics", "labeling", "training"}
+    found = [f"{name} imports {target}" for name in core for target in sorted(graph[name] - allowed)]
+    found += [f"{name} imports django" for name in core if "django" in third_party_imports(parse(modules[name]))]
+    statistics = parse(modules["labeling.statistics"])
+    found += [f"labeling.statistics imports {name}" for name in third_party_imports(statistics) & {"django", "torch"}]
+    found += [f"labeling.statistics imports {target}" for target in graph["labeling.statistics"]]
+    assert not found, "\n".join(found)
+
+
 def test_local_imports_say_why():
     unexplained = []
     for path in project_modules().values():
