@@ -117,13 +117,13 @@ def test_the_worker_runs_training_in_a_child_process(project, child_env):
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_child_that_dies_marks_its_run_failed(project, child_env):
+def test_a_child_that_dies_marks_its_run_failed(project, child_env, monkeypatch):
     run = create_run(project, "rm")
-    TrainingRun.objects.filter(pk=run.pk).update(kind="eval")  # no executor: the child crashes
+    monkeypatch.setenv("TRAINING_PROCESSES", "0")  # the child's settings refuse it: it dies before it takes the run
     supervise_in_child(run.pk)
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.FAILED
-    assert "exited with code 1" in run.error and "KeyError" in run.log_tail
+    assert "exited with code 1" in run.error and "ImproperlyConfigured" in run.log_tail
 
 
 @pytest.mark.postgres
