@@ -2,6 +2,9 @@
 
 Tests marked `postgres`, `redis` or `browser` need that server or browser. Without it they are
 skipped with the reason; with RLHF_REQUIRE_SERVICES=1 (CI) they fail instead.
+
+Nothing here imports torch: the tiny-model fixtures live in tests/model_fixtures.py, imported by
+the conftests of the folders whose tests run a model (training, core, faults, browser).
 """
 
 import os
@@ -13,10 +16,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.factories import ProjectFactory, UserFactory
-from tests.tiny_model import build_tiny_model
-from training.executors.sampling import execute_sampling_run
-from training.services import do_register_base_policy, launch
+from tests.factories import UserFactory
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -108,32 +108,3 @@ def other_labeler(db):
 @pytest.fixture
 def admin_user(db):
     return UserFactory(username="admin", is_staff=True, is_superuser=True)
-
-
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
-@pytest.fixture
-def tiny_project(db, tiny_folder):
-    """A project on the tiny model with 5 prompts and its active base policy; K=3, short answers."""
-    project = ProjectFactory(base_model=str(tiny_folder), k=3, max_new_tokens=8, temperature=1.0)
-    for n in range(5):
-        project.prompts.create(text=f"Question {n}: what is {n} + {n}?")
-    do_register_base_policy(project)
-    return project
-
-
-@pytest.fixture
-def ranked_project(tiny_project, labeler):
-    """The tiny project with every prompt sampled and ranked once: the longer completion wins."""
-    from labeling.services import do_assign_next_task, do_submit_ranking
-
-    execute_sampling_run(launch(tiny_project, "generate", prompts=5, enqueue=False).pk)
-    tiny_project.labelers.add(labeler)
-    while (assignment := do_assign_next_task(tiny_project, labeler)) is not None:
-        shown = assignment.task.display_completions()
-        best_first = sorted(shown, key=lambda c: -len(c.text))
-        do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in best_first])
-    return tiny_project
