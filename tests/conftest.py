@@ -4,7 +4,8 @@ Tests marked `postgres`, `redis` or `browser` need that server or browser. Witho
 skipped with the reason; with RLHF_REQUIRE_SERVICES=1 (CI) they fail instead.
 
 Nothing here imports torch: the tiny-model fixtures live in tests/model_fixtures.py, imported by
-the conftests of the folders whose tests run a model (training, core, faults, browser).
+the conftests of the folders whose tests run a model (training, core, faults, browser). A test that
+needs a project's rows and runs no model takes `factory_project`.
 """
 
 import os
@@ -16,7 +17,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.factories import UserFactory
+from tests.factories import ProjectFactory, PromptFactory, UserFactory
+from training.services import do_register_base_policy
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -108,3 +110,13 @@ def other_labeler(db):
 @pytest.fixture
 def admin_user(db):
     return UserFactory(username="admin", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def factory_project(db):
+    """tiny_project's rows without its model: K=3, 5 prompts and the active base policy, on the bundled
+    model's alias, which nothing that takes this fixture loads."""
+    project = ProjectFactory(k=3, max_new_tokens=8, temperature=1.0)
+    PromptFactory.create_batch(5, project=project)
+    do_register_base_policy(project)
+    return project

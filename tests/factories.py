@@ -4,7 +4,7 @@ import factory
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from labeling.models import Assignment, ComparisonTask, Completion, Project, Prompt, TaskCompletion
+from labeling.models import Assignment, ComparisonTask, Completion, Project, Prompt, Ranking, TaskCompletion
 from training.models import PolicyVersion
 
 PASSWORD = "a-test-password-1"
@@ -85,3 +85,14 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     task = factory.SubFactory(ComparisonTaskFactory)
     labeler = factory.SubFactory(UserFactory)
     leased_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=15))
+
+
+class RankingFactory(factory.django.DjangoModelFactory):
+    """`labeler`'s ranking of `task`: its completions in display order, best first, no ties."""
+
+    class Meta:
+        model = Ranking
+
+    task = factory.SubFactory(ComparisonTaskFactory)
+    labeler = factory.SubFactory(UserFactory)
+    order = factory.LazyAttribute(lambda o: [[item.completion_id] for item in o.task.items.order_by("position")])

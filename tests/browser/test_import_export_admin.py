@@ -8,8 +8,18 @@ from playwright.sync_api import expect
 from labeling.models import Ranking
 from tests.browser.conftest import screenshot
 from tests.browser.test_ranking import log_in
+from tests.factories import ComparisonTaskFactory, ProjectFactory, RankingFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def ranked_project(labeler):
+    """Five tasks of K=3, each ranked once by the labeler without ties."""
+    project = ProjectFactory(k=3)
+    for task in ComparisonTaskFactory.create_batch(5, prompt__project=project):
+        RankingFactory(task=task, labeler=labeler)
+    return project
 
 
 def test_a_staff_user_imports_prompts_and_downloads_pairs(page, live_server, admin_user, ranked_project):
