@@ -41,11 +41,11 @@ def refused(port: int) -> bool:
 
 
 def test_labeling_goes_on_and_a_launch_says_the_queue_is_unreachable_while_redis_is_down(
-    tiny_project, labeler, child_env
+    factory_project, labeler, child_env
 ):
-    tiny_project.labelers.add(labeler)
-    policy = PolicyVersion.objects.get(project=tiny_project)
-    tasks = ComparisonTaskFactory.create_batch(2, prompt__project=tiny_project, policy_version=policy)
+    factory_project.labelers.add(labeler)
+    policy = PolicyVersion.objects.get(project=factory_project)
+    tasks = ComparisonTaskFactory.create_batch(2, prompt__project=factory_project, policy_version=policy)
     staff = UserFactory(username="staff", is_staff=True)
     with (
         redis_server() as redis,
@@ -57,7 +57,7 @@ def test_labeling_goes_on_and_a_launch_says_the_queue_is_unreachable_while_redis
         redis.stop()
         assert refused(redis.port)
         api = Labeler(url, token=Token.objects.create(user=labeler).key)
-        status, task, _ = api.call("GET", f"/api/tasks/next/?project={tiny_project.pk}")
+        status, task, _ = api.call("GET", f"/api/tasks/next/?project={factory_project.pk}")
         assert status == 200 and task["id"] in {t.pk for t in tasks}
         order = [[c["id"]] for c in task["completions"]]
         status, ranking, _ = api.call("POST", f"/api/tasks/{task['id']}/ranking/", {"order": order})
@@ -69,13 +69,13 @@ def test_labeling_goes_on_and_a_launch_says_the_queue_is_unreachable_while_redis
         browser.force_login(labeler)
         page = Labeler(url, session=browser.cookies["sessionid"].value)
         assert page.call("GET", "/")[0] == 200
-        status, _, response = page.call("GET", f"/projects/{tiny_project.pk}/next/")
+        status, _, response = page.call("GET", f"/projects/{factory_project.pk}/next/")
         assert status == 302 and "/tasks/" in response.getheader("Location")
         assert page.call("GET", response.getheader("Location"))[0] == 200
 
         staff_api = Labeler(url, token=Token.objects.create(user=staff).key)
         started = time.monotonic()
-        status, body, _ = staff_api.call("POST", "/api/runs/", {"project": tiny_project.pk, "kind": "generate"})
+        status, body, _ = staff_api.call("POST", "/api/runs/", {"project": factory_project.pk, "kind": "generate"})
         assert status == 503 and "task queue is unreachable" in body["detail"]
         assert time.monotonic() - started < 10  # said at once, not after a long wait
     run = TrainingRun.objects.get()

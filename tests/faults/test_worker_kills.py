@@ -115,13 +115,13 @@ write_once(Path(sys.argv[1]), write)
 
 
 @pytest.mark.django_db
-def test_a_checkpoint_write_killed_midway_leaves_a_folder_that_the_stale_check_removes(tiny_project, model_store):
+def test_a_checkpoint_write_killed_midway_leaves_a_folder_that_the_stale_check_removes(factory_project, model_store):
     run = TrainingRun.objects.create(
-        project=tiny_project, kind="rm", status="running", heartbeat_at=time_ago(STALE_AFTER_SECONDS + 5)
+        project=factory_project, kind="rm", status="running", heartbeat_at=time_ago(STALE_AFTER_SECONDS + 5)
     )
-    other = TrainingRun.objects.create(project=tiny_project, kind="ppo", status="running", heartbeat_at=time_ago(0))
-    final = model_store / "reward_models" / f"project-{tiny_project.pk}" / f"run-{run.pk}-0123abcd"
-    writing = model_store / "policies" / f"project-{tiny_project.pk}" / f".run-{other.pk}-4567cdef.partial-x1"
+    other = TrainingRun.objects.create(project=factory_project, kind="ppo", status="running", heartbeat_at=time_ago(0))
+    final = model_store / "reward_models" / f"project-{factory_project.pk}" / f"run-{run.pk}-0123abcd"
+    writing = model_store / "policies" / f"project-{factory_project.pk}" / f".run-{other.pk}-4567cdef.partial-x1"
     writing.mkdir(parents=True)  # a live run's write in progress: left alone
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(final)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "writing"
