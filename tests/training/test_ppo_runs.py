@@ -61,9 +61,9 @@ def test_a_failed_save_registers_no_policy(project, monkeypatch):
     assert PolicyVersion.objects.get(project=project).status == "active"
 
 
-def test_ppo_needs_a_reward_model(tiny_project):
+def test_ppo_needs_a_reward_model(factory_project):
     with pytest.raises(LaunchRefused, match="no reward model yet"):
-        launch(tiny_project, "ppo", enqueue=False)
+        launch(factory_project, "ppo", enqueue=False)
 
 
 def test_the_command_runs_a_round_with_a_progress_line(project, capsys):

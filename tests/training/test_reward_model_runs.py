@@ -78,9 +78,9 @@ def test_a_crash_while_saving_leaves_no_version_and_no_folder(project, settings,
     assert not folder.exists() or list(folder.iterdir()) == []
 
 
-def test_no_rankings_means_no_run(tiny_project):
+def test_no_rankings_means_no_run(factory_project):
     with pytest.raises(LaunchRefused, match="has no rankings"):
-        launch(tiny_project, "rm", enqueue=False)
+        launch(factory_project, "rm", enqueue=False)
     assert not TrainingRun.objects.filter(kind="rm").exists()
 
 
@@ -91,14 +91,14 @@ def test_the_command_trains_with_a_progress_line_and_prints_the_metrics(project,
     assert "Reward model v1: held-out accuracy" in out and "5 rankings" in out
 
 
-def test_the_command_refuses_a_project_without_rankings(tiny_project):
+def test_the_command_refuses_a_project_without_rankings(factory_project):
     with pytest.raises(CommandError, match="has no rankings"):
-        call_command("train_reward_model", project=tiny_project.name, sync=True)
+        call_command("train_reward_model", project=factory_project.name, sync=True)
 
 
-def test_a_bad_override_is_refused_by_the_project_form(tiny_project):
-    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"learning_rate": 1}', "ppo_config": "{}"}
-    form = ProjectAdminForm(data, instance=tiny_project)
+def test_a_bad_override_is_refused_by_the_project_form(factory_project):
+    data = {"base_model": factory_project.base_model, "reward_model_config": '{"learning_rate": 1}', "ppo_config": "{}"}
+    form = ProjectAdminForm(data, instance=factory_project)
     assert not form.is_valid()
     assert "learning_rate" in " ".join(form.errors["reward_model_config"])
 

@@ -61,9 +61,9 @@ def test_a_run_twice_does_the_work_once(tiny_project):
     assert ComparisonTask.objects.count() == 2
 
 
-def test_a_broken_model_fails_the_run_with_its_name_and_makes_no_tasks(tiny_project):
-    PolicyVersion.objects.filter(project=tiny_project).update(checkpoint="/gone/model")
-    run = execute_sampling_run(launch(tiny_project, "generate", prompts=2, enqueue=False).pk)
+def test_a_broken_model_fails_the_run_with_its_name_and_makes_no_tasks(factory_project):
+    PolicyVersion.objects.filter(project=factory_project).update(checkpoint="/gone/model")
+    run = execute_sampling_run(launch(factory_project, "generate", prompts=2, enqueue=False).pk)
     assert run.status == TrainingRun.Status.FAILED
     assert "No model folder at '/gone/model'" in run.error
     assert ComparisonTask.objects.count() == 0

@@ -90,24 +90,24 @@ def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch)
     assert all(len(t.display_completions()) == 3 for t in new)
 
 
-def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_project_form(tiny_project):
+def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_project_form(factory_project):
     form_class = modelform_factory(Project, form=ProjectAdminForm, fields=[*ProjectAdminForm.Meta.fields, "selection"])
-    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"heads": 1}', "ppo_config": "{}"}
-    form = form_class({**data, "selection": "uncertainty"}, instance=tiny_project)
+    data = {"base_model": factory_project.base_model, "reward_model_config": '{"heads": 1}', "ppo_config": "{}"}
+    form = form_class({**data, "selection": "uncertainty"}, instance=factory_project)
     assert not form.is_valid()
     assert '"heads" to 2 or more' in " ".join(form.errors["selection"])
     form = form_class(
-        {**data, "selection": "uncertainty", "reward_model_config": '{"heads": 4}'}, instance=tiny_project
+        {**data, "selection": "uncertainty", "reward_model_config": '{"heads": 4}'}, instance=factory_project
     )
     assert form.is_valid(), form.errors
 
 
-def test_uncertainty_selection_is_refused_for_dpo_rounds_that_train_no_reward_model(tiny_project):
+def test_uncertainty_selection_is_refused_for_dpo_rounds_that_train_no_reward_model(factory_project):
     fields = [*ProjectAdminForm.Meta.fields, "selection", "algorithm", "dpo_trains_reward_model"]
     form_class = modelform_factory(Project, form=ProjectAdminForm, fields=fields)
-    data = {"base_model": tiny_project.base_model, "reward_model_config": '{"heads": 4}', "ppo_config": "{}",
+    data = {"base_model": factory_project.base_model, "reward_model_config": '{"heads": 4}', "ppo_config": "{}",
             "selection": "uncertainty", "algorithm": "dpo"}  # fmt: skip
-    form = form_class(data, instance=tiny_project)  # the checkbox unticked
+    form = form_class(data, instance=factory_project)  # the checkbox unticked
     assert not form.is_valid()
     assert "let DPO rounds train one" in " ".join(form.errors["dpo_trains_reward_model"])
-    assert form_class({**data, "dpo_trains_reward_model": "on"}, instance=tiny_project).is_valid()
+    assert form_class({**data, "dpo_trains_reward_model": "on"}, instance=factory_project).is_valid()
