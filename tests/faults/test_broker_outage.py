@@ -18,18 +18,10 @@ from labeling.models import Ranking
 from tests.factories import ComparisonTaskFactory, UserFactory
 from tests.faults.servers import ROOT, django_env, gunicorn, redis_server
 from tests.faults.test_database_restart import Labeler
+from tests.waiting import wait_until
 from training.models import PolicyVersion, TrainingRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
-
-
-def wait_for(predicate, seconds: float):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {seconds}s")
 
 
 def refused(port: int) -> bool:
@@ -90,13 +82,13 @@ def test_beat_sends_its_periodic_task_again_once_redis_is_back(child_env, tmp_pa
         log = (tmp_path / "beat.log").open("w")
         beat = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
         try:
-            wait_for(lambda: redis.llen("generation") > 0, seconds=60)  # beat sends every second
+            wait_until(lambda: redis.llen("generation") > 0, 60, "beat sent nothing")  # beat sends every second
             redis.stop()
-            time.sleep(4)  # beat meets the dead broker a few times
+            time.sleep(4)  # the outage's length is the scenario: 4 s, beat meets the dead broker a few times
             assert beat.poll() is None, "beat exited while Redis was down"
             redis.start()  # the same port, empty: what it holds was sent after the restart
             resumed = time.monotonic()
-            wait_for(lambda: redis.llen("generation") > 0, seconds=30)
+            wait_until(lambda: redis.llen("generation") > 0, 30, "beat sent nothing after Redis came back")
             print(f"beat's first message after Redis came back: {time.monotonic() - resumed:.1f} s")
             assert beat.poll() is None
             assert "Connection refused" in (tmp_path / "beat.log").read_text()  # it did meet the outage

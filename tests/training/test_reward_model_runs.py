@@ -1,5 +1,4 @@
 import threading
-import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -7,6 +6,7 @@ from django.db import connection
 
 from labeling.forms import ProjectAdminForm
 from labeling.models import Ranking
+from tests.waiting import wait_until
 from training.datasets import ranked_prompts
 from training.executors.reward_model import execute_reward_model_run
 from training.models import RewardModelVersion, TrainingRun
@@ -133,14 +133,19 @@ def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(pr
     supervisor = threading.Thread(target=lambda: (supervise_in_child(run.pk), connection.close()))
     supervisor.start()
     seen_running: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (seen_running and "training step" in seen_running[-1]):
+
+    def a_training_step_is_told() -> bool:
         run.refresh_from_db()
         if run.status == TrainingRun.Status.RUNNING and run.log_tail:
             seen_running.append(run.log_tail)
-        time.sleep(0.2)
-    assert do_cancel_run(run, by="the test")
-    supervisor.join(timeout=60)
+        return bool(seen_running) and "training step" in seen_running[-1]
+
+    try:
+        wait_until(a_training_step_is_told, 120, "the log tail told no training step while the run ran")
+    finally:
+        cancelled = do_cancel_run(run, by="the test")  # the run trains until cancelled
+        supervisor.join(timeout=60)
+    assert cancelled
     assert seen_running, "the log tail stayed empty while the run ran"
     assert "reading rankings and loading the reward model" in seen_running[0]
     assert "training step" in seen_running[-1] and "loss=" in seen_running[-1]

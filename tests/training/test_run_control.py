@@ -1,6 +1,5 @@
 import os
 import threading
-import time
 from datetime import timedelta
 from unittest import mock
 
@@ -10,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from tests.waiting import wait_until
 from training.executors.reward_model import execute_reward_model_run
 from training.executors.sampling import execute_sampling_run
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
@@ -101,12 +101,8 @@ def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_proj
 
     supervisor = threading.Thread(target=supervise)
     supervisor.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        run.refresh_from_db()
-        if run.child_pid and run.metrics:
-            break
-        time.sleep(0.2)
+    training = TrainingRun.objects.filter(pk=run.pk, child_pid__isnull=False).exclude(metrics=[])
+    run = wait_until(training.first, 60, "the child did not start training")
     pid = run.child_pid
     assert pid and run.status == "running"
     assert do_cancel_run(run, by="admin")

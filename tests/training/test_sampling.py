@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from labeling.models import ComparisonTask
 from tests.factories import ProjectFactory
+from tests.waiting import wait_until
 from training.executors.sampling import execute_sampling_run
 from training.models import PolicyVersion, TrainingRun
 from training.services import launch
@@ -95,12 +95,8 @@ def test_a_real_worker_runs_a_queued_sampling_run(tiny_project, child_env):
     )  # fmt: skip
     try:
         run = launch(tiny_project, "generate", prompts=3)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            run.refresh_from_db()
-            if run.is_finished:
-                break
-            time.sleep(0.5)
+        finished = TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.FINISHED)
+        run = wait_until(finished.first, 120, "the worker did not finish the sampling run")
         assert run.status == TrainingRun.Status.SUCCEEDED, run.error or run.status
         assert ComparisonTask.objects.filter(project=tiny_project).count() == 3
     finally:
