@@ -14,6 +14,7 @@ from webapp.celery import app
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_a_real_worker_answers_through_the_broker():
     worker = subprocess.Popen(

@@ -73,6 +73,7 @@ def _demo_rows(database: Path) -> tuple[int, list[tuple[str, int, str]]]:
     return tasks, runs
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(False)
 def test_the_demo_serves_its_first_page_before_sampling_and_queues_the_sampling(tmp_path):
     """`make demo`'s script on a fresh VAR_DIR: the login page answers while no comparison exists,

@@ -103,6 +103,7 @@ def test_a_bad_override_is_refused_by_the_project_form(factory_project):
     assert "learning_rate" in " ".join(form.errors["reward_model_config"])
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_runs_training_in_a_child_process(project, child_env):
@@ -113,6 +114,7 @@ def test_the_worker_runs_training_in_a_child_process(project, child_env):
     assert RewardModelVersion.objects.get().created_by_run == run
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_child_that_dies_marks_its_run_failed(project, child_env):
@@ -124,6 +126,7 @@ def test_a_child_that_dies_marks_its_run_failed(project, child_env):
     assert "exited with code 1" in run.error and "KeyError" in run.log_tail
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(project, child_env):

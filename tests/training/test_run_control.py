@@ -77,6 +77,7 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monke
     assert not RewardModelVersion.objects.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_project, child_env):

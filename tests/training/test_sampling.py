@@ -82,6 +82,7 @@ def test_the_command_names_an_unknown_project():
         call_command("sample_comparisons", project="Nope", prompts=2, sync=True)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
