@@ -5,7 +5,7 @@ skipped with the reason; with RLHF_REQUIRE_SERVICES=1 (CI) they fail instead.
 
 Nothing here imports torch: the tiny-model fixtures live in tests/model_fixtures.py, imported by
 the conftests of the folders whose tests run a model (training, core, faults, browser). A test that
-needs a project's rows and runs no model takes `factory_project`.
+needs a project's rows and runs no model takes `factory_project` or `factory_ranked_project`.
 """
 
 import os
@@ -17,7 +17,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.factories import ProjectFactory, PromptFactory, UserFactory
+from tests.factories import ComparisonTaskFactory, ProjectFactory, PromptFactory, UserFactory, rank_every_task
 from training.services import do_register_base_policy
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
@@ -120,3 +120,14 @@ def factory_project(db):
     PromptFactory.create_batch(5, project=project)
     do_register_base_policy(project)
     return project
+
+
+@pytest.fixture
+def factory_ranked_project(factory_project, labeler):
+    """ranked_project's rows without its model: for each prompt a task of K factory completions from the
+    base policy, ranked once by the labeler."""
+    policy = factory_project.policies.get(version=0)
+    for prompt in factory_project.prompts.all():
+        ComparisonTaskFactory(prompt=prompt, policy_version=policy)
+    rank_every_task(factory_project, labeler)
+    return factory_project

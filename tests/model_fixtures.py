@@ -6,8 +6,7 @@ need rows (tests/labeling, the page, API and access tests) load no torch.
 
 import pytest
 
-from labeling.services import do_assign_next_task, do_submit_ranking
-from tests.factories import ProjectFactory
+from tests.factories import ProjectFactory, rank_every_task
 from tests.tiny_model import build_tiny_model
 from training.executors.sampling import execute_sampling_run
 from training.services import do_register_base_policy, launch
@@ -32,9 +31,5 @@ def tiny_project(db, tiny_folder):
 def ranked_project(tiny_project, labeler):
     """The tiny project with every prompt sampled and ranked once: the longer completion wins."""
     execute_sampling_run(launch(tiny_project, "generate", prompts=5, enqueue=False).pk)
-    tiny_project.labelers.add(labeler)
-    while (assignment := do_assign_next_task(tiny_project, labeler)) is not None:
-        shown = assignment.task.display_completions()
-        best_first = sorted(shown, key=lambda c: -len(c.text))
-        do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in best_first])
+    rank_every_task(tiny_project, labeler)
     return tiny_project

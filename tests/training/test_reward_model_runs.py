@@ -25,10 +25,10 @@ def project(ranked_project):
     return ranked_project
 
 
-def test_rankings_become_ranked_prompts_in_display_order_without_excluded_ones(project):
+def test_rankings_become_ranked_prompts_in_display_order_without_excluded_ones(factory_ranked_project):
     first = Ranking.objects.order_by("id").first()
     Ranking.objects.filter(pk=first.pk).update(excluded=True)
-    data = ranked_prompts(project, Ranking.objects.order_by("-id").first().pk)
+    data = ranked_prompts(factory_ranked_project, Ranking.objects.order_by("-id").first().pk)
     assert len(data) == Ranking.objects.count() - 1
     ranking = Ranking.objects.order_by("id")[1]
     prompt_id, item = data[0]

@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
-def test_launching_queues_a_run_and_sends_its_task_after_commit(tiny_project, django_capture_on_commit_callbacks):
+def test_launching_queues_a_run_and_sends_its_task_after_commit(factory_project, django_capture_on_commit_callbacks):
     from unittest import mock
 
     with mock.patch("webapp.celery.app.send_task") as send:
         with django_capture_on_commit_callbacks(execute=True):
-            run = launch(tiny_project, "generate", prompts=3)
+            run = launch(factory_project, "generate", prompts=3)
             assert not send.called  # not before the run row is committed
     send.assert_called_once_with("training.execute_run", args=[run.pk], queue="generation")
     assert (run.kind, run.status) == ("generate", "queued")

@@ -43,10 +43,10 @@ def _curve(run: TrainingRun, key: str) -> list[float]:
     return [point[key] for point in run.metrics if point.get(key) is not None]
 
 
-def test_only_kinds_that_train_are_launched_on_several_processes(ranked_project, processes):
+def test_only_kinds_that_train_are_launched_on_several_processes(factory_ranked_project, processes):
     processes(2)
-    rm = launch(ranked_project, "rm", enqueue=False)
-    sampling = launch(ranked_project, "generate", prompts=1, enqueue=False)
+    rm = launch(factory_ranked_project, "rm", enqueue=False)
+    sampling = launch(factory_ranked_project, "generate", prompts=1, enqueue=False)
     assert child_command(rm.pk)[1:7] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                                          "--num_machines"]  # fmt: skip
     assert child_command(sampling.pk)[1:] == [child_command(sampling.pk)[1], "execute_run", str(sampling.pk)]
