@@ -2,6 +2,10 @@
 
 Tests marked `postgres`, `redis` or `browser` need that server or browser. Without it they are
 skipped with the reason; with RLHF_REQUIRE_SERVICES=1 (CI) they fail instead.
+
+Nothing here imports torch: the tiny-model fixtures live in tests/model_fixtures.py, imported by
+the conftests of the folders whose tests run a model (training, core, faults, browser). A test that
+needs a project's rows and runs no model takes `factory_project` or `factory_ranked_project`.
 """
 
 import os
@@ -13,10 +17,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.factories import ProjectFactory, UserFactory
-from tests.tiny_model import build_tiny_model
-from training.executors import carry_out
-from training.services import create_run, do_register_base_policy
+from tests.factories import ComparisonTaskFactory, ProjectFactory, PromptFactory, UserFactory, rank_every_task
+from training.services import do_register_base_policy
 
 REQUIRE_SERVICES = os.environ.get("RLHF_REQUIRE_SERVICES") == "1"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -110,30 +112,22 @@ def admin_user(db):
     return UserFactory(username="admin", is_staff=True, is_superuser=True)
 
 
-@pytest.fixture(scope="session")
-def tiny_folder(tmp_path_factory):
-    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
-
-
 @pytest.fixture
-def tiny_project(db, tiny_folder):
-    """A project on the tiny model with 5 prompts and its active base policy; K=3, short answers."""
-    project = ProjectFactory(base_model=str(tiny_folder), k=3, max_new_tokens=8, temperature=1.0)
-    for n in range(5):
-        project.prompts.create(text=f"Question {n}: what is {n} + {n}?")
+def factory_project(db):
+    """tiny_project's rows without its model: K=3, 5 prompts and the active base policy, on the bundled
+    model's alias, which nothing that takes this fixture loads."""
+    project = ProjectFactory(k=3, max_new_tokens=8, temperature=1.0)
+    PromptFactory.create_batch(5, project=project)
     do_register_base_policy(project)
     return project
 
 
 @pytest.fixture
-def ranked_project(tiny_project, labeler):
-    """The tiny project with every prompt sampled and ranked once: the longer completion wins."""
-    from labeling.services import do_assign_next_task, do_submit_ranking
-
-    carry_out(create_run(tiny_project, "generate", prompts=5).pk)
-    tiny_project.labelers.add(labeler)
-    while (assignment := do_assign_next_task(tiny_project, labeler)) is not None:
-        shown = assignment.task.display_completions()
-        best_first = sorted(shown, key=lambda c: -len(c.text))
-        do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in best_first])
-    return tiny_project
+def factory_ranked_project(factory_project, labeler):
+    """ranked_project's rows without its model: for each prompt a task of K factory completions from the
+    base policy, ranked once by the labeler."""
+    policy = factory_project.policies.get(version=0)
+    for prompt in factory_project.prompts.all():
+        ComparisonTaskFactory(prompt=prompt, policy_version=policy)
+    rank_every_task(factory_project, labeler)
+    return factory_project

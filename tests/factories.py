@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from labeling.models import Assignment, ComparisonTask, Completion, Project, Prompt, TaskCompletion
+from labeling.services import do_assign_next_task, do_submit_ranking
 from training.models import PolicyVersion, Recipe
 
 PASSWORD = "a-test-password-1"
@@ -97,6 +98,16 @@ class AssignmentFactory(factory.django.DjangoModelFactory):
     task = factory.SubFactory(ComparisonTaskFactory)
     labeler = factory.SubFactory(UserFactory)
     leased_until = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=15))
+
+
+def rank_every_task(project: Project, labeler) -> None:
+    """`labeler` ranks every task of `project` they are handed, through the service their browser uses:
+    the longer completion first, no ties."""
+    project.labelers.add(labeler)
+    while (assignment := do_assign_next_task(project, labeler)) is not None:
+        shown = assignment.task.display_completions()
+        best_first = sorted(shown, key=lambda c: -len(c.text))
+        do_submit_ranking(assignment.task_id, labeler, [[c.pk] for c in best_first])
 
 
 def recipe_data(project: Project, **changes) -> dict:

@@ -1,4 +1,5 @@
-"""The shape of the code: no import cycles, local imports that say why, and no torch in the web process.
+"""The shape of the code: no import cycles, local imports that say why, no torch in the web process,
+and none in the tests of labeling, pages, the API and access.
 
 The first two read the source with `ast` and run none of it.
 """
@@ -9,6 +10,9 @@ import subprocess
 import sys
 from collections import deque
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("labeling", "training", "webapp")
@@ -36,6 +40,16 @@ from webapp.celery import app
 
 print(sorted(name for name in ('torch', 'transformers', 'accelerate', 'peft') if name in sys.modules))
 """
+
+
+NO_MODEL_TESTS = (
+    "tests/labeling",
+    "tests/test_pages.py",
+    "tests/test_access_matrix.py",
+    "tests/test_api_schema.py",
+    "tests/test_api_fuzz.py",
+)
+TORCH_IMPORTER = "def test_it_imports_torch():\n    import torch  # noqa: F401\n"
 
 
 def project_modules() -> dict[str, Path]:
@@ -203,3 +217,33 @@ def test_the_web_process_never_imports_torch():
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def pytest_session(*args: str) -> subprocess.CompletedProcess:
+    """A pytest session in a fresh interpreter with tests/no_model_plugin.py, which fails it if torch,
+    transformers, accelerate or peft was imported. Its test database is its own, beside this session's."""
+    env = dict(os.environ)
+    url = urlsplit(env.get("DATABASE_URL", ""))
+    if url.scheme.startswith("postgres"):
+        env["DATABASE_URL"] = urlunsplit(url._replace(path=f"{url.path}_no_model"))
+    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.no_model_plugin", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_the_no_model_plugin_fails_a_session_that_imports_torch_and_names_the_test(tmp_path):
+    (tmp_path / "test_loads.py").write_text(TORCH_IMPORTER)
+    result = pytest_session(str(tmp_path / "test_loads.py"))
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "1 passed" in result.stdout
+    assert "torch: first imported in " in result.stdout and "test_loads.py::test_it_imports_torch" in result.stdout
+
+
+def test_collecting_the_labeling_page_api_and_access_tests_imports_no_torch():
+    result = pytest_session("--collect-only", *NO_MODEL_TESTS)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_running_the_labeling_page_api_and_access_tests_imports_no_torch():
+    result = pytest_session(*NO_MODEL_TESTS)
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]

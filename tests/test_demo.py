@@ -16,6 +16,7 @@ from django.core.management import call_command
 from django.test import RequestFactory
 
 from labeling.models import Project
+from tests.waiting import wait_until
 from training.models import PolicyVersion
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +73,7 @@ def _demo_rows(database: Path) -> tuple[int, list[tuple[str, int, str]]]:
     return tasks, runs
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(False)
 def test_the_demo_serves_its_first_page_before_sampling_and_queues_the_sampling(tmp_path):
     """`make demo`'s script on a fresh VAR_DIR: the login page answers while no comparison exists,
@@ -85,16 +87,22 @@ def test_the_demo_serves_its_first_page_before_sampling_and_queues_the_sampling(
     log = (tmp_path / "demo.log").open("w")
     demo = subprocess.Popen(["bash", "scripts/demo.sh"], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT,
                             start_new_session=True)  # fmt: skip
+
+    def demo_log() -> str:
+        return (tmp_path / "demo.log").read_text()[-3000:]
+
+    def running() -> bool:
+        assert demo.poll() is None, demo_log()  # the script has not exited
+        return True
+
     try:
         deadline = time.monotonic() + 180
-        while _get(f"http://127.0.0.1:{port}/accounts/login/") != 200:
-            assert demo.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()[-3000:]
-            time.sleep(0.5)
+        login_page = f"http://127.0.0.1:{port}/accounts/login/"
+        wait_until(lambda: running() and _get(login_page) == 200, deadline - time.monotonic(), demo_log, interval=0.5)
         tasks, _ = _demo_rows(tmp_path / "demo.sqlite3")
         assert tasks == 0  # the first page answers before any comparison is sampled
-        while "The demo is up at" not in (tmp_path / "demo.log").read_text():
-            assert demo.poll() is None and time.monotonic() < deadline, (tmp_path / "demo.log").read_text()[-3000:]
-            time.sleep(0.5)
+        wait_until(lambda: running() and "The demo is up at" in (tmp_path / "demo.log").read_text(),
+                   deadline - time.monotonic(), demo_log, interval=0.5)  # fmt: skip
         _, runs = _demo_rows(tmp_path / "demo.sqlite3")
         assert [(kind, prompts) for kind, prompts, _ in runs] == [("generate", 4), ("generate", 1000)]
         assert {status for _, _, status in runs} <= {"queued", "running"}

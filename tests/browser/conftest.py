@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import CHROMIUM
+from tests.model_fixtures import ranked_project, tiny_folder, tiny_project  # noqa: F401 - fixtures, found by name
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
 CHROMIUM_ARGS = [

@@ -12,9 +12,9 @@ from tests.browser.test_ranking import log_in
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-def test_a_staff_user_imports_prompts_and_downloads_pairs(page, live_server, admin_user, ranked_project):
+def test_a_staff_user_imports_prompts_and_downloads_pairs(page, live_server, admin_user, factory_ranked_project):
     log_in(page, live_server, "admin")
-    page.goto(f"{live_server.url}/admin/labeling/project/{ranked_project.pk}/change/")
+    page.goto(f"{live_server.url}/admin/labeling/project/{factory_ranked_project.pk}/change/")
     screenshot(page, "admin-project-links-1280")
     page.get_by_role("link", name="Import prompts").click()
     content = b'{"prompt": "Imported <b>one</b>", "topic": "a"}\n{"prompt": ""}\nnot json\n{"prompt": "Two"}\n'
@@ -25,14 +25,14 @@ def test_a_staff_user_imports_prompts_and_downloads_pairs(page, live_server, adm
     expect(report).to_contain_text("line 2: the prompt cannot be empty")
     expect(report).to_contain_text("line 3: not valid JSON")
     screenshot(page, "admin-import-report-1280")
-    assert ranked_project.prompts.filter(source="new.jsonl").count() == 2
+    assert factory_ranked_project.prompts.filter(source="new.jsonl").count() == 2
 
-    page.goto(f"{live_server.url}/admin/labeling/project/{ranked_project.pk}/change/")
+    page.goto(f"{live_server.url}/admin/labeling/project/{factory_ranked_project.pk}/change/")
     page.get_by_role("link", name="Export preferences").click()
     screenshot(page, "admin-export-1280")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download").click()
     assert download.value.suggested_filename.endswith("-pairs.jsonl")
     rows = [json.loads(line) for line in open(download.value.path(), encoding="utf-8")]
-    assert len(rows) == 3 * Ranking.objects.filter(task__project=ranked_project).count()  # K=3, no ties
+    assert len(rows) == 3 * Ranking.objects.filter(task__project=factory_ranked_project).count()  # K=3, no ties
     assert set(rows[0]) == {"prompt", "chosen", "rejected"}

@@ -14,7 +14,13 @@ from tests.browser.test_ranking import log_in
 from training.models import TrainingRun
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.browser, pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.postgres,
+    pytest.mark.redis,
+    pytest.mark.django_db(transaction=True),
+]
 
 
 def test_a_staff_user_launches_a_round_and_watches_it(page, live_server, admin_user, ranked_project, child_env):

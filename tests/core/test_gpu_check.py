@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 RUN = (
     "import runpy, sys; sys.argv = ['gpu_check', '--device', 'cpu', '--dtype', 'bfloat16', '--configs', 'tiny', "
@@ -14,6 +16,7 @@ RUN = (
 )
 
 
+@pytest.mark.slow
 def test_the_gpu_check_runs_every_stage_and_prints_one_json_line_per_model():
     done = subprocess.run([sys.executable, "-c", RUN], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

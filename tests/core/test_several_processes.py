@@ -12,6 +12,7 @@ import pytest
 SCRIPT = Path(__file__).with_name("ddp_rloo_script.py")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None, reason="no torchrun")
 def test_rloo_on_two_processes_keeps_the_ranks_in_step_and_saves_once(tiny_folder, tmp_path):
     torchrun, out = str(Path(sys.executable).parent / "torchrun"), tmp_path / "out"

@@ -9,27 +9,26 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from scripts.run_tests import free_port, postgres_bindir, wait_for_port
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def gone(pid: int) -> bool:
+    """Whether `pid` is no longer a live process (a zombie counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
 def wait_gone(pid: int, seconds: float = 30) -> None:
-    """Until `pid` is no longer a live process (a zombie counts as gone)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            return
-        if state == "Z":
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"process {pid} still runs after {seconds}s")
+    wait_until(lambda: gone(pid), seconds, f"process {pid} still runs", interval=0.05)
 
 
 class PostgresCluster:

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 
 from tests.faults.servers import django_env, gunicorn, postgres_cluster, seed
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
 LABELERS = 16
@@ -61,13 +62,14 @@ def rank_until(url: str, token: str, project: int, deadline: float, seen: Seen) 
     client = Labeler(url, token)
 
     def until_answered(method: str, path: str, body: dict | None = None):
-        while time.monotonic() < deadline + 30:
+        def answered():
             status, data, response = client.call(method, path, body)
-            if status != 503:
-                return status, data
-            seen.unavailable.append((path, data, response.getheader("Retry-After")))
-            time.sleep(0.2)
-        raise AssertionError(f"{path} still answers 503 30 s after the end")
+            if status == 503:
+                seen.unavailable.append((path, data, response.getheader("Retry-After")))
+                return None
+            return status, data
+
+        return wait_until(answered, deadline + 30 - time.monotonic(), f"{path} still answers 503 30 s after the end")
 
     while time.monotonic() < deadline:
         status, task = until_answered("GET", f"/api/tasks/next/?project={project}")
@@ -94,7 +96,7 @@ def browse_until(url: str, session: str, deadline: float, seen: Seen, pages: lis
             seen.unavailable.append(("/", body.decode(), response.getheader("Retry-After")))
         elif status != 200:
             seen.errors.append(f"home page {status}: {body[:200]!r}")
-        time.sleep(0.1)
+        time.sleep(0.1)  # the pace of a browser reloading the page, not a wait
 
 
 def test_rankings_survive_a_postgresql_restart_under_16_labelers():
@@ -112,10 +114,10 @@ def test_rankings_survive_a_postgresql_restart_under_16_labelers():
             threads.append(threading.Thread(target=browse_until, args=browser))
             for thread in threads:
                 thread.start()
-            time.sleep(4)
+            wait_until(lambda: len(seen.acknowledged) >= LABELERS, 10, "the labelers ranked nothing before the kill")
             before = len(seen.acknowledged)
             pg.kill()
-            time.sleep(2)  # the outage
+            time.sleep(2)  # the outage's length is the scenario: the database is away for 2 s
             pg.start()
             back_at = time.monotonic()
             for thread in threads:

@@ -18,7 +18,8 @@ from django.db.models import Count
 from labeling.models import ComparisonTask, Prompt, text_digest
 from labeling.services import do_assign_next_task, do_submit_ranking
 from tests.factories import UserFactory
-from tests.training.test_worker_faults import wait_for, worker  # noqa: F401 - the real worker fixture
+from tests.training.test_worker_faults import other_sessions, own_session, worker  # noqa: F401 - a fixture
+from tests.waiting import wait_until
 from training.executors import carry_out
 from training.models import RewardModelVersion, TrainingRun
 from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
@@ -47,14 +48,19 @@ def test_a_worker_killed_mid_sampling_hands_out_only_whole_tasks_and_the_run_fai
     labeler = UserFactory(username="fast-labeler")
     tiny_project.labelers.add(labeler)
     handed_out: list[int] = []  # completions of each task handed out while sampling went on
+    found_nothing: list[float] = []  # when each look for a task that found none began
+    session: list[int] = []  # the labeler's database session
     stop = threading.Event()
 
     def label() -> None:  # a labeler ranking whatever appears, as fast as it can
         try:
+            session.append(own_session())
             while not stop.is_set():
+                began = time.monotonic()
                 assignment = do_assign_next_task(tiny_project, labeler)
                 if assignment is None:
-                    time.sleep(0.05)
+                    found_nothing.append(began)
+                    stop.wait(0.05)  # nothing to rank yet: the labeler looks again in a moment
                     continue
                 shown = assignment.task.display_completions()
                 handed_out.append(len(shown))
@@ -66,10 +72,14 @@ def test_a_worker_killed_mid_sampling_hands_out_only_whole_tasks_and_the_run_fai
     labeling.start()
     try:
         run = launch(tiny_project, "generate", prompts=400)
-        run = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status="running", progress__gt=0).first(), 120)
+        sampling = TrainingRun.objects.filter(pk=run.pk, status="running", progress__gt=0)
+        run = wait_until(sampling.first, 120, "the worker did not start sampling")
         os.kill(worker.pid, signal.SIGKILL)  # between two steps, or inside one
         worker.wait(timeout=30)
-        time.sleep(1)  # the labeler takes what was committed
+        # what the worker committed is in once its sessions have ended; the labeler takes it, then finds nothing
+        wait_until(lambda: not other_sessions(*session), 30, "the killed worker's database sessions stay open")
+        gone = time.monotonic()
+        wait_until(lambda: found_nothing and found_nothing[-1] > gone, 30, "the labeler never ran out of tasks")
     finally:
         stop.set()
         labeling.join(timeout=30)
@@ -108,20 +118,20 @@ from training.core.checkpoints import write_once
 def write(folder):
     (folder / "model.safetensors").write_bytes(b"\\0" * 4096)
     print("writing", flush=True)
-    time.sleep(600)
+    time.sleep(600)  # the child sleeps mid-write until the test kills it: the sleep is the scenario
 
 write_once(Path(sys.argv[1]), write)
 """
 
 
 @pytest.mark.django_db
-def test_a_checkpoint_write_killed_midway_leaves_a_folder_that_the_stale_check_removes(tiny_project, model_store):
+def test_a_checkpoint_write_killed_midway_leaves_a_folder_that_the_stale_check_removes(factory_project, model_store):
     run = TrainingRun.objects.create(
-        project=tiny_project, kind="rm", status="running", heartbeat_at=time_ago(STALE_AFTER_SECONDS + 5)
+        project=factory_project, kind="rm", status="running", heartbeat_at=time_ago(STALE_AFTER_SECONDS + 5)
     )
-    other = TrainingRun.objects.create(project=tiny_project, kind="ppo", status="running", heartbeat_at=time_ago(0))
-    final = model_store / "reward_models" / f"project-{tiny_project.pk}" / f"run-{run.pk}-0123abcd"
-    writing = model_store / "policies" / f"project-{tiny_project.pk}" / f".run-{other.pk}-4567cdef.partial-x1"
+    other = TrainingRun.objects.create(project=factory_project, kind="ppo", status="running", heartbeat_at=time_ago(0))
+    final = model_store / "reward_models" / f"project-{factory_project.pk}" / f"run-{run.pk}-0123abcd"
+    writing = model_store / "policies" / f"project-{factory_project.pk}" / f".run-{other.pk}-4567cdef.partial-x1"
     writing.mkdir(parents=True)  # a live run's write in progress: left alone
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(final)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert writer.stdout.readline().strip() == "writing"

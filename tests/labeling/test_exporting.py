@@ -1,6 +1,5 @@
 import io
 import json
-import math
 import os
 import subprocess
 import sys
@@ -263,50 +262,3 @@ def test_the_download_is_refused_to_a_labeler(client, labeler, project):
 def test_the_download_is_refused_to_staff_who_may_not_view_projects(client, project):
     client.force_login(UserFactory(username="no-perms", is_staff=True))
     assert client.get(download_url(project, format="pairs")).status_code == 403
-
-
-@pytest.fixture
-def accelerate_state_restored():
-    """Trainer leaves accelerate's process-wide state behind (its mixed precision, say); later tests build
-    their own Accelerator and must not inherit it."""
-    from accelerate.state import AcceleratorState
-
-    yield
-    AcceleratorState._reset_state(reset_partial_state=True)
-
-
-def test_trls_reward_trainer_trains_on_the_pairs_export(
-    project, tiny_folder, tmp_path, monkeypatch, accelerate_state_restored
-):
-    """The real TRL: the export loads with datasets' JSON loader and RewardTrainer takes two steps on it."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    import torch
-    from datasets import load_dataset
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-    from trl import RewardConfig, RewardTrainer
-
-    path = tmp_path / "pairs.jsonl"
-    call_command("export_preferences", "--project", "Export me", "--format", "pairs", "--ties", "half",
-                 "--output", str(path), stderr=io.StringIO())  # fmt: skip
-    dataset = load_dataset("json", data_files=str(path), split="train", cache_dir=str(tmp_path / "cache"))
-    assert dataset.column_names == ["prompt", "chosen", "rejected"]
-    assert dataset.num_rows == 8
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_folder)
-    config = AutoConfig.from_pretrained(tiny_folder, num_labels=1, pad_token_id=tokenizer.pad_token_id)
-    torch.manual_seed(0)
-    model = AutoModelForSequenceClassification.from_config(config)
-    before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    args = RewardConfig(
-        output_dir=str(tmp_path / "rm"), max_steps=2, per_device_train_batch_size=4, learning_rate=1e-3,
-        logging_steps=1, report_to=[], save_strategy="no", use_cpu=True, dataloader_num_workers=0, max_length=128,
-        activation_checkpointing=False, bf16=False,
-    )  # fmt: skip
-    trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
-
-    assert trainer.state.global_step == 2
-    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses)
-    assert not torch.equal(before["score.weight"], model.score.weight.detach())

@@ -61,11 +61,11 @@ def test_it_judges_the_completion_the_reward_model_scores_highest_of_n(trained, 
     assert figures["win_rate_b_over_a"] == pytest.approx(wins / 3)
 
 
-def test_it_refuses_best_of_n_without_a_reward_model_and_stores_nothing(tiny_project):
+def test_it_refuses_best_of_n_without_a_reward_model_and_stores_nothing(factory_project):
     with pytest.raises(CommandError, match="Best-of-4 needs a reward model"):
-        call_command("evaluate_policy", project=tiny_project.name, preference=f"{__name__}:longer", best_of=4)
+        call_command("evaluate_policy", project=factory_project.name, preference=f"{__name__}:longer", best_of=4)
     with pytest.raises(CommandError, match="--best-of must be 1 or more, not 0"):
-        call_command("evaluate_policy", project=tiny_project.name, preference=f"{__name__}:longer", best_of=0)
+        call_command("evaluate_policy", project=factory_project.name, preference=f"{__name__}:longer", best_of=0)
     assert not TrainingRun.objects.filter(kind="eval").exists()
 
 

@@ -65,11 +65,11 @@ def test_sft_on_demonstrations_written_through_the_page_makes_the_kl_anchor(proj
     assert first_step["kl"] != pytest.approx(0.0, abs=1e-3)  # v2 has moved away from v1 already
 
 
-def test_sft_without_demonstrations_is_refused_with_what_to_do(project):
+def test_sft_without_demonstrations_is_refused_with_what_to_do(factory_ranked_project):
     with pytest.raises(LaunchRefused, match="no demonstrations.*Ask labelers for ideal answers"):
-        create_run(project, "sft")
+        create_run(factory_ranked_project, "sft")
     with pytest.raises(CommandError, match="no demonstrations"):
-        call_command("sft", project=project.name, sync=True)
+        call_command("sft", project=factory_ranked_project.name, sync=True)
 
 
 def test_sft_can_train_on_each_ranking_s_top_completion(project):

@@ -59,9 +59,9 @@ def test_a_failed_save_registers_no_policy(project, monkeypatch):
     assert PolicyVersion.objects.get(project=project).status == "active"
 
 
-def test_ppo_needs_a_reward_model(tiny_project):
+def test_ppo_needs_a_reward_model(factory_project):
     with pytest.raises(LaunchRefused, match="no reward model yet"):
-        create_run(tiny_project, "ppo")
+        create_run(factory_project, "ppo")
 
 
 def test_the_command_runs_a_round_with_a_progress_line(project, capsys):
@@ -70,6 +70,6 @@ def test_the_command_runs_a_round_with_a_progress_line(project, capsys):
     assert "100%" in out and "kl=" in out and "Policy v1 (active): RM score" in out
 
 
-def test_the_command_refuses_steps_below_one(project):
+def test_the_command_refuses_steps_below_one(factory_ranked_project):
     with pytest.raises(CommandError, match="--steps must be at least 1"):
-        call_command("ppo_round", project=project.name, steps=0, sync=True)
+        call_command("ppo_round", project=factory_ranked_project.name, steps=0, sync=True)

@@ -1,5 +1,4 @@
 import threading
-import time
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -7,6 +6,7 @@ from django.db import connection
 
 from labeling.models import Ranking
 from tests.factories import recipe_data
+from tests.waiting import wait_until
 from training.datasets import ranked_prompts
 from training.executors import carry_out
 from training.forms import RecipeForm
@@ -27,10 +27,10 @@ def project(ranked_project):
     return ranked_project
 
 
-def test_rankings_become_ranked_prompts_in_display_order_without_excluded_ones(project):
+def test_rankings_become_ranked_prompts_in_display_order_without_excluded_ones(factory_ranked_project):
     first = Ranking.objects.order_by("id").first()
     Ranking.objects.filter(pk=first.pk).update(excluded=True)
-    data = ranked_prompts(project, Ranking.objects.order_by("-id").first().pk)
+    data = ranked_prompts(factory_ranked_project, Ranking.objects.order_by("-id").first().pk)
     assert len(data) == Ranking.objects.count() - 1
     ranking = Ranking.objects.order_by("id")[1]
     prompt_id, item = data[0]
@@ -80,9 +80,9 @@ def test_a_crash_while_saving_leaves_no_version_and_no_folder(project, settings,
     assert not folder.exists() or list(folder.iterdir()) == []
 
 
-def test_no_rankings_means_no_run(tiny_project):
+def test_no_rankings_means_no_run(factory_project):
     with pytest.raises(LaunchRefused, match="has no rankings"):
-        create_run(tiny_project, "rm")
+        create_run(factory_project, "rm")
     assert not TrainingRun.objects.filter(kind="rm").exists()
 
 
@@ -93,18 +93,19 @@ def test_the_command_trains_with_a_progress_line_and_prints_the_metrics(project,
     assert "Reward model v1: held-out accuracy" in out and "5 rankings" in out
 
 
-def test_the_command_refuses_a_project_without_rankings(tiny_project):
+def test_the_command_refuses_a_project_without_rankings(factory_project):
     with pytest.raises(CommandError, match="has no rankings"):
-        call_command("train_reward_model", project=tiny_project.name, sync=True)
+        call_command("train_reward_model", project=factory_project.name, sync=True)
 
 
-def test_a_bad_override_is_refused_by_the_recipe_form(tiny_project):
-    data = recipe_data(tiny_project, reward_model_config='{"learning_rate": 1}')
-    form = RecipeForm(data, instance=tiny_project.recipe)
+def test_a_bad_override_is_refused_by_the_recipe_form(factory_project):
+    data = recipe_data(factory_project, reward_model_config='{"learning_rate": 1}')
+    form = RecipeForm(data, instance=factory_project.recipe)
     assert not form.is_valid()
     assert "learning_rate" in " ".join(form.errors["reward_model_config"])
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_runs_training_in_a_child_process(project, child_env):
@@ -115,6 +116,7 @@ def test_the_worker_runs_training_in_a_child_process(project, child_env):
     assert RewardModelVersion.objects.get().created_by_run == run
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_child_that_dies_marks_its_run_failed(project, child_env, monkeypatch):
@@ -126,6 +128,7 @@ def test_a_child_that_dies_marks_its_run_failed(project, child_env, monkeypatch)
     assert "exited with code 1" in run.error and "ImproperlyConfigured" in run.log_tail
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(project, child_env):
@@ -140,14 +143,19 @@ def test_a_training_child_narrates_its_phases_into_the_log_tail_while_it_runs(pr
     supervisor = threading.Thread(target=lambda: (supervise_in_child(run.pk), connection.close()))
     supervisor.start()
     seen_running: list[str] = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (seen_running and "training step" in seen_running[-1]):
+
+    def a_training_step_is_told() -> bool:
         run.refresh_from_db()
         if run.status == TrainingRun.Status.RUNNING and run.log_tail:
             seen_running.append(run.log_tail)
-        time.sleep(0.2)
-    assert do_cancel_run(run, by="the test")
-    supervisor.join(timeout=60)
+        return bool(seen_running) and "training step" in seen_running[-1]
+
+    try:
+        wait_until(a_training_step_is_told, 120, "the log tail told no training step while the run ran")
+    finally:
+        cancelled = do_cancel_run(run, by="the test")  # the run trains until cancelled
+        supervisor.join(timeout=60)
+    assert cancelled
     assert seen_running, "the log tail stayed empty while the run ran"
     assert "reading rankings and loading the reward model" in seen_running[0]
     assert "training step" in seen_running[-1] and "loss=" in seen_running[-1]

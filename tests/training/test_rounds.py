@@ -1,9 +1,9 @@
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
+from labeling.agreement import plackett_luce_order
 
 from labeling.models import ComparisonTask, Ranking
-from labeling.statistics import plackett_luce_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory
 from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
@@ -43,19 +43,19 @@ def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
     assert round_.progress == 1.0
 
 
-def test_a_second_round_while_one_is_live_is_refused_with_a_reason(project):
-    first = create_run(project, "round")
+def test_a_second_round_while_one_is_live_is_refused_with_a_reason(factory_ranked_project):
+    first = create_run(factory_ranked_project, "round")
     with pytest.raises(RoundInProgress, match=f"already queued \\(run {first.pk}\\)"):
-        create_run(project, "round")
+        create_run(factory_ranked_project, "round")
     with pytest.raises(IntegrityError), transaction.atomic():  # enforced by the database, not hoped
-        TrainingRun.objects.create(project=project, kind="round", status="running")
+        TrainingRun.objects.create(project=factory_ranked_project, kind="round", status="running")
     TrainingRun.objects.filter(pk=first.pk).update(status="failed")
-    assert create_run(project, "round").pk != first.pk
+    assert create_run(factory_ranked_project, "round").pk != first.pk
 
 
-def test_cancelling_a_round_cancels_its_current_step(project):
-    round_ = create_run(project, "round")
-    step = TrainingRun.objects.create(project=project, kind="rm", status="running", parent=round_)
+def test_cancelling_a_round_cancels_its_current_step(factory_ranked_project):
+    round_ = create_run(factory_ranked_project, "round")
+    step = TrainingRun.objects.create(project=factory_ranked_project, kind="rm", status="running", parent=round_)
     assert do_cancel_run(round_, by="admin")
     step.refresh_from_db()
     assert step.status == "cancelled"
@@ -69,14 +69,14 @@ def test_a_failed_step_fails_the_round_and_leaves_the_active_policy(project):
     assert PolicyVersion.objects.get(project=project, status="active").version == 0
 
 
-def test_rounds_start_when_enough_new_rankings_arrived(project):
-    project.recipe.retrain_threshold = Ranking.objects.count() + 1
-    project.recipe.save()
+def test_rounds_start_when_enough_new_rankings_arrived(factory_ranked_project):
+    factory_ranked_project.recipe.retrain_threshold = Ranking.objects.count() + 1
+    factory_ranked_project.save()
     assert start_due_rounds() == []
-    project.recipe.retrain_threshold = Ranking.objects.count()
-    project.recipe.save()
+    factory_ranked_project.recipe.retrain_threshold = Ranking.objects.count()
+    factory_ranked_project.save()
     [started] = start_due_rounds()
-    assert started.project == project
+    assert started.project == factory_ranked_project
     assert start_due_rounds() == []  # one is already queued
 
 
@@ -116,11 +116,13 @@ def test_an_unknown_preference_is_named():
         call_command("simulate_labelers", project=str(project.pk), preference="nowhere:thing", rankings=1)
 
 
-def test_the_round_page_lists_its_steps(client, admin_user, project):
+def test_the_round_page_lists_its_steps(client, admin_user, factory_ranked_project):
     from django.urls import reverse
 
-    round_ = create_run(project, "round")
-    step = TrainingRun.objects.create(project=project, kind="rm", status="running", progress=0.5, parent=round_)
+    round_ = create_run(factory_ranked_project, "round")
+    step = TrainingRun.objects.create(
+        project=factory_ranked_project, kind="rm", status="running", progress=0.5, parent=round_
+    )
     client.force_login(admin_user)
     body = client.get(reverse("training:run", args=[round_.pk])).content.decode()
     assert f'href="{step.get_absolute_url()}"' in body and "Reward model · run" in body and "50%" in body
@@ -140,6 +142,8 @@ def test_evaluate_policy_stores_the_win_rate_of_b_over_a(project, tmp_path, caps
     assert 0.0 <= run.metrics[-1]["win_rate_b_over_a"] <= 1.0
 
 
-def test_evaluate_policy_needs_two_versions(project):
+def test_evaluate_policy_needs_two_versions(factory_ranked_project):
     with pytest.raises(CommandError, match="Both sides are policy v0"):
-        call_command("evaluate_policy", project=project.name, preference="labeling.demo.preferences:shorter")
+        call_command(
+            "evaluate_policy", project=factory_ranked_project.name, preference="labeling.demo.preferences:shorter"
+        )

@@ -1,6 +1,5 @@
 import os
 import threading
-import time
 from datetime import timedelta
 from unittest import mock
 
@@ -10,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from tests.waiting import wait_until
 from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import do_cancel_run, fail_stale_runs
@@ -19,8 +19,8 @@ from training.supervisor import supervise_in_child
 pytestmark = pytest.mark.django_db
 
 
-def test_cancelling_a_queued_run_stops_it_before_it_starts(tiny_project):
-    run = create_run(tiny_project, "generate", prompts=2)
+def test_cancelling_a_queued_run_stops_it_before_it_starts(factory_project):
+    run = create_run(factory_project, "generate", prompts=2)
     assert do_cancel_run(run, by="admin")
     run.refresh_from_db()
     assert (run.status, run.error) == ("cancelled", "Cancelled by admin.")
@@ -28,20 +28,20 @@ def test_cancelling_a_queued_run_stops_it_before_it_starts(tiny_project):
     assert carry_out(run.pk) is None  # a worker picking it up later does nothing
 
 
-def test_a_finished_run_cannot_be_cancelled(tiny_project):
-    run = create_run(tiny_project, "generate", prompts=1)
+def test_a_finished_run_cannot_be_cancelled(factory_project):
+    run = create_run(factory_project, "generate", prompts=1)
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded")
     assert not do_cancel_run(run)
     run.refresh_from_db()
     assert run.status == "succeeded"
 
 
-def test_a_run_without_a_heartbeat_is_marked_failed(tiny_project):
+def test_a_run_without_a_heartbeat_is_marked_failed(factory_project):
     now = timezone.now()
     stale = TrainingRun.objects.create(
-        project=tiny_project, kind="rm", status="running", heartbeat_at=now - timedelta(minutes=5)
+        project=factory_project, kind="rm", status="running", heartbeat_at=now - timedelta(minutes=5)
     )
-    fresh = TrainingRun.objects.create(project=tiny_project, kind="rm", status="running", heartbeat_at=now)
+    fresh = TrainingRun.objects.create(project=factory_project, kind="rm", status="running", heartbeat_at=now)
     assert fail_stale_runs(now) == 1
     stale.refresh_from_db()
     fresh.refresh_from_db()
@@ -49,11 +49,11 @@ def test_a_run_without_a_heartbeat_is_marked_failed(tiny_project):
     assert fresh.status == "running"
 
 
-def test_an_unreachable_broker_fails_the_launch_plainly(tiny_project, django_capture_on_commit_callbacks):
+def test_an_unreachable_broker_fails_the_launch_plainly(factory_project, django_capture_on_commit_callbacks):
     with mock.patch("webapp.celery.app.send_task", side_effect=OperationalError("Connection refused")):
         with pytest.raises(BrokerUnavailable, match="task queue is unreachable"):
             with django_capture_on_commit_callbacks(execute=True):
-                launch(tiny_project, "generate", prompts=2)
+                launch(factory_project, "generate", prompts=2)
     run = TrainingRun.objects.get()
     assert run.status == "failed" and "Connection refused" in run.error
 
@@ -77,6 +77,7 @@ def test_a_run_cancelled_while_it_trains_registers_nothing(ranked_project, monke
     assert not RewardModelVersion.objects.exists()
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_project, child_env):
@@ -101,12 +102,8 @@ def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_proj
 
     supervisor = threading.Thread(target=supervise)
     supervisor.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        run.refresh_from_db()
-        if run.child_pid and run.metrics:
-            break
-        time.sleep(0.2)
+    training = TrainingRun.objects.filter(pk=run.pk, child_pid__isnull=False).exclude(metrics=[])
+    run = wait_until(training.first, 60, "the child did not start training")
     pid = run.child_pid
     assert pid and run.status == "running"
     assert do_cancel_run(run, by="admin")
@@ -120,9 +117,9 @@ def test_cancel_stops_the_child_process_and_leaves_the_active_policy(ranked_proj
     assert PolicyVersion.objects.filter(project=ranked_project).count() == 1
 
 
-def test_the_run_page_shows_progress_and_chart_data_to_staff(client, admin_user, tiny_project):
+def test_the_run_page_shows_progress_and_chart_data_to_staff(client, admin_user, factory_project):
     run = TrainingRun.objects.create(
-        project=tiny_project, kind="ppo", status="running", progress=0.5,
+        project=factory_project, kind="ppo", status="running", progress=0.5,
         metrics=[{"step": 1, "steps": 2, "score": 0.1, "kl": 0.0, "beta": 0.05, "clipfrac": 0.1, "approx_kl": 0.01}],
     )  # fmt: skip
     client.force_login(admin_user)
@@ -135,17 +132,17 @@ def test_the_run_page_shows_progress_and_chart_data_to_staff(client, admin_user,
     assert fragment.lstrip().startswith('<div id="live"') and "<html" not in fragment
 
 
-def test_a_finished_run_page_stops_polling_and_shows_the_error(client, admin_user, tiny_project):
+def test_a_finished_run_page_stops_polling_and_shows_the_error(client, admin_user, factory_project):
     run = TrainingRun.objects.create(
-        project=tiny_project, kind="rm", status="failed", error="<b>boom</b>", log_tail="trace"
+        project=factory_project, kind="rm", status="failed", error="<b>boom</b>", log_tail="trace"
     )
     client.force_login(admin_user)
     body = client.get(reverse("training:run", args=[run.pk])).content.decode()
     assert "every 2s" not in body and "&lt;b&gt;boom&lt;/b&gt;" in body and "trace" in body
 
 
-def test_labelers_cannot_see_or_cancel_runs(client, labeler, tiny_project):
-    run = TrainingRun.objects.create(project=tiny_project, kind="rm", status="running")
+def test_labelers_cannot_see_or_cancel_runs(client, labeler, factory_project):
+    run = TrainingRun.objects.create(project=factory_project, kind="rm", status="running")
     client.force_login(labeler)
     assert client.get(reverse("training:run", args=[run.pk])).status_code == 302
     assert client.post(reverse("training:cancel", args=[run.pk])).status_code == 302
@@ -153,8 +150,8 @@ def test_labelers_cannot_see_or_cancel_runs(client, labeler, tiny_project):
     assert run.status == "running"
 
 
-def test_staff_cancel_from_the_page(client, admin_user, tiny_project):
-    run = TrainingRun.objects.create(project=tiny_project, kind="rm", status="running")
+def test_staff_cancel_from_the_page(client, admin_user, factory_project):
+    run = TrainingRun.objects.create(project=factory_project, kind="rm", status="running")
     client.force_login(admin_user)
     assert client.post(reverse("training:cancel", args=[run.pk])).status_code == 302
     run.refresh_from_db()
@@ -162,13 +159,13 @@ def test_staff_cancel_from_the_page(client, admin_user, tiny_project):
 
 
 def test_the_admin_launches_a_run_and_links_to_its_page(
-    client, admin_user, tiny_project, django_capture_on_commit_callbacks
+    client, admin_user, factory_project, django_capture_on_commit_callbacks
 ):
     client.force_login(admin_user)
     with mock.patch("webapp.celery.app.send_task") as send, django_capture_on_commit_callbacks(execute=True):
         response = client.post(
             reverse("admin:labeling_project_changelist"),
-            {"action": "sample_comparisons", "_selected_action": [tiny_project.pk]},
+            {"action": "sample_comparisons", "_selected_action": [factory_project.pk]},
             follow=True,
         )
     run = TrainingRun.objects.get()
@@ -177,11 +174,11 @@ def test_the_admin_launches_a_run_and_links_to_its_page(
     assert run.get_absolute_url() in response.content.decode()
 
 
-def test_the_admin_says_why_a_run_cannot_start(client, admin_user, tiny_project):
+def test_the_admin_says_why_a_run_cannot_start(client, admin_user, factory_project):
     client.force_login(admin_user)
     response = client.post(
         reverse("admin:labeling_project_changelist"),
-        {"action": "run_ppo_round", "_selected_action": [tiny_project.pk]},
+        {"action": "run_ppo_round", "_selected_action": [factory_project.pk]},
         follow=True,
     )
     assert "has no reward model yet" in response.content.decode()

@@ -1,7 +1,6 @@
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from django.core.management import CommandError, call_command
 
 from labeling.models import ComparisonTask
 from tests.factories import ProjectFactory
+from tests.waiting import wait_until
 from training.executors import carry_out
 from training.models import PolicyVersion, TrainingRun
 from training.services import create_run, launch
@@ -17,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.django_db
 
 
-def test_launching_queues_a_run_and_sends_its_task_after_commit(tiny_project, django_capture_on_commit_callbacks):
+def test_launching_queues_a_run_and_sends_its_task_after_commit(factory_project, django_capture_on_commit_callbacks):
     from unittest import mock
 
     with mock.patch("webapp.celery.app.send_task") as send:
         with django_capture_on_commit_callbacks(execute=True):
-            run = launch(tiny_project, "generate", prompts=3)
+            run = launch(factory_project, "generate", prompts=3)
             assert not send.called  # not before the run row is committed
     send.assert_called_once_with("training.execute_run", args=[run.pk], queue="generation")
     assert (run.kind, run.status) == ("generate", "queued")
@@ -61,9 +61,9 @@ def test_a_run_twice_does_the_work_once(tiny_project):
     assert ComparisonTask.objects.count() == 2
 
 
-def test_a_broken_model_fails_the_run_with_its_name_and_makes_no_tasks(tiny_project):
-    PolicyVersion.objects.filter(project=tiny_project).update(checkpoint="/gone/model")
-    run = carry_out(create_run(tiny_project, "generate", prompts=2).pk)
+def test_a_broken_model_fails_the_run_with_its_name_and_makes_no_tasks(factory_project):
+    PolicyVersion.objects.filter(project=factory_project).update(checkpoint="/gone/model")
+    run = carry_out(create_run(factory_project, "generate", prompts=2).pk)
     assert run.status == TrainingRun.Status.FAILED
     assert "No model folder at '/gone/model'" in run.error
     assert ComparisonTask.objects.count() == 0
@@ -82,6 +82,7 @@ def test_the_command_names_an_unknown_project():
         call_command("sample_comparisons", project="Nope", prompts=2, sync=True)
 
 
+@pytest.mark.slow
 @pytest.mark.postgres
 @pytest.mark.redis
 @pytest.mark.django_db(transaction=True)
@@ -95,12 +96,8 @@ def test_a_real_worker_runs_a_queued_sampling_run(tiny_project, child_env):
     )  # fmt: skip
     try:
         run = launch(tiny_project, "generate", prompts=3)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            run.refresh_from_db()
-            if run.is_finished:
-                break
-            time.sleep(0.5)
+        finished = TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.FINISHED)
+        run = wait_until(finished.first, 120, "the worker did not finish the sampling run")
         assert run.status == TrainingRun.Status.SUCCEEDED, run.error or run.status
         assert ComparisonTask.objects.filter(project=tiny_project).count() == 3
     finally:

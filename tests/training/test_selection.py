@@ -90,20 +90,21 @@ def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch)
     assert all(len(t.display_completions()) == 3 for t in new)
 
 
-def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_recipe_form(tiny_project):
-    tiny_project.selection = Project.Selection.UNCERTAINTY  # the project being saved beside its recipe
-    form = RecipeForm(recipe_data(tiny_project, reward_model_config='{"heads": 1}'), instance=tiny_project.recipe)
+def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_recipe_form(factory_project):
+    factory_project.selection = Project.Selection.UNCERTAINTY  # the project being saved beside its recipe
+    recipe = factory_project.recipe
+    form = RecipeForm(recipe_data(factory_project, reward_model_config='{"heads": 1}'), instance=recipe)
     assert not form.is_valid()
     assert '"heads" to 2 or more' in " ".join(form.errors["reward_model_config"])
-    form = RecipeForm(recipe_data(tiny_project, reward_model_config='{"heads": 4}'), instance=tiny_project.recipe)
+    form = RecipeForm(recipe_data(factory_project, reward_model_config='{"heads": 4}'), instance=recipe)
     assert form.is_valid(), form.errors
 
 
-def test_uncertainty_selection_is_refused_for_dpo_rounds_that_train_no_reward_model(tiny_project):
-    tiny_project.selection = Project.Selection.UNCERTAINTY
-    data = recipe_data(tiny_project, reward_model_config='{"heads": 4}', algorithm="dpo")
+def test_uncertainty_selection_is_refused_for_dpo_rounds_that_train_no_reward_model(factory_project):
+    factory_project.selection = Project.Selection.UNCERTAINTY
+    data = recipe_data(factory_project, reward_model_config='{"heads": 4}', algorithm="dpo")
     del data["dpo_trains_reward_model"]  # the checkbox unticked
-    form = RecipeForm(data, instance=tiny_project.recipe)
+    form = RecipeForm(data, instance=factory_project.recipe)
     assert not form.is_valid()
     assert "let DPO rounds train one" in " ".join(form.errors["dpo_trains_reward_model"])
-    assert RecipeForm({**data, "dpo_trains_reward_model": "on"}, instance=tiny_project.recipe).is_valid()
+    assert RecipeForm({**data, "dpo_trains_reward_model": "on"}, instance=factory_project.recipe).is_valid()

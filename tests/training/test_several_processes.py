@@ -43,10 +43,10 @@ def _curve(run: TrainingRun, key: str) -> list[float]:
     return [point[key] for point in run.metrics if point.get(key) is not None]
 
 
-def test_only_kinds_that_train_are_launched_on_several_processes(ranked_project, processes):
+def test_only_kinds_that_train_are_launched_on_several_processes(factory_ranked_project, processes):
     processes(2)
-    rm = create_run(ranked_project, "rm")
-    sampling = create_run(ranked_project, "generate", prompts=1)
+    rm = create_run(factory_ranked_project, "rm")
+    sampling = create_run(factory_ranked_project, "generate", prompts=1)
     assert child_command(rm.pk)[1:7] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                                          "--num_machines"]  # fmt: skip
     assert child_command(sampling.pk)[1:] == [child_command(sampling.pk)[1], "execute_run", str(sampling.pk)]
@@ -54,6 +54,7 @@ def test_only_kinds_that_train_are_launched_on_several_processes(ranked_project,
     assert "accelerate.commands.launch" not in child_command(rm.pk)
 
 
+@pytest.mark.slow
 def test_a_reward_model_trains_on_two_processes_as_on_one(ranked_project, processes, model_store):
     ranked_project.recipe.reward_model_config = RM
     ranked_project.recipe.save(update_fields=["reward_model_config"])
@@ -76,6 +77,7 @@ def test_a_reward_model_trains_on_two_processes_as_on_one(ranked_project, proces
     assert len(list((model_store / "reward_models" / f"project-{ranked_project.pk}").iterdir())) == 2
 
 
+@pytest.mark.slow
 def test_dpo_trains_on_two_processes_as_on_one(ranked_project, processes):
     ranked_project.recipe.dpo_config = DPO
     ranked_project.recipe.save(update_fields=["dpo_config"])
@@ -89,6 +91,7 @@ def test_dpo_trains_on_two_processes_as_on_one(ranked_project, processes):
     assert PolicyVersion.objects.filter(created_by_run=runs[2]).count() == 1
 
 
+@pytest.mark.slow
 def test_a_ppo_round_on_two_processes_finishes_with_finite_figures_and_one_saved_policy(
     ranked_project, processes, model_store, client, admin_user
 ):

@@ -11,16 +11,18 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.urls import reverse
 
 from labeling.models import ComparisonTask
+from tests.waiting import wait_until
 from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.runs import STALE_AFTER_SECONDS, fail_stale_runs
 from training.services import create_run, launch
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
@@ -36,13 +38,26 @@ def worker(child_env):
         process.wait(timeout=60)
 
 
-def wait_for(predicate, seconds: float = 180):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.5)
-    raise AssertionError("timed out")
+def other_sessions(*keep: int) -> set[int]:
+    """The backend PIDs of the other client sessions on the test database, but `keep`: here, the
+    worker's and its training child's."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND backend_type = 'client backend' AND pid <> pg_backend_pid()"
+        )
+        return {pid for (pid,) in cursor.fetchall()} - set(keep)
+
+
+def own_session() -> int:
+    """The backend PID of this thread's database session."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return cursor.fetchone()[0]
+
+
+def finished(run: TrainingRun) -> TrainingRun | None:
+    return TrainingRun.objects.filter(pk=run.pk, status__in=TrainingRun.FINISHED).first()
 
 
 @pytest.fixture
@@ -85,13 +100,13 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
             url = reverse("labeling:demonstrations", args=[project.pk])
             assert client.post(url, {"prompt": prompt.pk, "text": "A short, plain answer."}).status_code == 302
     sampling = launch(project, "generate", prompts=5)  # comparisons sampled by the worker
-    sampling = wait_for(lambda: TrainingRun.objects.filter(pk=sampling.pk, status__in=TrainingRun.FINISHED).first())
+    sampling = wait_until(lambda: finished(sampling), 180, "the worker did not finish the sampling run")
     assert sampling.status == "succeeded", sampling.error
     call_command(
         "simulate_labelers", project=str(project.pk), preference="labeling.demo.preferences:shorter", rankings=5
     )
     round_ = launch(project, "round")
-    round_ = wait_for(lambda: TrainingRun.objects.filter(pk=round_.pk, status__in=TrainingRun.FINISHED).first())
+    round_ = wait_until(lambda: finished(round_), 180, "the worker did not finish the round")
     assert round_.status == "succeeded", round_.error
     kinds = [step.kind for step in round_.steps.order_by("id")]
     policy_step = {"rloo": "rloo", "ppo": "ppo", "dpo": "dpo", "sft then rloo": "rloo"}[algorithm]
@@ -100,7 +115,8 @@ def test_the_loop_on_a_real_worker_from_prompts_to_comparisons_from_the_new_poli
     assert new.version == len(kinds) - 2 and new.created_by_run.kind == policy_step
     assert RewardModelVersion.objects.filter(project=project).count() == 1
     # The round ends by sending its sampling to the generation queue, where the worker samples it next.
-    wait_for(lambda: round_.steps.filter(kind="generate", status__in=TrainingRun.FINISHED).first())
+    sampling_step = round_.steps.get(kind="generate")
+    wait_until(lambda: finished(sampling_step), 180, "the worker did not finish the round's sampling")
     assert ComparisonTask.objects.filter(policy_version=new).exists()  # the next comparisons come from it
     if algorithm.startswith("sft"):
         assert new.kl_reference == new.parent and new.parent.created_by_run.kind == "sft"
@@ -126,15 +142,17 @@ def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(proj
         project.recipe.save()
         run = launch(project, "rm")
     models_before = RewardModelVersion.objects.count()
-    run = wait_for(lambda: TrainingRun.objects.filter(pk=run.pk, status="running").exclude(metrics=[]).first())
+    running = TrainingRun.objects.filter(pk=run.pk, status="running").exclude(metrics=[])
+    run = wait_until(running.first, 180, "the run did not start training")
     child = run.child_pid
     os.kill(worker.pid, signal.SIGKILL)
     worker.wait(timeout=30)
-    wait_for(lambda: not _alive(child), seconds=30)  # the training process dies with its worker
-    time.sleep(0.5)  # an update the child sent just before it died may still be committing
+    wait_until(lambda: not _alive(child), 30, f"the training process {child} outlived its worker")
+    # an update the child sent just before it died is committed once its session has ended
+    wait_until(lambda: not other_sessions(), 30, lambda: f"the dead processes' sessions {other_sessions()} stay open")
     run.refresh_from_db()
     beat = run.heartbeat_at
-    time.sleep(2)
+    time.sleep(2)  # the window itself is tested: a live supervisor beats every second (HEARTBEAT_SECONDS / 5)
     run.refresh_from_db()
     assert run.heartbeat_at == beat and run.status == "running"  # nothing beats any more
     assert fail_stale_runs(now=beat + timedelta(seconds=STALE_AFTER_SECONDS + 1)) == 1
