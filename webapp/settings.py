@@ -1,4 +1,4 @@
-"""Django settings, read from the environment (see README, 'Production setup').
+"""Django settings, read from the environment (see docs/operations.md, 'Production setup').
 
 DJANGO_ENV=development (the default) gives the zero-setup demo: SQLite, a filesystem
 Celery transport and DEBUG on. DJANGO_ENV=production refuses DEBUG and the built-in

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class RewardModelConfig:
-    """Defaults chosen for tens to thousands of rankings by `benchmarks/label_efficiency.py` (README,
+    """Defaults chosen for tens to thousands of rankings by `benchmarks/label_efficiency.py` (docs,
     "Reward models from few rankings"): heads on a frozen trunk's mean features of its first third,
     an ensemble of 5, many epochs with early stopping. InstructGPT's settings, tuned for 50,000
     comparisons, are in brackets, and `RewardModelConfig.instructgpt()` gives them all."""
@@ -41,7 +41,7 @@ class RewardModelConfig:
     standardise: bool = False
     """The heads read each feature standardised by its mean and std over the training completions
     (fixed by a version's first training; saved with the heads). On the benchmark's noisy labels it
-    did not help (README), so it is off."""
+    did not help (docs/benchmarks.md), so it is off."""
     trunk: str = "frozen"
     """'full' trains every weight; 'frozen' trains the heads only, on the trunk's output computed
     once per completion (fast, and steady on few rankings); 'lora' trains the heads and low-rank
@@ -180,7 +180,7 @@ class PPOConfig:
         """Critic-free RL with k = 4 samples per prompt and a leave-one-out baseline: one update per
         rollout batch (the ratio is then 1 and the clip idle, REINFORCE with a baseline), as in
         TRL's RLOOTrainer and the RLOO paper. 8 steps of 16 samples at lr 2e-5 fit a round in 10
-        minutes on 2 CPU cores with the bundled model (README, learning check)."""
+        minutes on 2 CPU cores with the bundled model (docs/benchmarks.md, learning check)."""
         recipe = {"advantage_estimator": "rloo", "samples_per_prompt": 4, "batch_prompts": 4, "ppo_epochs": 1,
                   "minibatch_size": 16, "lr": 2e-5, "steps": 8}  # fmt: skip
         return cls(**{**recipe, **overrides})
