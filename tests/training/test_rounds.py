@@ -1,9 +1,9 @@
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import IntegrityError, transaction
-from labeling.agreement import plackett_luce_order
 
 from labeling.models import ComparisonTask, Ranking
+from labeling.statistics import plackett_luce_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory
 from training.executors import carry_out
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
