@@ -77,7 +77,8 @@ def test_a_worker_killed_mid_sampling_hands_out_only_whole_tasks_and_the_run_fai
         os.kill(worker.pid, signal.SIGKILL)  # between two steps, or inside one
         worker.wait(timeout=30)
         # what the worker committed is in once its sessions have ended; the labeler takes it, then finds nothing
-        wait_until(lambda: not other_sessions(*session), 30, "the killed worker's database sessions stay open")
+        left = lambda: other_sessions(*session, *worker.sessions_before)  # noqa: E731
+        wait_until(lambda: not left(), 30, lambda: f"the killed worker's database sessions {left()} stay open")
         gone = time.monotonic()
         wait_until(lambda: found_nothing and found_nothing[-1] > gone, 30, "the labeler never ran out of tasks")
     finally:

@@ -71,10 +71,10 @@ def test_a_failed_step_fails_the_round_and_leaves_the_active_policy(project):
 
 def test_rounds_start_when_enough_new_rankings_arrived(factory_ranked_project):
     factory_ranked_project.recipe.retrain_threshold = Ranking.objects.count() + 1
-    factory_ranked_project.save()
+    factory_ranked_project.recipe.save()
     assert start_due_rounds() == []
     factory_ranked_project.recipe.retrain_threshold = Ranking.objects.count()
-    factory_ranked_project.save()
+    factory_ranked_project.recipe.save()
     [started] = start_due_rounds()
     assert started.project == factory_ranked_project
     assert start_due_rounds() == []  # one is already queued

@@ -27,11 +27,15 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis, pytest.
 
 @pytest.fixture
 def worker(child_env):
+    """A Celery worker on both queues; `sessions_before` are the database sessions other than the
+    test's that were open before it started (earlier tests' threads may leave theirs): not its own."""
+    before = other_sessions()
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "webapp", "worker", "-Q", "generation,training", "-P", "solo",
          "-n", f"faults-{os.getpid()}@%h", "--loglevel", "WARNING"],
         cwd=ROOT, env=child_env,
     )  # fmt: skip
+    process.sessions_before = before
     yield process
     if process.poll() is None:
         process.terminate()
@@ -149,7 +153,8 @@ def test_a_worker_killed_mid_run_leaves_models_unchanged_and_the_run_failed(proj
     worker.wait(timeout=30)
     wait_until(lambda: not _alive(child), 30, f"the training process {child} outlived its worker")
     # an update the child sent just before it died is committed once its session has ended
-    wait_until(lambda: not other_sessions(), 30, lambda: f"the dead processes' sessions {other_sessions()} stay open")
+    left = lambda: other_sessions(*worker.sessions_before)  # noqa: E731
+    wait_until(lambda: not left(), 30, lambda: f"the dead processes' sessions {left()} stay open")
     run.refresh_from_db()
     beat = run.heartbeat_at
     time.sleep(2)  # the window itself is tested: a live supervisor beats every second (HEARTBEAT_SECONDS / 5)
