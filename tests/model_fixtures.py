@@ -19,8 +19,10 @@ def tiny_folder(tmp_path_factory):
 
 @pytest.fixture
 def tiny_project(db, tiny_folder):
-    """A project on the tiny model with 5 prompts and its active base policy; K=3, short answers."""
-    project = ProjectFactory(base_model=str(tiny_folder), k=3, max_new_tokens=8, temperature=1.0)
+    """A project on the tiny model with 5 prompts and its active base policy; K=3, short answers.
+    Its recipe promotes without the gate: a reward model of 5 rankings cannot beat chance, and these
+    tests are about what promotion leads to (tests/training/test_gate.py weighs the gate itself)."""
+    project = ProjectFactory(base_model=str(tiny_folder), k=3, max_new_tokens=8, temperature=1.0, promotion_gate=False)
     for n in range(5):
         project.prompts.create(text=f"Question {n}: what is {n} + {n}?")
     do_register_base_policy(project)

@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django.forms import BaseInlineFormSet
 from django.http import HttpRequest
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from labeling.admin import ProjectAdmin as LabelingProjectAdmin
 from labeling.models import Project
@@ -42,6 +42,11 @@ class RecipeInline(admin.StackedInline):
                     "retrain_threshold",
                     "sft_threshold",
                     "promotion",
+                    "promotion_gate",
+                    "gate_max_disagreement_ratio",
+                    "gate_max_length_change",
+                    "gate_max_eos_change",
+                    "gate_blind_pairs",
                     "reward_model_config",
                     "ppo_config",
                     "dpo_config",
@@ -124,6 +129,14 @@ class PolicyVersionAdmin(admin.ModelAdmin):
     list_select_related = ["project", "parent__project", "reward_model__project"]
     raw_id_fields = ["parent", "created_by_run", "reward_model"]
     actions = ["promote", "blind_evaluation"]
+    readonly_fields = ["gate_checks", "probe"]
+
+    @admin.display(description="promotion gate")
+    def gate_checks(self, obj: PolicyVersion) -> str:
+        if not obj.gate:
+            return "Not weighed: promoted by hand, by the recipe's rule without the gate, or from SFT."
+        rows = ((("passed" if c["passed"] else "FAILED"), c["name"], c["text"]) for c in obj.gate)
+        return format_html("<ul>{}</ul>", format_html_join("", "<li>{}: <strong>{}</strong> — {}</li>", rows))
 
     @admin.action(description="Promote to active (retires the current one)")
     def promote(self, request: HttpRequest, queryset: QuerySet[PolicyVersion]) -> None:

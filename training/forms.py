@@ -51,8 +51,9 @@ class RecipeForm(forms.ModelForm):
         model = Recipe
         fields = [  # the inline adds its parent, `project`
             "base_model", "temperature", "top_p", "top_k", "max_new_tokens", "algorithm", "dpo_trains_reward_model",
-            "retrain_threshold", "sft_threshold", "promotion", "reward_model_config", "ppo_config", "dpo_config",
-            "sft_config",
+            "retrain_threshold", "sft_threshold", "promotion", "promotion_gate", "gate_max_disagreement_ratio",
+            "gate_max_length_change", "gate_max_eos_change", "gate_blind_pairs", "reward_model_config", "ppo_config",
+            "dpo_config", "sft_config",
         ]  # fmt: skip
 
     def __init__(self, *args, project: Project | None = None, **kwargs) -> None:

@@ -65,6 +65,33 @@ class Recipe(models.Model):
         help_text="Automatic: a successful policy run's (SFT, PPO, RLOO, DPO) policy becomes active. Manual: an admin "
         "promotes it.",
     )
+    promotion_gate = models.BooleanField(
+        default=True,
+        help_text="Automatic promotion only when the new policy passes the gate's checks (the reward model beats "
+        "chance on fresh rankings, the ensemble knows the policy's answers, length and EOS rate stay in bounds); "
+        "otherwise it stays a candidate, with the checks that failed on its page.",
+    )
+    gate_max_disagreement_ratio = models.FloatField(
+        default=2.0,
+        help_text="The reward model's ensemble may disagree on the new policy's own answers at most this many times "
+        "as much as on the comparisons it was trained on.",
+    )
+    gate_max_length_change = models.FloatField(
+        default=0.5,
+        help_text="The new policy's mean answer length may differ from its parent's by at most this share (0.5: "
+        "half as long to one and a half times as long).",
+    )
+    gate_max_eos_change = models.FloatField(
+        "gate max EOS-rate change",
+        default=0.3,
+        help_text="The share of the new policy's answers that end with EOS (not cut at max_new_tokens) may move by "
+        "at most this much from its parent's.",
+    )
+    gate_blind_pairs = models.PositiveIntegerField(
+        default=0,
+        help_text="Also wait for a blind evaluation of the new policy against the active one of at least this many "
+        "pairs, whose win-rate interval lies above 50%; 0 does not wait for one.",
+    )
     reward_model_config = models.JSONField(
         default=dict,
         blank=True,
@@ -107,6 +134,17 @@ class Recipe(models.Model):
                 condition=Q(retrain_threshold__gte=1),
                 name="recipe_retrain_threshold_positive",
                 violation_error_message="The retrain threshold must be at least 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(
+                    gate_max_disagreement_ratio__gt=0,
+                    gate_max_length_change__gte=0,
+                    gate_max_eos_change__gte=0,
+                    gate_max_eos_change__lte=1,
+                ),  # fmt: skip
+                name="recipe_gate_bounds",
+                violation_error_message="The gate's ratio must be above 0, its length change at least 0, and its EOS "
+                "change between 0 and 1.",
             ),
         ]
 
@@ -259,6 +297,17 @@ class PolicyVersion(models.Model):
         "came from SFT; none means the base (v0).",
     )  # fmt: skip
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.CANDIDATE)
+    probe = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Its own answers to a few training prompts, sampled when it was made: mean length, EOS rate, and "
+        "the reward model's ensemble disagreement on them (training.executors.policies.probe_policy).",
+    )
+    gate = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="The promotion gate's checks when it was last weighed: name, passed, and why in words.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
 

@@ -15,7 +15,8 @@ class RecipeSerializer(serializers.ModelSerializer):
         model = Recipe
         fields = [
             "base_model", "temperature", "top_p", "top_k", "max_new_tokens", "algorithm", "dpo_trains_reward_model",
-            "retrain_threshold", "sft_threshold", "promotion",
+            "retrain_threshold", "sft_threshold", "promotion", "promotion_gate", "gate_max_disagreement_ratio",
+            "gate_max_length_change", "gate_max_eos_change", "gate_blind_pairs",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -44,6 +45,8 @@ class PolicyVersionSerializer(serializers.ModelSerializer):
             "created_by_run",
             "created_at",
             "promoted_at",
+            "probe",
+            "gate",
         ]
         read_only_fields = fields
 

@@ -8,6 +8,7 @@ each task to its queue; the web process sends tasks by name and never imports th
 from celery import shared_task
 
 from training.datasets import projects_with_reward_models
+from training.gate import do_weigh_candidates_again
 from training.models import TrainingRun
 from training.runs import fail_stale_runs, remove_partial_checkpoints
 from training.services import start_due_rounds
@@ -53,6 +54,9 @@ def fail_stale() -> int:
 
 @shared_task(name="training.start_due_rounds")
 def start_rounds() -> int:
+    """The periodic check: candidates the promotion gate kept back are weighed again (fresh rankings
+    and blind evaluations arrive meanwhile), then a round starts for each project that is due."""
+    do_weigh_candidates_again()
     return len(start_due_rounds())
 
 

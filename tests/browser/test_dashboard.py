@@ -93,7 +93,7 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
     seed_rounds(project, users)
     log_in(page, live_server, "admin")
     page.goto(f"{live_server.url}/training/projects/{project.pk}/dashboard/")
-    expect(page.locator("figure.chart .uplot")).to_have_count(8)
+    expect(page.locator("figure.chart .uplot")).to_have_count(9)
     for title in [
         "Rankings per day",
         "Rankings per labeler",
@@ -103,10 +103,11 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
         "PPO reward-model score per step",
         "PPO KL to the reference per step",
         "Win rate of b over a, with 95% intervals",
+        "Learning curve: each policy version against the rankings so far",
     ]:
         expect(page.locator("figcaption", has_text=title)).to_be_visible()
     expect(page.locator("tr.flagged")).to_contain_text("rev")
     # uPlot paints the axes and their labels on the canvas: every chart's spec names both.
     specs = page.locator("figure.chart script").evaluate_all("els => els.map((el) => JSON.parse(el.textContent))")
-    assert len(specs) == 8 and all(spec["unit"] and spec["x_label"] for spec in specs)
+    assert len(specs) == 9 and all(spec["unit"] and spec["x_label"] for spec in specs)
     screenshot(page, "dashboard-1280")

@@ -21,7 +21,8 @@ PROJECT = {"name": "New", "k": 4, "overlap": 1, "eval_ratio": 0, "gold_rate": 0.
 RECIPE = {"base_model": "smollm2-135m-instruct", "temperature": 0.7, "top_p": 1, "top_k": 0, "max_new_tokens": 64,
           "retrain_threshold": 100, "promotion": "automatic", "algorithm": "rloo", "dpo_trains_reward_model": "on",
           "sft_threshold": 20, "reward_model_config": "{}", "ppo_config": "{}", "dpo_config": "{}",
-          "sft_config": "{}"}  # fmt: skip
+          "sft_config": "{}", "promotion_gate": "on", "gate_max_disagreement_ratio": 2, "gate_max_length_change": 0.5,
+          "gate_max_eos_change": 0.3, "gate_blind_pairs": 0}  # fmt: skip
 
 
 def admin_form(project: dict, recipe: dict) -> dict:

@@ -4,9 +4,9 @@ from django.db import IntegrityError, transaction
 
 from labeling.models import ComparisonTask, Ranking
 from labeling.statistics import plackett_luce_order
-from tests.factories import ComparisonTaskFactory, ProjectFactory
+from tests.factories import ComparisonTaskFactory, ProjectFactory, rank_every_task
 from training.executors import carry_out
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.models import PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
 from training.runs import do_cancel_run
 from training.services import RoundInProgress, create_run, start_due_rounds
 
@@ -41,6 +41,24 @@ def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
         ("generate", "succeeded"),
     ]
     assert round_.progress == 1.0
+
+
+def test_two_rounds_chain_their_versions_and_the_second_learns_from_the_first_policys_comparisons(project, labeler):
+    first = carry_out(create_run(project, "round").pk)
+    assert first.status == TrainingRun.Status.SUCCEEDED, first.error
+    v1, rm1 = PolicyVersion.objects.get(project=project, status="active"), RewardModelVersion.objects.get()
+    first_rankings = Ranking.objects.count()
+    rank_every_task(project, labeler)  # the comparisons round 1 sampled, from v1
+    assert Ranking.objects.filter(task__policy_version=v1).count() == project.prompts.count()
+    second = carry_out(create_run(project, "round").pk)
+    assert second.status == TrainingRun.Status.SUCCEEDED, second.error
+    v2, rm2 = PolicyVersion.objects.get(project=project, status="active"), RewardModelVersion.objects.latest("version")
+    assert (v2.version, v2.parent, v2.reward_model) == (2, v1, rm2)  # RL started from round 1's policy
+    assert rm2.parent == rm1 and rm2.rankings_count == Ranking.objects.count() > first_rankings  # both rounds'
+    assert RankingScore.objects.filter(reward_model=rm1, ranking__task__policy_version=v1).count() == (
+        Ranking.objects.count() - first_rankings
+    )  # rm1 scored v1's comparisons as fresh labels before rm2 trained on them
+    assert second.steps.get(kind="generate").policy == v2
 
 
 def test_a_second_round_while_one_is_live_is_refused_with_a_reason(factory_ranked_project):

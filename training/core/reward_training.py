@@ -223,6 +223,9 @@ def evaluate_scores(members: torch.Tensor, data: list[RankedPrompt], tie_mode: s
     """The figures of `evaluate` from member scores (N, E) of the items' completions laid end to end.
 
     `spread` is the heads' standard deviation, averaged over completions (0 for one head).
+    `disagreement` is the heads' standard deviation of P(winner beats loser), averaged over the
+    ranked pairs: what the promotion gate compares with the same figure on a new policy's answers
+    (None for one head).
     `calibration` bins each strict pair by the predicted probability that its first completion (in
     display order) wins, the heads' mean of σ(margin), against how often it did: a calibrated model
     wins 70% of the pairs it gives 0.7.
@@ -247,8 +250,17 @@ def evaluate_scores(members: torch.Tensor, data: list[RankedPrompt], tie_mode: s
         "pairs": counted,
         "per_labeler": {name: c / n for name, (c, n) in per_labeler.items() if n},
         "spread": float(members.std(dim=-1).mean()) if members.shape[-1] > 1 and len(members) else 0.0,
+        "disagreement": _disagreement(members, pairs),
         "calibration": calibration(members, pairs),
     }
+
+
+def _disagreement(members: torch.Tensor, pairs: PairIndex) -> float | None:
+    """The heads' std of P(w beats l) = σ(s_w − s_l), averaged over pairs. members: (N, E)"""
+    if members.shape[-1] < 2 or not len(pairs.winners):
+        return None
+    p_win = torch.sigmoid(members[pairs.winners] - members[pairs.losers])  # (P, E)
+    return float(p_win.std(dim=-1).mean())
 
 
 def calibration(members: torch.Tensor, pairs: PairIndex, bins: int = CALIBRATION_BINS) -> list[dict]:

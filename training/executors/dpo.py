@@ -8,7 +8,7 @@ from training.core.dpo import train_dpo
 from training.core.loading import load_model
 from training.datasets import ranked_prompts, split_by_prompt
 from training.executors.placement import placed
-from training.executors.policies import load_kl_reference, register_policy, save_policy
+from training.executors.policies import load_kl_reference, probe_policy, register_policy, save_policy
 from training.models import TrainingRun
 from training.runs import Reporter
 
@@ -30,6 +30,10 @@ def train_policy_with_dpo(run: TrainingRun, report: Reporter) -> None:
                                  reference=load_kl_reference(run, placement), placement=placement)  # fmt: skip
     if not report.main:
         return  # the other training processes' part ends with training: rank 0 saves and registers
+    report.phase(0.88, "the gate's probe: the new policy's own answers")
+    with placement.autocast():
+        probe = probe_policy(run, trained, tokenizer, reward_model=None)
     report.phase(0.9, "saving the policy")
-    version = register_policy(run, save_policy(run, trained, tokenizer))
-    report(1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"))
+    version = register_policy(run, save_policy(run, trained, tokenizer), probe=probe)
+    report(1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"),
+           promoted=version.status == version.Status.ACTIVE)  # fmt: skip

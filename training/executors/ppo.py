@@ -9,7 +9,7 @@ from training.core.ppo import PPOTrainer
 from training.core.reward_model import load_reward_model, reward_model_scorer
 from training.datasets import training_prompts
 from training.executors.placement import placed
-from training.executors.policies import load_kl_reference, register_policy, save_policy
+from training.executors.policies import load_kl_reference, probe_policy, register_policy, save_policy
 from training.models import TrainingRun
 from training.runs import Reporter
 
@@ -33,6 +33,10 @@ def train_policy_with_rl(run: TrainingRun, report: Reporter) -> None:
     trainer.train(training_prompts(run.project), log=report.steps(0.0, 0.95))
     if not report.main:
         return  # the other training processes' part ends with training: rank 0 saves and registers
+    trained = trainer.trained_policy()
+    report.phase(0.93, "the gate's probe: the new policy's own answers")
+    with placement.autocast():
+        probe = probe_policy(run, trained, tokenizer, rm)
     report.phase(0.95, "saving the policy")
-    version = register_policy(run, save_policy(run, trainer.trained_policy(), tokenizer), run.reward_model)
-    report(1.0, policy_version=version.version)
+    version = register_policy(run, save_policy(run, trained, tokenizer), run.reward_model, probe=probe)
+    report(1.0, policy_version=version.version, promoted=version.status == version.Status.ACTIVE)

@@ -171,6 +171,37 @@ def win_rates(metrics: dict) -> dict:
     )
 
 
+def learning_curve(metrics: dict) -> dict:
+    """Each policy version's win rate over the base against the rankings the project had when it was
+    made, by blind human evaluations and by a preference function, with the fresh-label accuracy of
+    the reward model it was trained against: does each round leave the policy better?"""
+    rows = metrics["learning_curve"]
+    keys = {
+        "win rate over v0: " + HUMAN: "win_rate_over_base_human",
+        "win rate over v0: preference function": "win_rate_over_base_function",
+        "its reward model's fresh-label accuracy": "reward_model_fresh_accuracy",
+    }
+    series: dict[str, list] = {}
+    intervals: dict[str, list] = {}
+    for name, key in keys.items():
+        for row in rows:
+            figure = row[key]
+            if figure["share"] is not None:
+                series.setdefault(name, []).append([row["rankings"], figure["share"]])
+                intervals.setdefault(name, []).append([row["rankings"], figure["low"], figure["high"]])
+    return {
+        "title": "Learning curve: each policy version against the rankings so far",
+        "unit": "share of pairs",
+        "x_label": "training rankings when the version was made",
+        "series": series,
+        "styles": {name: "points" for name in series},
+        "intervals": intervals,
+        "lines": [{"label": "chance / no preference", "y": 0.5}],
+        "y_range": [0, 1],
+        "percent": True,
+    }
+
+
 def dashboard_charts(metrics: dict) -> list[dict]:
     return [
         rankings_per_day(metrics),
@@ -181,4 +212,5 @@ def dashboard_charts(metrics: dict) -> list[dict]:
         ppo_curve(metrics, "score", "PPO reward-model score per step", "RM score (normalised)"),
         ppo_curve(metrics, "kl", "PPO KL to the reference per step", "KL per completion (nats)"),
         win_rates(metrics),
+        learning_curve(metrics),
     ]

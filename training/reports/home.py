@@ -11,7 +11,8 @@ from django_celery_beat.models import PeriodicTask
 from labeling.models import Project
 from labeling.statistics import share_of_pairs
 from training.datasets import new_rankings_since_last_reward_model
-from training.models import PolicyVersion, RewardModelVersion, TrainingRun
+from training.models import PolicyVersion, Recipe, RewardModelVersion, TrainingRun
+from training.reports.metrics import learning_curve, preference_evals, reward_model_rows, win_rates
 from training.services import KINDS, LaunchRefused, default_pair, queue_of
 
 LIVE = (TrainingRun.Status.QUEUED, TrainingRun.Status.RUNNING)
@@ -34,6 +35,10 @@ def project_overview(project: Project, posted: dict | None = None) -> dict:
             TrainingRun.objects.filter(project=project, parent=None).order_by("-id").select_related("launched_by")[:8]
         ),
         "launches": launches(project, posted or {}),
+        "learning_curve": learning_curve(
+            project, reward_model_rows(project), win_rates(project), preference_evals(project)
+        ),  # fmt: skip
+        "gate": project.recipe.promotion == Recipe.Promotion.AUTOMATIC and project.recipe.promotion_gate,
     }
 
 

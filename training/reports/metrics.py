@@ -12,13 +12,13 @@ accuracy, agreement and win rate is a `labeling.statistics.share_of_pairs` dict:
 
 from collections import defaultdict
 
-from django.db.models import Count, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce, TruncDate
 
 from labeling.models import Completion, Project, Ranking
 from labeling.quality import MIN_PAIRS_TO_FLAG, labeler_quality
 from labeling.statistics import MIN_PAIRS_TO_TELL, Agreement, PairCounts, share_of_pairs, win_rate
-from training.datasets import fresh_rankings
+from training.datasets import fresh_rankings, training_rankings
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
 
 
@@ -31,6 +31,7 @@ def project_metrics(project: Project) -> dict:
     """The project's dashboard figures (a fixed number of queries, whatever the data)."""
     overall, quality = labeler_quality(project)
     rankings = ranking_counts(project)
+    reward_models, blind, by_function = reward_model_rows(project), win_rates(project), preference_evals(project)
     return {
         "project": {
             "id": project.pk,
@@ -45,10 +46,11 @@ def project_metrics(project: Project) -> dict:
         "rankings": rankings,
         "agreement": _agreement(overall),
         "labelers": labeler_rows(project, quality, rankings["per_labeler"]),
-        "reward_models": reward_model_rows(project),
+        "reward_models": reward_models,
         "ppo_runs": ppo_curves(project),
-        "win_rates": win_rates(project),
-        "preference_evals": preference_evals(project),
+        "win_rates": blind,
+        "preference_evals": by_function,
+        "learning_curve": learning_curve(project, reward_models, blind, by_function),
     }
 
 
@@ -263,3 +265,42 @@ def preference_evals(project: Project) -> list[dict]:
             }
         )
     return rows
+
+
+def learning_curve(
+    project: Project, reward_models: list[dict], blind: list[dict], by_function: list[dict]
+) -> list[dict]:
+    """Per policy version after the base, against the training rankings the project had when it was
+    made: its win rate over the base (v0) from blind human evaluations and from the latest
+    evaluation by a preference function (each `None`-shared when there is none), the fresh-label
+    accuracy of the reward model it was trained against, its status, and the promotion gate's
+    checks that kept it back."""
+    before = (
+        training_rankings(project).filter(created_at__lte=OuterRef("created_at")).order_by().values("task__project")
+    )
+    versions = list(
+        PolicyVersion.objects.filter(project=project, version__gt=0)
+        .select_related("reward_model", "created_by_run")
+        .annotate(rankings=Coalesce(Subquery(before.annotate(n=Count("pk")).values("n")), 0))
+        .order_by("version")
+    )
+    fresh = {row["version"]: row["fresh_accuracy"] for row in reward_models}
+    human = {row["b"]: row["win_rate"] for row in blind if row["a"] == 0}
+    function = {row["b"]: row["win_rate"] for row in by_function if row["a"] == 0 and row["best_of"] == 1}
+    nothing = share_of_pairs(None, 0)
+    return [
+        {
+            "version": policy.version,
+            "status": policy.status,
+            "made_by": policy.created_by_run.kind if policy.created_by_run else None,
+            "rankings": policy.rankings,
+            "win_rate_over_base_human": human.get(policy.version, nothing),
+            "win_rate_over_base_function": function.get(policy.version, nothing),
+            "reward_model_version": policy.reward_model.version if policy.reward_model else None,
+            "reward_model_fresh_accuracy": fresh.get(policy.reward_model.version, nothing)
+            if policy.reward_model
+            else nothing,
+            "gate_failed": [check for check in policy.gate if not check["passed"]],
+        }
+        for policy in versions
+    ]

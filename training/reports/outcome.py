@@ -34,7 +34,11 @@ def run_outcome(run: TrainingRun) -> dict | None:
     if policy is not None:
         status = policy.get_status_display().lower()
         note = "" if policy.status == PolicyVersion.Status.ACTIVE else ": promote it in the admin to sample from it"
+        kept = [check for check in policy.gate if not check["passed"]]
+        if kept and policy.status == PolicyVersion.Status.CANDIDATE:
+            note = "; the promotion gate kept it back (promote it in the admin to use it anyway)"
         lines.append({"what": f"Policy v{policy.version}", "detail": f"{status}{note}"})
+        lines += [{"what": f"Gate: {check['name']}", "detail": check["text"]} for check in kept]
     if run.kind in (Kind.GENERATE, Kind.BLIND_EVAL):
         tasks = latest.get("tasks", 0)
         what = "blind comparison task" if run.kind == Kind.BLIND_EVAL else "comparison task"

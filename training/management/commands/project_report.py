@@ -55,6 +55,7 @@ RM_COLUMNS = ["RM", "trained on", "held-out", "fresh", "fresh rankings", "waitin
 PPO_COLUMNS = ["run", "policy", "steps", "first score", "last score", "last KL"]
 WIN_COLUMNS = ["versions", "tasks", "win/tie/loss", "win rate"]
 EVAL_COLUMNS = ["b over a", "judged by", "win rate", "b picked by"]
+CURVE_COLUMNS = ["policy", "rankings", "over v0 (humans)", "over v0 (function)", "its RM on fresh rankings", "status"]
 
 
 def _labeler_row(r: dict) -> list:
@@ -83,6 +84,17 @@ def _eval_row(r: dict) -> list:
     return [r["label"], r["preference"], figure(r["win_rate"], "prompts"), picked]
 
 
+def _curve_row(r: dict) -> list:
+    rm = (
+        f"v{r['reward_model_version']}: {figure(r['reward_model_fresh_accuracy'])}"
+        if r["reward_model_version"]
+        else "-"
+    )
+    kept = f" (kept back: {', '.join(c['name'] for c in r['gate_failed'])})" if r["gate_failed"] else ""
+    return [f"v{r['version']}", r["rankings"], figure(r["win_rate_over_base_human"], "comparisons"),
+            figure(r["win_rate_over_base_function"], "prompts"), rm, f"{r['status']}{kept}"]  # fmt: skip
+
+
 def report(m: dict) -> str:
     agreement, threshold = m["agreement"], m["project"]["agreement_threshold"]
     sections = [
@@ -99,5 +111,7 @@ def report(m: dict) -> str:
         + table(WIN_COLUMNS, [_win_row(r) for r in m["win_rates"]]),
         "Evaluations by a preference function (best-of-n: b's best of n samples by a reward model, no RL)\n"
         + table(EVAL_COLUMNS, [_eval_row(r) for r in m["preference_evals"]]),
+        "Learning curve (each policy version against the training rankings when it was made)\n"
+        + table(CURVE_COLUMNS, [_curve_row(r) for r in m["learning_curve"]]),
     ]
     return "\n\n".join(sections)
