@@ -201,11 +201,12 @@ def main() -> None:
         seconds = time.monotonic() - started
         round_run = TrainingRun.objects.filter(kind="round").latest("id")
         active = active_policy(project).version
+        over_base = win(folder, args.preference, 0, active)
         row = {
             "name": name, "round": n, "rankings": training_rankings(project).count(), "active": active,
             **round_figures(project, round_run, seconds),
-            "win_over_base": win(folder, args.preference, 0, active),
-            "win_over_previous": win(folder, args.preference, previous, active),
+            "win_over_base": over_base,
+            "win_over_previous": over_base if previous == 0 else win(folder, args.preference, previous, active),
             "kl_to_base": kl_to_base(project, kl_prompts) if active else 0.0,
         }  # fmt: skip
         rows.append(row)

@@ -160,12 +160,15 @@ class RunKind:
     """Whether it trains on the worker's TRAINING_PROCESSES processes (one a GPU), rank 0 writing."""
 
 
-def check_sampling(project: Project, prompts: int = 50, task_kind: str = ComparisonTask.Kind.TRAIN) -> dict:
-    """K completions for up to `prompts` prompts of the active policy that it has not sampled yet."""
+def check_sampling(
+    project: Project, prompts: int = 50, task_kind: str = ComparisonTask.Kind.TRAIN, policy: PolicyVersion | None = None
+) -> dict:
+    """K completions for up to `prompts` prompts of `policy` (default: the active one) that it has not
+    sampled yet."""
     if prompts < 1:
         raise LaunchRefused(f"Ask for at least 1 prompt, not {prompts}.")
     return {
-        "policy": active_policy(project),
+        "policy": policy or active_policy(project),
         "prompts": prompts,
         "task_kind": task_kind,
         "k": project.k,

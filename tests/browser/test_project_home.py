@@ -13,7 +13,9 @@ from labeling.models import Ranking
 from tests.browser.conftest import screenshot
 from tests.browser.test_ranking import log_in
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
+from tests.training import test_gate as gate_fixtures
 from training.executors import carry_out
+from training.gate import do_promote_through_gate
 from training.models import PolicyVersion, RewardModelVersion, TrainingRun
 from training.services import do_register_base_policy
 
@@ -117,3 +119,30 @@ def test_figures_on_too_few_pairs_say_so_on_the_dashboard_and_in_the_api(page, l
         "share": None, "pairs": 12, "low": pytest.approx(0.193, abs=0.01), "high": pytest.approx(0.68, abs=0.01)
     }  # fmt: skip
     assert figures["agreement"]["pairwise"]["share"] is None and figures["agreement"]["pairwise"]["pairs"] == 6
+
+
+def test_the_project_home_says_why_the_gate_kept_a_candidate_back_and_draws_the_learning_curve(
+    page, live_server, admin_user
+):
+    project = ProjectFactory(name="Compounding", k=2)
+    base = do_register_base_policy(project)
+    rm = gate_fixtures.reward_model(project)
+    gate_fixtures.fresh_labels(rm, agreed=60, pairs=80)
+    v1 = gate_fixtures.candidate(project, rm, version=1)
+    assert do_promote_through_gate(v1)  # promoted: its reward model beats chance, its answers kept their length
+    gate_fixtures.blind_rankings(project, base, v1, wins=16, losses=8)
+    v2 = gate_fixtures.candidate(project, rm, {**gate_fixtures.GOOD_PROBE, "mean_length": 12.0}, version=2)
+    assert not do_promote_through_gate(v2)  # its answers shrank to a quarter: kept back
+    log_in(page, live_server, "admin")
+    page.goto(f"{live_server.url}/training/projects/{project.pk}/")
+    kept = page.locator(".gate-kept")
+    expect(kept).to_contain_text("v2 was kept back by the promotion gate")
+    expect(kept).to_contain_text("Its answers' length moved too far: 12.0 tokens on average against its parent's 44.0")
+    curve = page.locator("section.learning-curve")
+    expect(curve.locator("tbody tr")).to_have_count(2)
+    expect(curve.locator("tbody tr").first).to_contain_text("67%")  # v1 won 16 of 24 blind comparisons
+    expect(curve.locator("tbody tr").nth(1)).to_contain_text("kept back: length")
+    screenshot(page, "project-home-gate-1280")
+    page.goto(f"{live_server.url}/training/projects/{project.pk}/dashboard/")
+    expect(page.locator("figcaption", has_text="Learning curve")).to_be_visible()
+    screenshot(page, "dashboard-learning-curve-1280")

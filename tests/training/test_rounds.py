@@ -43,6 +43,20 @@ def test_a_round_trains_promotes_and_samples_from_the_new_policy(project):
     assert round_.progress == 1.0
 
 
+def test_a_round_whose_policy_the_gate_keeps_back_samples_from_it_and_keeps_the_active_one(project):
+    project.recipe.promotion_gate = True  # 5 rankings: too few held-out pairs to tell the reward model beats chance
+    project.recipe.save()
+    round_ = carry_out(create_run(project, "round").pk)
+    assert round_.status == TrainingRun.Status.SUCCEEDED, round_.error
+    candidate = PolicyVersion.objects.get(project=project, version=1)
+    assert candidate.status == "candidate"
+    assert [check["name"] for check in candidate.gate if not check["passed"]][:1] == ["reward model"]
+    assert PolicyVersion.objects.get(project=project, status="active").version == 0
+    assert round_.steps.get(kind="generate").policy == candidate  # its answers go to the labelers
+    assert ComparisonTask.objects.filter(policy_version=candidate, state="open").count() == project.prompts.count()
+    assert "kept back by the promotion gate" in round_.log_tail
+
+
 def test_two_rounds_chain_their_versions_and_the_second_learns_from_the_first_policys_comparisons(project, labeler):
     first = carry_out(create_run(project, "round").pk)
     assert first.status == TrainingRun.Status.SUCCEEDED, first.error

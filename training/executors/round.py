@@ -34,8 +34,10 @@ def round_steps(project: Project) -> list[Kind]:
 def carry_out_round(round_: TrainingRun, report: Reporter, carry_out_step: Callable[[TrainingRun], None]) -> None:
     """Each step its own run, a child of the round, carried out by `carry_out_step` one after the
     other. A policy step starts from the version the step before it made (an SFT policy waiting for
-    manual promotion). A sampling step left queued (sent to the generation worker) ends the round:
-    the comparisons are that run's to write."""
+    manual promotion). The new comparisons come from the policy the round made, promoted or kept
+    back by the gate: rankings of a kept-back candidate's answers are the fresh labels that tell
+    whether the reward model judged them right. A sampling step left queued (sent to the generation
+    worker) ends the round: the comparisons are that run's to write."""
     project = round_.project
     steps = round_steps(project)
     total, done, made = sum(WEIGHT[k] for k in steps), 0, None
@@ -44,8 +46,11 @@ def carry_out_round(round_: TrainingRun, report: Reporter, carry_out_step: Calla
             report(1.0, note="The new policy awaits promotion; no comparisons sampled.")
             return
         inputs = {"prompts": ROUND_SAMPLE_PROMPTS} if kind == Kind.GENERATE else {}
-        if made is not None and kind in POLICY_STEP.values():
+        if made is not None and kind in (*POLICY_STEP.values(), Kind.GENERATE):
             inputs["policy"] = made
+        if kind == Kind.GENERATE and made is not None and made.status == PolicyVersion.Status.CANDIDATE:
+            kept_back = f"Policy v{made.version} was kept back by the promotion gate; comparisons are sampled from it,"
+            report.note(f"{kept_back} so that rankings of its answers tell whether the reward model judged them right.")
         step = create_run(project, kind, parent=round_, **inputs)
         report(done / total, step=kind.value, step_run=step.pk)
         carry_out_step(step)
