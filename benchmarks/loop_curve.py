@@ -13,7 +13,8 @@ var/loop-curve/cache-SEED), then each round:
 2. `run_round --sync`: the reward model, RLOO, the promotion gate, then 50 new comparisons sampled
    from the active policy (the new one if promoted);
 3. `evaluate_policy`: the active policy over v0 and over the previous round's active policy, on the
-   48 held-out prompts of benchmarks/data/heldout_prompts_48.jsonl, judged by the preference;
+   48 held-out prompts of benchmarks/data/heldout_prompts_48.jsonl, judged by the preference (and a
+   candidate the gate kept back over v0, to see whether the gate was right);
 4. the KL of the active policy to v0 on its own samples of 24 of them.
 
 After the last round each reward model's fresh-label accuracy is read (scored on the next round's
@@ -202,10 +203,14 @@ def main() -> None:
         round_run = TrainingRun.objects.filter(kind="round").latest("id")
         active = active_policy(project).version
         over_base = win(folder, args.preference, 0, active)
+        candidate = round_figures(project, round_run, seconds)
+        kept_back = candidate["candidate"] if candidate["candidate"] and not candidate["promoted"] else None
         row = {
             "name": name, "round": n, "rankings": training_rankings(project).count(), "active": active,
-            **round_figures(project, round_run, seconds),
+            **candidate,
             "win_over_base": over_base,
+            # a candidate the gate kept back, judged all the same: was the gate right?
+            "candidate_win_over_base": win(folder, args.preference, 0, kept_back) if kept_back else None,
             "win_over_previous": over_base if previous == 0 else win(folder, args.preference, previous, active),
             "kl_to_base": kl_to_base(project, kl_prompts) if active else 0.0,
         }  # fmt: skip

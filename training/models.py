@@ -83,7 +83,7 @@ class Recipe(models.Model):
     )
     gate_max_eos_change = models.FloatField(
         "gate max EOS-rate change",
-        default=0.3,
+        default=0.5,
         help_text="The share of the new policy's answers that end with EOS (not cut at max_new_tokens) may move by "
         "at most this much from its parent's.",
     )

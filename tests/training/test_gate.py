@@ -107,6 +107,8 @@ def test_the_length_check_bounds_the_change_in_mean_length(project, new, passed)
 
 @pytest.mark.parametrize(("new", "passed"), [(0.1, True), (0.7, True), (0.05, False), (0.75, False)])  # parent 0.4
 def test_the_eos_check_bounds_the_change_in_eos_rate(project, new, passed):
+    project.recipe.gate_max_eos_change = 0.3
+    project.recipe.save()
     check = by_name(candidate(project, probe={**GOOD_PROBE, "eos_rate": new}))["EOS rate"]
     assert check.passed is passed
     if not passed:

@@ -34,7 +34,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='recipe',
             name='gate_max_eos_change',
-            field=models.FloatField(default=0.3, help_text="The share of the new policy's answers that end with EOS (not cut at max_new_tokens) may move by at most this much from its parent's.", verbose_name='gate max EOS-rate change'),
+            field=models.FloatField(default=0.5, help_text="The share of the new policy's answers that end with EOS (not cut at max_new_tokens) may move by at most this much from its parent's.", verbose_name='gate max EOS-rate change'),
         ),
         migrations.AddField(
             model_name='recipe',
