@@ -30,10 +30,11 @@ def train_policy_with_dpo(run: TrainingRun, report: Reporter) -> None:
                                  reference=load_kl_reference(run, placement), placement=placement)  # fmt: skip
     if not report.main:
         return  # the other training processes' part ends with training: rank 0 saves and registers
-    report.phase(0.88, "the gate's probe: the new policy's own answers")
-    with placement.autocast():
-        probe = probe_policy(run, trained, tokenizer, reward_model=None)
     report.phase(0.9, "saving the policy")
-    version = register_policy(run, save_policy(run, trained, tokenizer), probe=probe)
+    checkpoint = save_policy(run, trained, tokenizer)
+    del trained, policy  # the probe loads the saved policy as a worker will sample it
+    report.phase(0.94, "the gate's probe: the new policy's own answers")
+    probe = probe_policy(run, checkpoint, placement, reward_model=None)
+    version = register_policy(run, checkpoint, probe=probe)
     report(1.0, policy_version=version.version, heldout_accuracy=figures.get("heldout_accuracy"),
            promoted=version.status == version.Status.ACTIVE)  # fmt: skip

@@ -44,13 +44,13 @@ def load_kl_reference(run: TrainingRun, placement: Placement) -> PreTrainedModel
     return model
 
 
-def probe_policy(
-    run: TrainingRun, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, reward_model: RewardModel | None
-) -> dict:
-    """The new policy's own answers to a few training prompts (K each, the recipe's sampling), and
-    its parent's comparisons, in the figures the promotion gate reads: mean length and EOS rate of
-    each, and the reward model's ensemble disagreement on the new answers (an ensemble only)."""
+def probe_policy(run: TrainingRun, checkpoint: Path, placement: Placement, reward_model: RewardModel | None) -> dict:
+    """The new policy's own answers to a few training prompts (K each, the recipe's sampling), as a
+    worker will sample it (the saved checkpoint, frozen in the compute dtype), and its parent's
+    comparisons, in the figures the promotion gate reads: mean length and EOS rate of each, and the
+    reward model's ensemble disagreement on the new answers (an ensemble only)."""
     project = run.project
+    model, tokenizer = load_model(str(checkpoint), settings.MODEL_STORE, placement, trainable=False)
     prompts = training_prompts(project)[:PROBE_PROMPTS]
     groups = sample(model, tokenizer, prompts, project.k, sampling_config(project.recipe, seed=run.pk))
     answers = [s for group in groups for s in group]

@@ -33,10 +33,10 @@ def train_policy_with_rl(run: TrainingRun, report: Reporter) -> None:
     trainer.train(training_prompts(run.project), log=report.steps(0.0, 0.95))
     if not report.main:
         return  # the other training processes' part ends with training: rank 0 saves and registers
-    trained = trainer.trained_policy()
-    report.phase(0.93, "the gate's probe: the new policy's own answers")
-    with placement.autocast():
-        probe = probe_policy(run, trained, tokenizer, rm)
-    report.phase(0.95, "saving the policy")
-    version = register_policy(run, save_policy(run, trained, tokenizer), run.reward_model, probe=probe)
+    report.phase(0.93, "saving the policy")
+    checkpoint = save_policy(run, trainer.trained_policy(), tokenizer)
+    del trainer, policy, critic  # the probe loads the saved policy as a worker will sample it
+    report.phase(0.96, "the gate's probe: the new policy's own answers")
+    probe = probe_policy(run, checkpoint, placement, rm)
+    version = register_policy(run, checkpoint, run.reward_model, probe=probe)
     report(1.0, policy_version=version.version, promoted=version.status == version.Status.ACTIVE)
