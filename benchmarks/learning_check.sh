@@ -31,15 +31,15 @@ else
   $PY manage.py migrate --noinput -v 0
   $PY manage.py seed_demo >/dev/null
   $PY manage.py shell -c "
-from labeling.models import Project
-Project.objects.filter(name='$PROJECT').update(max_new_tokens=64)"
+from training.models import Recipe
+Recipe.objects.filter(project__name='$PROJECT').update(max_new_tokens=64)"
   $PY manage.py sample_comparisons --project "$PROJECT" --prompts 50 --sync
   echo
   rm -rf "$CACHE" && mkdir -p "$CACHE" && cp -r "$VAR_DIR"/. "$CACHE"/
 fi
 $PY manage.py shell -c "
-from labeling.models import Project
-Project.objects.filter(name='$PROJECT').update(algorithm='$ALGORITHM', ppo_config={'max_new_tokens': 64})"
+from training.models import Recipe
+Recipe.objects.filter(project__name='$PROJECT').update(algorithm='$ALGORITHM', ppo_config={'max_new_tokens': 64})"
 $PY manage.py simulate_labelers --project "$PROJECT" --preference "$PREFERENCE" --rankings "$RANKINGS" --noise 0.5
 started=$(date +%s)
 $PY manage.py run_round --project "$PROJECT" --sync
