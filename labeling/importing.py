@@ -244,7 +244,10 @@ def parse_text(lines: Lines) -> Iterator[Parsed]:
 def parse_csv(lines: Lines) -> Iterator[Parsed]:
     """A header row naming a "prompt" column, then one prompt per row; the other columns become metadata.
 
-    Quoted fields may span lines; an invalid row is reported by the line it starts on.
+    Quoted fields may span lines (a prompt with line breaks); a row with another number of fields than
+    the header is reported by the line it starts on. A quote that breaks the file's structure (one
+    never closed, or text after a closing quote: a row that swallowed the next) raises ImportFileError
+    naming the line, and nothing is stored: the rows after it cannot be trusted.
     """
     too_long: list[int] = []
 
@@ -254,27 +257,35 @@ def parse_csv(lines: Lines) -> Iterator[Parsed]:
                 too_long.append(number)
             yield "\n" if text is None else text + "\n"
 
-    reader = csv.reader(feed())
+    reader = csv.reader(feed(), strict=True)
     header = _csv_header(reader)
     read = reader.line_num
     while True:
+        start = read + 1
         try:
-            row, bad = next(reader, None), ""
+            row = next(reader, None)
         except csv.Error as exc:
-            row, bad = [], f"not valid CSV: {exc}"
+            raise ImportFileError(_broken_quote(start, reader.line_num, exc)) from None
         yield from (_too_long(number) for number in too_long)
         too_long.clear()
-        start, read = read + 1, reader.line_num
+        read = reader.line_num
         if row is None:
             return
-        if bad:
-            yield InvalidLine(start, bad)
-        elif not any(cell.strip() for cell in row):
+        if not any(cell.strip() for cell in row):
             continue
-        elif len(row) != len(header):
+        if len(row) != len(header):
             yield InvalidLine(start, f"{_count(len(row), 'field')} where the header has {len(header)}")
         else:
             yield _record(start, dict(zip(header, row, strict=True)))
+
+
+def _broken_quote(start: int, reached: int, exc: csv.Error) -> str:
+    where = f"line {start}" if reached <= start else f"the row that starts on line {start} (read to line {reached})"
+    if "unexpected end of data" in str(exc):
+        why = "a quote opened there is never closed"
+    else:
+        why = f"a quoted field is followed by more text ({exc}): a quote is missing, so rows ran together"
+    return f"The CSV is broken at {where}: {why}. Nothing was imported; fix the quotes and import it again."
 
 
 def _csv_header(reader) -> list[str]:

@@ -119,6 +119,41 @@ def test_it_reports_csv_rows_by_the_line_they_start_on():
     assert [text for text, _, _ in stored(project)] == ["spans\ntwo lines", "ok"]
 
 
+UNCLOSED_QUOTE = b'prompt,topic\nWhat is the sun?,science\n"Unclosed quote, history\n"What causes tides?",science\n'
+
+
+def test_a_csv_whose_quote_swallows_the_next_row_is_refused_by_line_and_nothing_is_stored():
+    project = ProjectFactory()
+    with pytest.raises(ImportFileError, match="broken at the row that starts on line 3 .*a quote is missing"):
+        import_bytes(project, UNCLOSED_QUOTE, "three.csv")
+    assert project.prompts.count() == 0
+
+
+def test_a_csv_quote_never_closed_is_refused_by_the_line_it_opens_on():
+    project = ProjectFactory()
+    with pytest.raises(ImportFileError, match="broken at .*line 3.*a quote opened there is never closed"):
+        import_bytes(project, b'prompt\nfine\n"never closed\nmore\n', "open.csv")
+    assert project.prompts.count() == 0
+
+
+def test_the_command_refuses_the_broken_csv_with_a_non_zero_exit(tmp_path):
+    project = ProjectFactory()
+    path = tmp_path / "three.csv"
+    path.write_bytes(UNCLOSED_QUOTE)
+    with pytest.raises(CommandError, match="The CSV is broken at the row that starts on line 3"):
+        call_command("import_prompts", "--project", str(project.pk), str(path))
+    assert project.prompts.count() == 0
+
+
+def test_the_admin_refuses_the_broken_csv_and_says_where(client, admin_user):
+    project = ProjectFactory()
+    client.force_login(admin_user)
+    response = upload(client, project, UNCLOSED_QUOTE, "three.csv")
+    assert response.status_code == 422
+    assert "The CSV is broken at the row that starts on line 3" in response.content.decode()
+    assert project.prompts.count() == 0
+
+
 def test_it_refuses_a_csv_without_a_prompt_column():
     project = ProjectFactory()
     with pytest.raises(ImportFileError, match='no "prompt" column \\(its columns: text, topic\\)'):
@@ -245,7 +280,8 @@ def test_the_command_prints_progress_and_the_report(tmp_path, capsys):
     project = ProjectFactory(name="Imports")
     path = tmp_path / "prompts.jsonl"
     path.write_text("\n".join([json.dumps({"prompt": f"Prompt {n}"}) for n in range(5)] + ["oops"]) + "\n")
-    call_command("import_prompts", "--project", "Imports", str(path))
+    with pytest.raises(CommandError, match="1 line refused; the other prompts were imported"):  # exit status 1
+        call_command("import_prompts", "--project", "Imports", str(path))
     out = capsys.readouterr().out
     assert "6 lines read: 5 imported, 0 duplicates, 1 invalid" in out
     assert "Imported 5 prompts from prompts.jsonl in" in out

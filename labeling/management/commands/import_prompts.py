@@ -21,7 +21,7 @@ class Command(BaseCommand):
     help = (
         "Import prompts from FILE: JSONL (a 'prompt' field, other fields kept as metadata), CSV (a 'prompt' "
         "column, other columns kept as metadata) or text (one prompt per line). Invalid lines are reported "
-        "by number and skipped; duplicates are counted and skipped."
+        "by number and skipped (the command then exits with status 1); duplicates are counted and skipped."
     )
 
     def add_arguments(self, parser) -> None:
@@ -45,3 +45,9 @@ class Command(BaseCommand):
         self.stdout.write("\n".join(report.summary()))
         if report.rolled_back:
             raise CommandError("Nothing was imported (--atomic).")
+        if report.invalid_count:  # a script must notice a partial import
+            refused = f"{report.invalid_count:,} line{'s' if report.invalid_count > 1 else ''} refused"
+            raise CommandError(
+                f"{refused}; the other prompts were imported. Fix the lines and import the file again (duplicates "
+                "are skipped), or use --atomic."
+            )
