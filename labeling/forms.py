@@ -64,6 +64,18 @@ def parse_ranking_form(data: QueryDict) -> RankingInput:
     )
 
 
+def skip_reason(data: QueryDict) -> str:
+    """The skip form's reason: one of its choices, or "Other: <the labeler's words>"; an "other"
+    without words is refused."""
+    reason = data.get("reason", "").strip()
+    if reason != "other":
+        return reason
+    words = data.get("other", "").strip()
+    if not words:
+        raise ValidationError("Say in a few words why you skip it (the box under Other).", code="skip_reason")
+    return f"Other: {words}"
+
+
 class PromptImportForm(forms.Form):
     file = forms.FileField(help_text="JSONL, CSV or text, UTF-8.")
     format = forms.ChoiceField(

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.http import QueryDict
 from django.utils import timezone
 
-from labeling.models import Assignment, Completion, letter
+from labeling.models import Assignment, Completion, Ranking, letter, order_in_letters
 
 
 @dataclass
@@ -40,6 +40,26 @@ def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dic
         "lease_expired": assignment.leased_until <= timezone.now(),
         "posted_rationale": posted.get("rationale", ""),
         "posted_flags": posted.getlist("flags"),
+    }
+
+
+def submitted_context(assignment: Assignment, ranking: Ranking | None) -> dict:
+    """A task the labeler already ranked (or skipped), read-only: its answers with the ranks they gave."""
+    task = assignment.task
+    shown = task.display_completions()
+    position_of = {completion.pk: position for position, completion in enumerate(shown)}
+    rank_of = {}
+    if ranking is not None:
+        for place, group in enumerate(ranking.order, start=1):
+            rank_of.update({cid: str(place) for cid in group})
+    completions = [ShownCompletion(c, letter(i), rank_of.get(c.pk, ""), "") for i, c in enumerate(shown)]
+    letters = order_in_letters(ranking.order, position_of) if ranking is not None else ""
+    return {
+        "project": task.project,
+        "task": task,
+        "assignment": assignment,
+        "completions": completions,
+        "submitted": {"ranking": ranking, "letters": letters},
     }
 
 

@@ -14,8 +14,8 @@ from django.views.decorators.http import require_POST
 from django_htmx.http import push_url
 
 from labeling.access import get_assignment_for_labeler, get_project_for_labeler, projects_with_counts
-from labeling.forms import parse_ranking_form
-from labeling.models import Assignment
+from labeling.forms import parse_ranking_form, skip_reason
+from labeling.models import Assignment, Project, Ranking
 from labeling.quality import with_agreement
 from labeling.services import (
     TaskNotFound,
@@ -25,7 +25,26 @@ from labeling.services import (
     do_submit_ranking,
     prompts_needing_demonstration,
 )
-from labeling.task_view import refusal_message, task_context
+from labeling.task_view import refusal_message, submitted_context, task_context
+
+POLL_SECONDS = {True: 5, False: 20}  # how often the out-of-tasks page looks for a task: while sampling runs, or not
+
+
+def progress(project: Project, user) -> dict:
+    """The labeler's figures for the task page: rankings sent today, tasks ready for them, ideal
+    answers asked of them, and whether more comparisons are being written."""
+    row = (
+        projects_with_counts(user)
+        .filter(pk=project.pk)
+        .values("done_today", "tasks_left", "demonstrations_left", "sampling")
+    )
+    return row.first() or {}
+
+
+def _nothing_left(request: HttpRequest, project: Project, notice: str = "") -> dict:
+    figures = progress(project, request.user)
+    return {"project": project, "nothing_left": True, "notice": notice, "progress": figures,
+            "poll_seconds": POLL_SECONDS[bool(figures.get("sampling"))]}  # fmt: skip
 
 
 @login_required
@@ -37,21 +56,34 @@ def home(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def label_next(request: HttpRequest, project_id: int) -> HttpResponse:
+    """The next task; with nothing left, a page that looks again every few seconds (htmx) and swaps
+    the next task in when one is ready."""
     project = get_project_for_labeler(request.user, project_id)
     assignment = do_assign_next_task(project, request.user)
     if assignment is None:
-        return render(request, "labeling/task.html", {"project": project, "nothing_left": True})
+        template = "labeling/task.html#task" if request.htmx else "labeling/task.html"
+        return render(request, template, _nothing_left(request, project))
+    if request.htmx:
+        context = {**task_context(assignment), "progress": progress(project, request.user)}
+        response = render(request, "labeling/task.html#task", context)
+        return push_url(response, reverse("labeling:task", args=[assignment.task_id]))
     return redirect("labeling:task", task_id=assignment.task_id)
 
 
 @login_required
 def task(request: HttpRequest, task_id: int) -> HttpResponse:
+    """A leased task to rank; one already ranked or skipped, read-only, with the way on."""
     assignment = get_assignment_for_labeler(request.user, task_id)
-    return render(request, "labeling/task.html", task_context(assignment))
+    figures = progress(assignment.task.project, request.user)
+    if assignment.state in (Assignment.State.SUBMITTED, Assignment.State.SKIPPED):
+        ranking = Ranking.objects.filter(task_id=task_id, labeler=request.user).first()
+        return render(request, "labeling/task.html", {**submitted_context(assignment, ranking), "progress": figures})
+    return render(request, "labeling/task.html", {**task_context(assignment), "progress": figures})
 
 
 def _next_task_response(request: HttpRequest, assignment: Assignment, notice: str = "") -> HttpResponse:
-    """After a submit or skip: the next task in place (htmx), or a redirect to it."""
+    """After a submit or skip: the next task in place (htmx), or a redirect to it; `notice` says
+    what became of the one before."""
     project = assignment.task.project
     if not request.htmx:
         if notice:
@@ -59,18 +91,19 @@ def _next_task_response(request: HttpRequest, assignment: Assignment, notice: st
         return redirect("labeling:next", project_id=project.pk)
     following = do_assign_next_task(project, request.user)
     if following is None:
-        context = {"project": project, "nothing_left": True, "notice": notice}
         return push_url(
-            render(request, "labeling/task.html#task", context), reverse("labeling:next", args=[project.pk])
+            render(request, "labeling/task.html#task", _nothing_left(request, project, notice)),
+            reverse("labeling:next", args=[project.pk]),
         )
-    context = {**task_context(following), "notice": notice}
+    context = {**task_context(following), "notice": notice, "progress": progress(project, request.user)}
     return push_url(
         render(request, "labeling/task.html#task", context), reverse("labeling:task", args=[following.task_id])
     )
 
 
 def _form_error(request: HttpRequest, assignment: Assignment, error: ValidationError) -> HttpResponse:
-    context = task_context(assignment, posted=request.POST)
+    context = {**task_context(assignment, posted=request.POST), "progress": progress(assignment.task.project,
+                                                                                      request.user)}  # fmt: skip
     context["error"] = refusal_message(error, context["completions"])
     template = "labeling/task.html#task" if request.htmx else "labeling/task.html"
     return render(request, template, context, status=422)
@@ -97,7 +130,7 @@ def submit_ranking(request: HttpRequest, task_id: int) -> HttpResponse:
         if error.code == "lease_expired":
             return _next_task_response(request, assignment, notice=" ".join(error.messages))
         return _form_error(request, assignment, error)
-    return _next_task_response(request, assignment)
+    return _next_task_response(request, assignment, notice=f"Your ranking of task {task_id} is saved.")
 
 
 @login_required
@@ -105,10 +138,10 @@ def submit_ranking(request: HttpRequest, task_id: int) -> HttpResponse:
 def skip_task(request: HttpRequest, task_id: int) -> HttpResponse:
     assignment = get_assignment_for_labeler(request.user, task_id)
     try:
-        do_skip_task(task_id, request.user, request.POST.get("reason", ""))
+        do_skip_task(task_id, request.user, skip_reason(request.POST))
     except ValidationError as error:
         return _form_error(request, assignment, error)
-    return _next_task_response(request, assignment, notice="Skipped.")
+    return _next_task_response(request, assignment, notice=f"Task {task_id} skipped.")
 
 
 @login_required

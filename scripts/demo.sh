@@ -29,9 +29,12 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+LOGS="${VAR_DIR:-var}/demo-logs"
+mkdir -p "$LOGS"
 # The site first: it answers before any comparison is sampled, and the home page says how many
-# are ready and that more are being written.
-$PY manage.py runserver --noreload "127.0.0.1:$PORT" &
+# are ready and that more are being written. Each process logs to a file, so the logins below stay
+# on the screen.
+$PY manage.py runserver --noreload "127.0.0.1:$PORT" >"$LOGS/web.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 120); do
   $PY -c "import urllib.request; urllib.request.urlopen('$URL/accounts/login/', timeout=1)" 2>/dev/null && break
@@ -41,14 +44,14 @@ done
 # One worker per queue, one task at a time each, so a round (queue "training") never waits behind
 # sampling (queue "generation"). On a small machine the two share its cores while both are busy.
 .venv/bin/celery --quiet -A webapp worker -Q generation --hostname generation@%h --pool solo --concurrency 1 \
-  --loglevel WARNING &
+  --loglevel WARNING >"$LOGS/worker-generation.log" 2>&1 &
 pids+=($!)
 .venv/bin/celery --quiet -A webapp worker -Q training --hostname training@%h --pool solo --concurrency 1 \
-  --loglevel WARNING &
+  --loglevel WARNING >"$LOGS/worker-training.log" 2>&1 &
 pids+=($!)
 # Beat checks every 5 minutes whether enough new rankings arrived to start a round (editable in
 # the admin under "Periodic tasks").
-.venv/bin/celery --quiet -A webapp beat --loglevel WARNING &
+.venv/bin/celery --quiet -A webapp beat --loglevel WARNING >"$LOGS/beat.log" 2>&1 &
 pids+=($!)
 
 # Queued, not run here: 4 prompts first, so there is something to rank soon (the first run also
@@ -58,11 +61,14 @@ $PY manage.py sample_comparisons --project "$DEMO_PROJECT" --prompts 1000
 
 cat <<TXT
 
-  The demo is up at $URL/   (admin: $URL/admin/)
+  The demo is up:
+    labeling   $URL/            (log in as the labeler, rank, write ideal answers)
+    training   $URL/training/   (log in as the admin: the project's home, rounds, learning curve)
+    admin      $URL/admin/      (projects and their recipe, prompts, versions, runs)
 $logins
   The first comparisons are being written now: the labeler's home page counts them as they come.
-  Every 20 rankings a round retrains the model (follow it on the project's page, linked from the
-  admin's project page).
+  Every 20 rankings a round retrains the model; follow it on the project's home.
+  Logs: $LOGS/ (web.log, worker-generation.log, worker-training.log, beat.log).
   Ctrl-C stops the web server, the workers and beat.
 
 TXT

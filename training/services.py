@@ -104,8 +104,10 @@ def latest_reward_model(project: Project | int) -> RewardModelVersion | None:
 
 
 def default_pair(project: Project) -> tuple[PolicyVersion, PolicyVersion]:
-    """(a, b): the active policy's parent (or the base) against the active policy."""
-    b = active_policy(project)
+    """(a, b): the newest policy that is not retired (a candidate the gate kept back, else the active
+    policy) against its parent, or the base. Only the base: (v0, v0), which a launch refuses."""
+    live = PolicyVersion.objects.filter(project=project).exclude(status=PolicyVersion.Status.RETIRED)
+    b = live.order_by("-version").first() or active_policy(project)
     a = b.parent or PolicyVersion.objects.get(project=project, version=0)
     return a, b
 
@@ -231,7 +233,7 @@ def check_round(project: Project) -> dict:
 def check_blind_evaluation(
     project: Project, prompts: int = 50, a: PolicyVersion | None = None, b: PolicyVersion | None = None
 ) -> dict:
-    """Versions b over a (default: the active policy over its parent, or the base) on up to
+    """Versions b over a (default: the newest policy that is not retired over its parent, or the base) on up to
     `prompts` held-out prompts they were not compared on."""
     if not 1 <= prompts <= MAX_BLIND_EVAL_PROMPTS:
         raise LaunchRefused(f"Ask for 1 to {MAX_BLIND_EVAL_PROMPTS} prompts, not {prompts}.")
@@ -312,7 +314,7 @@ KINDS: dict[str, RunKind] = {
     ),
     Kind.BLIND_EVAL: RunKind(
         check=check_blind_evaluation, task="training.execute_run",
-        action=("blind_evaluation", "Blind human evaluation: active policy vs its parent (up to 50 held-out prompts)"),
+        action=("blind_evaluation", "Blind human evaluation: newest policy vs its parent (up to 50 held-out prompts)"),
         charts=(Chart("Blind comparison tasks created", "tasks", ("tasks",)),),
     ),
 }  # fmt: skip

@@ -4,6 +4,7 @@ from training import views
 
 app_name = "training"
 urlpatterns = [
+    path("", views.projects, name="projects"),
     path("runs/<int:run_id>/", views.run_detail, name="run"),
     path("runs/<int:run_id>/cancel/", views.run_cancel, name="cancel"),
     path("projects/<int:project_id>/", views.project_home, name="project"),

@@ -12,7 +12,7 @@ from labeling.models import Project
 from training.forms import LaunchForm
 from training.models import TrainingRun
 from training.reports.charts import dashboard_charts
-from training.reports.home import phase, project_overview
+from training.reports.home import phase, project_overview, projects_overview, time_left
 from training.reports.metrics import project_metrics
 from training.reports.outcome import run_outcome
 from training.runs import do_cancel_run
@@ -57,6 +57,7 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
         "charts": chart_data(run),
         "latest": (run.metrics or [{}])[-1],
         "phase": "" if run.is_finished else phase(run),
+        "time_left": time_left(run),
         "outcome": run_outcome(run),
         "steps": run.steps.order_by("id"),
     }
@@ -72,6 +73,12 @@ def run_cancel(request: HttpRequest, run_id: int) -> HttpResponse:
     else:
         messages.error(request, f"Run {run.pk} had already finished; nothing to cancel.")
     return redirect("training:run", run_id=run.pk)
+
+
+@staff_member_required
+def projects(request: HttpRequest) -> HttpResponse:
+    """The training side's first page: every project with its versions, its next round and what runs."""
+    return render(request, "training/projects.html", {"rows": projects_overview()})
 
 
 @staff_member_required

@@ -122,6 +122,7 @@
       axes: [xAxis(spec), { label: spec.unit, size: 70, values: tickFormat(spec) }],
       series: [xSeries, ...keys.map((k, i) => seriesOption(spec, k, i, xs.length)), ...lines.map(referenceOption)],
       hooks: { draw: [drawExtras(spec, keys)] },
+      legend: { live: false },  // names only: a live legend shows "--" until the pointer is on a point
     };
     new uPlot(options, [xs, ...columns], figure);
   }

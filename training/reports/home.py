@@ -6,10 +6,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Q
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from labeling.models import Project
+from labeling.models import ComparisonTask, Project, Prompt
 from labeling.statistics import share_of_pairs
+from training.configs import rl_config
 from training.datasets import new_rankings_since_last_reward_model
 from training.models import PolicyVersion, Recipe, RewardModelVersion, TrainingRun
 from training.reports.metrics import learning_curve, preference_evals, reward_model_rows, win_rates
@@ -35,6 +37,7 @@ def project_overview(project: Project, posted: dict | None = None) -> dict:
             TrainingRun.objects.filter(project=project, parent=None).order_by("-id").select_related("launched_by")[:8]
         ),
         "launches": launches(project, posted or {}),
+        "next_step": next_step(project),
         "learning_curve": learning_curve(
             project, reward_model_rows(project), win_rates(project), preference_evals(project)
         ),  # fmt: skip
@@ -95,6 +98,16 @@ def phase(run: TrainingRun) -> str:
     return "starting"
 
 
+def time_left(run: TrainingRun, now=None) -> str:
+    """A running run's time left at its pace so far, in words ("about 4 min left"); "" before there
+    is a pace to go by (under 5% done)."""
+    if run.status != TrainingRun.Status.RUNNING or not run.started_at or run.progress < 0.05:
+        return ""
+    elapsed = ((now or timezone.now()) - run.started_at).total_seconds()
+    left = elapsed * (1 - run.progress) / run.progress
+    return f"about {max(1, round(left / 60))} min left at the pace so far" if left >= 60 else "under a minute left"
+
+
 def worker_queues(project: Project) -> list[dict]:
     """Per queue, the live runs of every project in the order a worker takes them: what each worker
     is doing now and what waits behind it. A round's training steps run inside the round, on its
@@ -126,11 +139,14 @@ def worker_queues(project: Project) -> list[dict]:
 
 def launches(project: Project, posted: dict) -> list[dict]:
     """A button per kind of run in KINDS, with the values its fields start from: the posted ones for
-    the kind just refused, else the defaults (blind evaluation: the active policy over its parent)."""
+    the kind just refused, else the defaults (blind evaluation: the newest live policy over its
+    parent). `recommended` marks the next step the loop waits for; `slow` the kinds that take
+    minutes on a CPU."""
     try:
         a, b = default_pair(project)
     except LaunchRefused:
         a = b = None
+    recommended = next_step(project)["kind"]
     rows = []
     for kind in KINDS:
         mine = posted.get("kind") == kind
@@ -143,6 +159,65 @@ def launches(project: Project, posted: dict) -> list[dict]:
                 "b": str(posted.get("b", "")) if mine else str(b.pk if b else ""),
                 "prompts": posted.get("prompts", "") if mine else "",
                 "steps": posted.get("steps", "") if mine else "",
+                "default_steps": rl_config(project.recipe, kind).steps if kind in RL_KINDS else None,
+                "recommended": kind == recommended,
+                "slow": SLOW.get(kind, ""),
             }
         )
     return rows
+
+
+RL_KINDS = (TrainingRun.Kind.PPO, TrainingRun.Kind.RLOO)
+SLOW = {
+    TrainingRun.Kind.RM: "Takes a minute or two on a CPU with the bundled model, more as rankings grow.",
+    TrainingRun.Kind.RLOO: "Takes minutes on a CPU: about 3 with the bundled model on 2 cores.",
+    TrainingRun.Kind.PPO: "Takes tens of minutes on a CPU.",
+    TrainingRun.Kind.DPO: "Takes minutes on a CPU, more as rankings grow.",
+    TrainingRun.Kind.SFT: "Takes minutes on a CPU.",
+    TrainingRun.Kind.ROUND: "Takes 5 to 10 minutes on a CPU with the bundled model on 2 cores.",
+}
+"""What a run costs on a CPU, measured with the bundled 135M model on 2 cores (docs/benchmarks.md)."""
+
+
+def next_step(project: Project) -> dict:
+    """What the loop waits for, in words, and the kind of run that moves it on (None: the labelers)."""
+    if TrainingRun.objects.filter(project=project, status__in=LIVE).exists():
+        return {"kind": None, "why": "A run is under way: follow it below; the next step shows when it ends."}
+    kept_back = PolicyVersion.objects.filter(project=project, status=PolicyVersion.Status.CANDIDATE).exclude(gate=[])
+    open_tasks = ComparisonTask.objects.filter(project=project, state=ComparisonTask.State.OPEN).exists()
+    new, threshold = new_rankings_since_last_reward_model(project), project.recipe.retrain_threshold
+    if not open_tasks and not new:
+        return {"kind": TrainingRun.Kind.GENERATE, "why": "Nothing to rank yet: sample comparisons for the labelers."}
+    if new >= threshold:
+        return {"kind": TrainingRun.Kind.ROUND, "why": f"{new} new rankings (a round is due at {threshold}): run one "
+                "now, or let beat start it."}  # fmt: skip
+    if kept_back.exists() and Prompt.objects.filter(project=project, heldout=True).exists():
+        return {"kind": TrainingRun.Kind.BLIND_EVAL, "why": "The gate kept a candidate back: a blind evaluation by "
+                "labelers tells whether it is better anyway."}  # fmt: skip
+    if not open_tasks:
+        return {"kind": TrainingRun.Kind.GENERATE, "why": "Labelers have ranked everything: sample more comparisons, "
+                f"or run a round on the {new} new rankings."}  # fmt: skip
+    return {"kind": None, "why": f"The loop waits for labelers: {threshold - new} more rankings start the next round "
+            f"({new} of {threshold})."}  # fmt: skip
+
+
+def projects_overview() -> list[dict]:
+    """The staff's first page on the training side: per project, its active policy, its latest reward
+    model, rankings since it against the round threshold (one count per project), and its live runs."""
+    projects = list(Project.objects.select_related("recipe").order_by("name"))
+    active = dict(PolicyVersion.objects.filter(status=PolicyVersion.Status.ACTIVE).values_list("project_id", "version"))
+    latest_rm = dict(RewardModelVersion.objects.order_by("project_id", "version").values_list("project_id", "version"))
+    live: dict[int, list[TrainingRun]] = {}
+    for run in TrainingRun.objects.filter(status__in=LIVE, parent=None).order_by("id"):
+        live.setdefault(run.project_id, []).append(run)
+    return [
+        {
+            "project": project,
+            "active": active.get(project.pk),
+            "reward_model": latest_rm.get(project.pk),
+            "new_rankings": new_rankings_since_last_reward_model(project),
+            "threshold": project.recipe.retrain_threshold,
+            "live": live.get(project.pk, []),
+        }
+        for project in projects
+    ]

@@ -9,7 +9,7 @@ from django.db import transaction
 import labeling
 from labeling.importing import prompt_texts_from_jsonl
 from labeling.models import Project
-from labeling.services import do_add_prompts
+from labeling.services import do_add_prompts, do_ask_for_demonstrations
 from training.models import Recipe
 from training.services import do_create_project
 
@@ -26,6 +26,7 @@ Tie two answers only when you truly cannot prefer one.
 """
 # Small enough that a labeler who ranks 20 tasks sees the beat start a round, and a round on
 # two CPU cores finish in minutes rather than hours.
+DEMONSTRATIONS_ASKED = 5  # prompts whose ideal answer the demo asks labelers to write
 DEMO_RECIPE = {"retrain_threshold": 20, "ppo_config": {"steps": 10, "max_new_tokens": 48}}
 DEMO_USERS = [
     # (username, password, staff)
@@ -44,6 +45,9 @@ class Command(BaseCommand):
             if project is None:
                 project = do_create_project(Project(name=PROJECT_NAME, guidelines=GUIDELINES), Recipe(**DEMO_RECIPE))
             added = do_add_prompts(project, texts, source="demo")
+            if added.created:  # a few ideal answers asked for, so the labeler meets that page too
+                asked = project.prompts.filter(heldout=False).order_by("id")[:DEMONSTRATIONS_ASKED]
+                do_ask_for_demonstrations(project.prompts.filter(pk__in=asked.values("pk")), ask=True)
             users = [self._user(name, password, staff) for name, password, staff in DEMO_USERS]
             project.labelers.add(*users)
         self.stdout.write(
