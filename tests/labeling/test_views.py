@@ -277,3 +277,73 @@ def test_favicon_ico_redirects_to_the_static_icon_that_every_page_links(client):
     assert finders.find("img/favicon.ico") and finders.find("img/favicon.svg")
     body = client.get(reverse("login")).content.decode()
     assert f'<link rel="icon" href="{static("img/favicon.svg")}" type="image/svg+xml">' in body
+
+
+def test_out_of_tasks_the_page_polls_for_the_next_and_counts_what_is_done(as_labeler, project, task):
+    as_labeler.post(submit_url(task), form_for(task, [1, 2, 3]))
+    page = as_labeler.get(reverse("labeling:next", args=[project.pk]))
+    body = page.content.decode()
+    assert "All done for now" in body
+    assert f'hx-get="{reverse("labeling:next", args=[project.pk])}" hx-trigger="every 20s"' in body
+    assert "<strong>1</strong> ranked today · <strong>0</strong> ready for you" in body
+    assert "this page looks every 20 seconds and shows the next one as soon as it is ready" in body
+
+
+def test_a_poll_that_finds_a_task_swaps_it_in_and_moves_the_address_to_it(as_labeler, project):
+    first = as_labeler.get(reverse("labeling:next", args=[project.pk]), HTTP_HX_REQUEST="true")
+    assert "All done for now" in first.content.decode()
+    task = ComparisonTaskFactory(prompt__project=project)  # sampled meanwhile
+    response = as_labeler.get(reverse("labeling:next", args=[project.pk]), HTTP_HX_REQUEST="true")
+    assert response.status_code == 200
+    assert response["HX-Push-Url"] == reverse("labeling:task", args=[task.pk])
+    assert f"Task {task.pk}" in response.content.decode() and "<html" not in response.content.decode()
+
+
+def test_a_ranked_task_revisited_shows_what_was_sent_read_only_with_next_task(as_labeler, project, task):
+    a, b, c = (item.completion_id for item in task.items.order_by("position"))
+    as_labeler.post(submit_url(task), form_for(task, [2, 1, 2]))  # B best, then A and C tied
+    page = as_labeler.get(reverse("labeling:task", args=[task.pk]))
+    body = page.content.decode()
+    assert "You ranked this task" in body and 'best first: <strong class="order">B &gt; A = C</strong>' in body
+    assert "A ranking cannot be changed once it is sent" in body
+    assert f'href="{reverse("labeling:next", args=[project.pk])}">Next task</a>' in body
+    main = body.split("<main")[1].split("</main>")[0]
+    assert "ranking-form" not in main and "data-rank-form" not in main  # nothing to post
+    assert [shown.rank for shown in page.context["completions"]] == ["2", "1", "2"]
+    assert Ranking.objects.get().order == [[b], [a, c]]  # nothing changed by looking
+
+
+def test_a_submit_says_the_ranking_landed(as_labeler, task):
+    response = as_labeler.post(submit_url(task), form_for(task, [1, 2, 3]), HTTP_HX_REQUEST="true")
+    assert f"Your ranking of task {task.pk} is saved." in response.content.decode()
+    follow = as_labeler.post(submit_url(task), form_for(task, [1, 2, 3]), follow=True)  # without htmx: a message
+    assert response.status_code == 200 and follow.status_code == 200
+
+
+def test_skipping_as_other_needs_the_labelers_words(as_labeler, task):
+    refused = as_labeler.post(reverse("labeling:skip", args=[task.pk]), {"reason": "other", "other": " "})
+    assert refused.status_code == 422 and "Say in a few words why you skip it" in refusal(refused)
+    assert Assignment.objects.get(task=task).state == Assignment.State.LEASED
+    as_labeler.post(reverse("labeling:skip", args=[task.pk]), {"reason": "other", "other": "The answers are cut off"})
+    assert Assignment.objects.get(task=task).skip_reason == "Other: The answers are cut off"
+
+
+def test_another_labelers_task_is_the_sites_own_404_page_with_a_way_home(client, other_labeler, task, settings):
+    settings.DEBUG = True  # the demo's setting: Django would show its technical page
+    client.force_login(other_labeler)
+    response = client.get(reverse("labeling:task", args=[task.pk]))
+    body = response.content.decode()
+    assert response.status_code == 404
+    assert "No such task among yours." in body and ">Your projects</a>" in body and "Technical" not in body
+
+
+def test_staff_see_the_training_navigation_and_the_training_index(client, admin_user, project, labeler):
+    client.force_login(admin_user)
+    home = client.get(reverse("labeling:home")).content.decode()
+    for name, url in [("Training", "/training/"), ("Runs", "/admin/training/trainingrun/"), ("Admin", "/admin/")]:
+        assert f'<a href="{url}">{name}</a>' in home
+    assert reverse("training:project", args=[project.pk]) in home  # each project's home, from the first page
+    index = client.get("/training/")
+    assert index.status_code == 200 and "Helpful" in index.content.decode()
+    client.force_login(labeler)
+    assert 'aria-label="Staff"' not in client.get(reverse("labeling:home")).content.decode()
