@@ -282,11 +282,11 @@ def test_ranking_page_screenshots_mid_ranking(page, live_server, labeler):
         page.keyboard.press(key)
     expect(page.locator("[data-rank-hint]")).to_have_text("1 left to place.")
     expect(page.locator("[data-rank-pool] > li.chip")).to_have_count(1)
-    screenshot(page, "ranking-1280")
+    screenshot(page, "ranking-1280", full_page=False)  # as a person sees it: the bar at the window's bottom
 
     page.set_viewport_size({"width": 375, "height": 740})
     expect(page.locator("[data-rank-list] > li.chip")).to_have_count(3)
-    screenshot(page, "ranking-375")
+    screenshot(page, "ranking-375", full_page=False)
     # Nothing on the narrow page is wider than the viewport.
     assert page.evaluate("document.documentElement.scrollWidth") <= 375
 
