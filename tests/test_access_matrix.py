@@ -188,6 +188,7 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     ),
     "labeling:skip": Rule(expect(LOGIN, 302, 404, 404), task_kwargs, "post", data=lambda w: {"reason": "Unsure."}),
     # the staff pages
+    "training:projects": Rule(STAFF_PAGE),
     "training:run": Rule(STAFF_PAGE, run_kwargs),
     "training:cancel": Rule(expect(ADMIN_LOGIN, ADMIN_LOGIN, ADMIN_LOGIN, 302), run_kwargs, "post"),
     "training:project": Rule(STAFF_PAGE, project_kwargs),
