@@ -101,7 +101,7 @@ def test_the_demo_serves_its_first_page_before_sampling_and_queues_the_sampling(
         wait_until(lambda: running() and _get(login_page) == 200, deadline - time.monotonic(), demo_log, interval=0.5)
         tasks, _ = _demo_rows(tmp_path / "demo.sqlite3")
         assert tasks == 0  # the first page answers before any comparison is sampled
-        wait_until(lambda: running() and "The demo is up at" in (tmp_path / "demo.log").read_text(),
+        wait_until(lambda: running() and "The demo is up:" in (tmp_path / "demo.log").read_text(),
                    deadline - time.monotonic(), demo_log, interval=0.5)  # fmt: skip
         _, runs = _demo_rows(tmp_path / "demo.sqlite3")
         assert [(kind, prompts) for kind, prompts, _ in runs] == [("generate", 4), ("generate", 1000)]
@@ -111,4 +111,7 @@ def test_the_demo_serves_its_first_page_before_sampling_and_queues_the_sampling(
         demo.wait(timeout=60)
         log.close()
     output = (tmp_path / "demo.log").read_text()
-    assert "Queued sample comparisons run" in output and "The demo is up at" in output
+    assert "Queued sample comparisons run" in output and "The demo is up:" in output
+    assert f"training   http://127.0.0.1:{port}/training/" in output  # staff find the training side
+    assert "labeler  login: labeler / demo-labeler-password" in output.split("The demo is up:")[1]  # not scrolled away
+    assert (tmp_path / "demo-logs" / "web.log").exists()  # the request log goes to a file
