@@ -91,3 +91,21 @@ def test_staff_land_on_the_training_side_and_an_empty_project_says_what_comes_ne
     expect(page.locator(".stats")).to_contain_text("nothing yet")
     screenshot(page, f"dashboard-empty-{width}")
     assert PolicyVersion.objects.filter(project=project).count() == 1
+
+
+def test_the_workers_table_keeps_its_progress_inside_its_card(page, live_server, admin_user):
+    project = ProjectFactory(name="A project with a long name for its worker rows")
+    base = do_register_base_policy(project)
+    TrainingRun.objects.create(
+        project=project, kind="rm", status="running", policy=base, progress=0.4,
+        metrics=[{"phase": "held-out loss after epoch 3: the phase a reward-model run names while it trains"}],
+    )  # fmt: skip
+    TrainingRun.objects.create(project=project, kind="generate", status="queued", policy=base, prompts=50, k=4)
+    log_in(page, live_server, "admin")
+    page.goto(f"{live_server.url}/training/projects/{project.pk}/")
+    card = page.locator("#workers").bounding_box()
+    for cell in page.locator("#workers td").all():  # the phase wraps: no cell runs past the card or into the next
+        box = cell.bounding_box()
+        assert box["x"] + box["width"] <= card["x"] + card["width"] + 1, f"{cell.inner_text()!r} runs past its card"
+    assert page.evaluate("[...document.querySelectorAll('#workers .table-wrap')].every(w => w.scrollWidth <= w.clientWidth)")
+    screenshot(page, "project-home-workers-1280")
