@@ -5,9 +5,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import render
-from django.urls import path
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
+from labeling.conversations import turns
 from labeling.exporting import streamed_export
 from labeling.forms import ComparisonTaskAdminForm, ExportForm, PromptImportForm
 from labeling.importing import ImportFileError, do_import_prompt_file
@@ -23,7 +24,13 @@ from labeling.models import (
     order_in_letters,
 )
 from labeling.quality import flagged_labelers
-from labeling.services import do_ask_for_demonstrations, do_exclude_rankings, do_hold_out_prompts, do_set_gold_order
+from labeling.services import (
+    conversation_tree,
+    do_ask_for_demonstrations,
+    do_exclude_rankings,
+    do_hold_out_prompts,
+    do_set_gold_order,
+)
 
 
 @admin.register(Project)
@@ -118,18 +125,43 @@ class ProjectAdmin(admin.ModelAdmin):
 
 @admin.register(Prompt)
 class PromptAdmin(admin.ModelAdmin):
-    list_display = ["id", "short_text", "project", "source", "needs_demonstration", "heldout", "created_at"]
-    list_filter = ["project", "needs_demonstration", "heldout", "source"]
+    list_display = ["id", "short_text", "turns", "project", "source", "needs_demonstration", "heldout", "created_at"]
+    list_filter = ["project", "needs_demonstration", "heldout", "source", ("parent", admin.EmptyFieldListFilter)]
     search_fields = ["text", "source"]
     list_select_related = ["project"]
     autocomplete_fields = ["project"]
-    readonly_fields = ["text_sha256", "created_at"]
+    raw_id_fields = ["parent"]
+    readonly_fields = ["text_sha256", "created_at", "conversation_tree"]
     show_full_result_count = False
     actions = ["ask_for_demonstrations", "stop_asking_for_demonstrations", "hold_out", "return_to_training"]
 
     @admin.display(description="text")
     def short_text(self, obj: Prompt) -> str:
         return obj.text[:100]
+
+    @admin.display(description="user turns")
+    def turns(self, obj: Prompt) -> int:
+        return turns(obj.chat)
+
+    @admin.display(description="conversation tree")
+    def conversation_tree(self, obj: Prompt) -> str:
+        """The tree this prompt belongs to, from its root: each continuation under the one it continues."""
+        if obj.pk is None:
+            return "–"
+        root = obj
+        while root.parent_id is not None:
+            root = root.parent
+        tree = conversation_tree(root)
+        if len(tree) == 1:
+            return "No continuations."
+        link = lambda p: reverse("admin:labeling_prompt_change", args=[p.pk])  # noqa: E731
+        rows = format_html_join(
+            "",
+            '<li>{}<a href="{}">prompt {}</a>: {}{}</li>',
+            (("\u2003" * (depth - 1) + "↳ " if depth else "", link(p), p.pk, p.text[:80],
+              " (this one)" if p.pk == obj.pk else "") for depth, p in tree),
+        )  # fmt: skip
+        return format_html("<ul>{}</ul>", rows)
 
     @admin.action(description="Ask labelers for ideal answers (demonstrations)")
     def ask_for_demonstrations(self, request: HttpRequest, queryset: QuerySet[Prompt]) -> None:

@@ -8,7 +8,11 @@ source of truth; pairs are derived from it here:
 - `pair_rows`: {"prompt", "chosen", "rejected"}, the format TRL's RewardTrainer and DPOTrainer read,
   one row per ordered pair of a ranking. Pairs within a tie group are dropped, or with ties="half"
   written once in each direction (a 0.5 target under Bradley–Terry).
-- `ranking_rows`: one row per ranking with everything it records and where its completions came from.
+- `conversational_rows`: the same pairs in TRL's conversational form: `prompt` a list of messages,
+  `chosen` and `rejected` one assistant message each (TRL applies the chat template).
+- `ranking_rows`: one row per ranking with everything it records and where its completions came from,
+  ties and the whole K-way order included; its prompt also as messages (`prompt_messages`).
+- `demonstration_rows`: labelers' ideal answers as SFT data, {"messages": [..., the assistant's answer]}.
 
 Rankings staff excluded from training are left out unless `include_excluded`.
 """
@@ -22,12 +26,13 @@ from django.contrib.auth import get_user_model
 from django.http import StreamingHttpResponse
 from django.utils.text import slugify
 
-from labeling.models import Project, Ranking, TaskCompletion, letter
+from labeling.conversations import as_chat, as_dicts
+from labeling.models import Demonstration, Project, Ranking, TaskCompletion, letter
 from labeling.statistics import ranked_pairs
 
 CHUNK_SIZE = 1000
 BLOCK_CHARS = 1 << 16
-FORMATS = ("pairs", "rankings")
+FORMATS = ("pairs", "conversational", "rankings", "demonstrations")
 TIE_MODES = ("drop", "half")
 COMPLETION_FIELDS = {
     "text": "completion__text",
@@ -46,7 +51,8 @@ def _ranking_chunks(project: Project, include_excluded: bool) -> Iterator[tuple[
     if not include_excluded:
         rankings = rankings.filter(excluded=False)
     rows = rankings.values(
-        "id", "task_id", "task__kind", "task__prompt_id", "task__prompt__text", "order", "likert", "rationale",
+        "id", "task_id", "task__kind", "task__prompt_id", "task__prompt__text", "task__prompt__messages",
+        "order", "likert", "rationale",
         "flags", "time_spent_ms", f"labeler__{get_user_model().USERNAME_FIELD}", "created_at", "excluded",
     ).iterator(chunk_size=CHUNK_SIZE)  # fmt: skip
     while chunk := list(islice(rows, CHUNK_SIZE)):
@@ -58,14 +64,23 @@ def _ranking_chunks(project: Project, include_excluded: bool) -> Iterator[tuple[
         yield chunk, completions
 
 
-def pair_rows(project: Project, ties: str = "drop", include_excluded: bool = False) -> Iterator[dict]:
-    """{"prompt", "chosen", "rejected"} for each ordered pair of each ranking, rankings in id order."""
+def _messages(ranking: dict) -> list[dict[str, str]]:
+    return as_dicts(as_chat(ranking["task__prompt__text"], ranking["task__prompt__messages"]))
+
+
+def pair_rows(
+    project: Project, ties: str = "drop", include_excluded: bool = False, conversational: bool = False
+) -> Iterator[dict]:
+    """{"prompt", "chosen", "rejected"} for each ordered pair of each ranking, rankings in id order: as
+    texts (a conversation's prompt is its last user message), or in TRL's conversational form."""
     if ties not in TIE_MODES:
         raise ValueError(f"ties must be one of {', '.join(TIE_MODES)}, not {ties!r}")
     for chunk, completions in _ranking_chunks(project, include_excluded):
         for ranking in chunk:
-            prompt = ranking["task__prompt__text"]
+            prompt = _messages(ranking) if conversational else ranking["task__prompt__text"]
             texts = {c["id"]: c["text"] for c in completions[ranking["task_id"]]}
+            if conversational:
+                texts = {key: [{"role": "assistant", "content": text}] for key, text in texts.items()}
             for winner, loser, mu in ranked_pairs(ranking["order"], ties):
                 yield {"prompt": prompt, "chosen": texts[winner], "rejected": texts[loser]}
                 if mu == 0.5:
@@ -84,6 +99,7 @@ def ranking_rows(project: Project, include_excluded: bool = False) -> Iterator[d
                 "task_kind": ranking["task__kind"],
                 "prompt_id": ranking["task__prompt_id"],
                 "prompt": ranking["task__prompt__text"],
+                "prompt_messages": _messages(ranking),
                 "completions": completions[ranking["task_id"]],
                 "order": ranking["order"],
                 "likert": ranking["likert"],
@@ -96,12 +112,23 @@ def ranking_rows(project: Project, include_excluded: bool = False) -> Iterator[d
             }
 
 
+def demonstration_rows(project: Project) -> Iterator[dict]:
+    """{"messages": the prompt's messages then the ideal answer} per demonstration, in id order."""
+    demonstrations = Demonstration.objects.filter(prompt__project=project).order_by("id")
+    for text, messages, answer in demonstrations.values_list("prompt__text", "prompt__messages", "text").iterator(
+        chunk_size=CHUNK_SIZE
+    ):
+        yield {"messages": [*as_dicts(as_chat(text, messages)), {"role": "assistant", "content": answer}]}
+
+
 def export_rows(project: Project, format: str, ties: str = "drop", include_excluded: bool = False) -> Iterator[dict]:
-    """The rows of an export in `format` ("pairs" or "rankings"); `ties` applies to pairs."""
-    if format == "pairs":
-        return pair_rows(project, ties, include_excluded)
+    """The rows of an export in `format` (one of FORMATS); `ties` applies to pairs, conversational or not."""
+    if format in ("pairs", "conversational"):
+        return pair_rows(project, ties, include_excluded, conversational=format == "conversational")
     if format == "rankings":
         return ranking_rows(project, include_excluded)
+    if format == "demonstrations":
+        return demonstration_rows(project)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
 
 

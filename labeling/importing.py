@@ -1,5 +1,9 @@
 """Importing prompts: from JSONL, CSV or plain-text files, or from records already in memory (the API).
 
+A JSONL line (or API record) is today's {"prompt": "text"}, or a conversation in the OpenAI / TRL
+messages form: {"messages": [{"role": ..., "content": ...}, ...]} or {"prompt": [...]}. A conversation
+of one user message is stored as the plain prompt it is.
+
 A file is read one line at a time and its prompts are stored in batches, so memory does not grow
 with its length. Lines that cannot be prompts are reported by number with the reason and skipped,
 or with `atomic` nothing is stored when there is one. Prompts already in the project, or repeated
@@ -18,7 +22,8 @@ from typing import BinaryIO
 
 from django.db import transaction
 
-from labeling.models import Project, Prompt, text_digest
+from labeling.conversations import Chat, as_dicts, check_messages, is_single_turn
+from labeling.models import Project, Prompt, prompt_digest
 
 MAX_PROMPT_CHARS = 100_000
 MAX_LINE_BYTES = 1 << 20
@@ -35,8 +40,13 @@ class ImportFileError(ValueError):
 @dataclass(frozen=True)
 class PromptRecord:
     line: int
-    text: str
+    chat: Chat
     metadata: dict
+
+    @property
+    def text(self) -> str:
+        """The prompt's text, or a conversation's last (user) message."""
+        return self.chat if isinstance(self.chat, str) else self.chat[-1].content
 
 
 @dataclass(frozen=True)
@@ -97,30 +107,40 @@ class _RollBack(Exception):
     pass
 
 
-def check_prompt_record(value: object) -> tuple[str, dict]:
-    """(text, metadata) of a record {"prompt": "...", other fields}; ValueError says what is wrong.
+def check_prompt_record(value: object) -> tuple[Chat, dict]:
+    """(chat, metadata) of a record {"prompt": "..." or [messages], other fields} or {"messages": [...],
+    other fields}; ValueError says what is wrong.
 
     The other fields become the prompt's metadata. Text PostgreSQL cannot store (NUL characters,
     unpaired surrogates) is refused here rather than failing the whole import later.
     """
     if not isinstance(value, dict):
-        raise ValueError(f'expected an object with a "prompt" field, not {_json_type(value)}')
-    if "prompt" not in value:
-        raise ValueError('no "prompt" field')
-    text, metadata = value["prompt"], {key: item for key, item in value.items() if key != "prompt"}
-    if not isinstance(text, str):
-        raise ValueError(f'"prompt" is {_json_type(text)}, not a string')
-    if not text.strip():
+        raise ValueError(f'expected an object with a "prompt" or "messages" field, not {_json_type(value)}')
+    if "prompt" in value and "messages" in value:
+        raise ValueError('both "prompt" and "messages": give the conversation once')
+    key = "messages" if "messages" in value else "prompt"
+    if key not in value:
+        raise ValueError('no "prompt" or "messages" field')
+    chat, metadata = value[key], {name: item for name, item in value.items() if name != key}
+    if isinstance(chat, list):
+        messages = check_messages(chat, MAX_PROMPT_CHARS)
+        chat = messages[0].content if is_single_turn(messages) else messages
+    elif key == "messages":
+        raise ValueError(f'"messages" is {_json_type(chat)}, not a list of messages')
+    elif not isinstance(chat, str):
+        raise ValueError(f'"prompt" is {_json_type(chat)}, not a string or a list of messages')
+    elif not chat.strip():
         raise ValueError("the prompt cannot be empty")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise ValueError(f"the prompt is {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
-    for what, part in (("the prompt", [text]), ("the other fields", _strings(metadata))):
+    elif len(chat) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt is {len(chat):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+    texts = [chat] if isinstance(chat, str) else [m.content for m in chat]
+    for what, part in (("the prompt", texts), ("the other fields", _strings(metadata))):
         for string in part:
             if "\x00" in string:
                 raise ValueError(f"{what}: a NUL character (\\u0000) cannot be stored")
             if not string.isascii() and _has_surrogate(string):
                 raise ValueError(f"{what}: an unpaired surrogate (like \\ud800) is not text")
-    return text, metadata
+    return chat, metadata
 
 
 def _strings(value: object) -> Iterator[str]:
@@ -152,10 +172,10 @@ def _json_type(value: object) -> str:
 
 def _record(line: int, value: object) -> Parsed:
     try:
-        text, metadata = check_prompt_record(value)
+        chat, metadata = check_prompt_record(value)
     except ValueError as exc:
         return InvalidLine(line, str(exc))
-    return PromptRecord(line, text, metadata)
+    return PromptRecord(line, chat, metadata)
 
 
 def _too_long(line: int) -> InvalidLine:
@@ -196,7 +216,7 @@ def _refuse_constant(name: str) -> None:
 
 
 def parse_jsonl(lines: Lines) -> Iterator[Parsed]:
-    """One JSON object per line with a "prompt" field; blank lines are skipped."""
+    """One JSON object per line with a "prompt" (or "messages") field; blank lines are skipped."""
     for number, text in lines:
         if text is None:
             yield _too_long(number)
@@ -345,12 +365,19 @@ def _store(project: Project, batch: list[PromptRecord], source: str, report: Imp
     """Stores a batch's new prompts: one query for those already stored (earlier batches included), one insert."""
     by_digest: dict[str, PromptRecord] = {}
     for record in batch:
-        by_digest.setdefault(text_digest(record.text), record)
+        by_digest.setdefault(prompt_digest(record.chat), record)
     stored = set(
         Prompt.objects.filter(project=project, text_sha256__in=by_digest).values_list("text_sha256", flat=True)
     )
     new = [
-        Prompt(project=project, text=record.text, text_sha256=digest, source=source, metadata=record.metadata)
+        Prompt(
+            project=project,
+            text=record.text,
+            messages=[] if isinstance(record.chat, str) else as_dicts(record.chat),
+            text_sha256=digest,
+            source=source,
+            metadata=record.metadata,
+        )
         for digest, record in by_digest.items()
         if digest not in stored
     ]

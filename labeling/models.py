@@ -12,6 +12,8 @@ from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
 
+from labeling.conversations import Chat, as_chat, digest_source
+
 
 class Project(models.Model):
     """A labeling project: its prompts, how comparisons are handed out and what labelers are asked.
@@ -52,6 +54,14 @@ class Project(models.Model):
     )
     collect_likert = models.BooleanField(default=False, help_text="Ask for a 1–7 quality score per completion.")
     collect_rationale = models.BooleanField(default=False, help_text="Offer a rationale text box.")
+    continue_conversations = models.BooleanField(
+        default=False,
+        help_text="After ranking, a labeler may write the next user message under the best reply: a new prompt "
+        "(the conversation so far, that reply, the new message) that the policy answers K times.",
+    )
+    max_turns = models.PositiveSmallIntegerField(
+        default=8, help_text="The most user turns a continued conversation may reach (its depth in the tree)."
+    )
     labelers = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="labeling_projects")
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -99,9 +109,28 @@ def text_digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def prompt_digest(chat: Chat) -> str:
+    """A prompt's key: its text's digest, or for a conversation the digest of all its messages."""
+    return text_digest(chat if isinstance(chat, str) else digest_source(chat))
+
+
 class Prompt(models.Model):
+    """What the model is asked: one user message (`text`), or a conversation (`messages`, the OpenAI / TRL
+    form, ending with the user's message, which `text` repeats for lists and search)."""
+
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="prompts")
     text = models.TextField()
+    messages = models.JSONField(
+        default=list, blank=True, help_text="The whole conversation, for a multi-turn prompt; empty for a single turn."
+    )
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        help_text="The prompt whose ranked reply this conversation continues.",
+    )
     text_sha256 = models.CharField(max_length=64, editable=False)
     source = models.CharField(max_length=200, blank=True, help_text="Where it came from: a file name, 'api', 'demo'.")
     metadata = models.JSONField(default=dict, blank=True)
@@ -131,12 +160,21 @@ class Prompt(models.Model):
         return self.text[:80]
 
     def save(self, *args, **kwargs) -> None:
-        self.text_sha256 = text_digest(self.text)
+        self.text_sha256 = self.digest
         super().save(*args, **kwargs)
+
+    @property
+    def chat(self) -> Chat:
+        """What the model is prompted with: the text, or the conversation."""
+        return as_chat(self.text, self.messages)
+
+    @property
+    def digest(self) -> str:
+        return prompt_digest(self.chat)
 
     def clean(self) -> None:
         # The unique constraint is on a field forms do not show, so check it here for them.
-        self.text_sha256 = text_digest(self.text)
+        self.text_sha256 = self.digest
         duplicates = Prompt.objects.filter(project_id=self.project_id, text_sha256=self.text_sha256)
         if self.project_id and duplicates.exclude(pk=self.pk).exists():
             raise ValidationError({"text": "This prompt is already in the project."})

@@ -3,6 +3,7 @@ the rest (an order against the task's completions, leases, overlap)."""
 
 from rest_framework import serializers
 
+from labeling.conversations import as_dicts
 from labeling.exporting import FORMATS, TIE_MODES
 from labeling.models import ComparisonTask, Project, Ranking
 
@@ -22,9 +23,13 @@ class AssignedTaskSerializer(serializers.Serializer):
     """A leased task as a labeler sees it: the completions in the task's display order (A, B, ...)."""
 
     id = serializers.IntegerField(source="task_id")
-    prompt = serializers.CharField(source="task.prompt.text")
+    prompt = serializers.CharField(source="task.prompt.text", help_text="The prompt, or a conversation's last message.")
+    messages = serializers.SerializerMethodField(help_text="The whole conversation: [{role, content}, ...].")
     completions = CompletionOut(many=True, source="task.display_completions")
     lease_expires = serializers.DateTimeField(source="leased_until")
+
+    def get_messages(self, assignment) -> list[dict[str, str]]:
+        return as_dicts(assignment.task.prompt.chat)
 
 
 class RankingIn(serializers.Serializer):
@@ -56,7 +61,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         model = Project
         fields = [
             "id", "name", "k", "overlap", "lease_seconds", "eval_ratio", "selection", "guidelines", "collect_likert",
-            "collect_rationale", "created_at",
+            "collect_rationale", "continue_conversations", "max_turns", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -88,7 +93,8 @@ class PromptsIn(serializers.Serializer):
     prompts = serializers.ListField(
         child=serializers.JSONField(),
         allow_empty=False,
-        help_text='Prompts as strings or objects like JSONL lines: {"prompt": "...", other fields kept as metadata}.',
+        help_text='Prompts as strings or objects like JSONL lines: {"prompt": "..."} or a conversation '
+        '{"messages": [{"role": "user", "content": "..."}, ...]}, other fields kept as metadata.',
     )
     atomic = serializers.BooleanField(default=False, help_text="Store nothing if any item is invalid.")
 
@@ -108,6 +114,8 @@ class ImportReportOut(serializers.Serializer):
 
 class ExportQuery(serializers.Serializer):
     # `format` is DRF's renderer override, so the export's shape is `kind`.
-    kind = serializers.ChoiceField(choices=FORMATS, default="pairs", help_text="pairs or rankings.")
-    ties = serializers.ChoiceField(choices=TIE_MODES, default="drop", help_text="Pairs only: drop, or half.")
+    kind = serializers.ChoiceField(choices=FORMATS, default="pairs", help_text=", ".join(FORMATS) + ".")
+    ties = serializers.ChoiceField(
+        choices=TIE_MODES, default="drop", help_text="Pairs and conversational: drop, or half."
+    )
     include_excluded = serializers.BooleanField(default=False)

@@ -18,7 +18,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import BooleanField, Count, Exists, Expression, F, OuterRef, Q, QuerySet, Subquery
 from django.utils import timezone
 
-from labeling.importing import do_import_prompts, parse_records
+from labeling.conversations import as_dicts, continued, turns
+from labeling.importing import MAX_PROMPT_CHARS, do_import_prompts, parse_records
 from labeling.models import (
     UNSCORED_LAST,
     Assignment,
@@ -30,7 +31,9 @@ from labeling.models import (
     Ranking,
     TaskCompletion,
     letter,
+    prompt_digest,
 )
+from labeling.signals import conversation_continued
 
 
 class SampleLike(Protocol):
@@ -155,6 +158,7 @@ def do_create_comparison_tasks(
     sampling: dict,
     sample_versions: Sequence[int] | None = None,
     uncertainties: Sequence[float | None] | None = None,
+    messages_left_out: Sequence[int] | None = None,
 ) -> list[ComparisonTask]:
     """Stores each prompt's K sampled completions and a task showing them in a shuffled order.
 
@@ -162,7 +166,9 @@ def do_create_comparison_tasks(
     fixed and reproducible. The caller made sure the K texts of a prompt differ. The completions
     come from `policy_version_id`, or the i-th of each prompt from `sample_versions[i]` (a blind
     evaluation's one completion per version). `uncertainties` are the tasks' scores for
-    uncertainty selection, one per prompt.
+    uncertainty selection, one per prompt; `messages_left_out`, per prompt, how many of a
+    conversation's oldest messages the model did not see (its context was too short), recorded in
+    the completions' sampling settings.
     """
     seed = sampling.get("seed", 0)
     with transaction.atomic():
@@ -173,9 +179,11 @@ def do_create_comparison_tasks(
                 text=s.text,
                 token_count=s.token_count,
                 finish_reason=s.finish_reason,
-                sampling=sampling,
+                sampling={**sampling, "messages_left_out": messages_left_out[p]}
+                if messages_left_out and messages_left_out[p]
+                else sampling,
             )
-            for prompt, samples in sampled
+            for p, (prompt, samples) in enumerate(sampled)
             for i, s in enumerate(samples)
         )
         tasks = ComparisonTask.objects.bulk_create(
@@ -491,6 +499,79 @@ def do_store_demonstration(prompt: Prompt, labeler: AbstractBaseUser, text: str)
         if stored.text == text:
             return stored
         raise ValidationError("You already wrote a demonstration for this prompt.", code="done") from None
+
+
+# --- conversations ------------------------------------------------------------------------------
+
+
+def best_reply(task: ComparisonTask, ranking: Ranking) -> Completion:
+    """The reply a ranking put first (of a tie at the top, the one shown first)."""
+    top = set(ranking.order[0])
+    return next(c for c in task.display_completions() if c.pk in top)
+
+
+def continuation_refused(task: ComparisonTask) -> str:
+    """Why the task's conversation cannot be carried on, in words, or "" when it can."""
+    project = task.project
+    if not project.continue_conversations:
+        return "This project does not continue conversations."
+    if task.kind != ComparisonTask.Kind.TRAIN:
+        return "Only training comparisons are continued."
+    if turns(task.prompt.chat) >= project.max_turns:
+        return f"This conversation has reached the project's limit of {project.max_turns} user turns."
+    return ""
+
+
+def do_continue_conversation(task_id: int, labeler: AbstractBaseUser, text: str) -> tuple[Prompt, bool]:
+    """A new prompt: the task's conversation, the reply the labeler's ranking put first, and their next
+    user message, linked to the task's prompt as its parent; (the prompt, whether it is new). The same
+    message sent twice (a double submit) gives the stored prompt back. Once committed, training is told
+    (`conversation_continued`) and samples its replies."""
+    text = text.strip()
+    with transaction.atomic():
+        task, assignment, _ = _lock_assignment(task_id, labeler)
+        ranking = Ranking.objects.filter(task=task, labeler=labeler).first()
+        if assignment.state != Assignment.State.SUBMITTED or ranking is None:
+            raise ValidationError(
+                "Rank the replies first: the conversation goes on from the best one.", code="unranked"
+            )
+        refused = continuation_refused(task)
+        if refused:
+            raise ValidationError(refused, code="refused")
+        if not text:
+            raise ValidationError("Write the user's next message first.", code="empty")
+        messages = continued(task.prompt.chat, best_reply(task, ranking).text, text)
+        size = sum(len(m.content) for m in messages)
+        if size > MAX_PROMPT_CHARS:
+            raise ValidationError(
+                f"The conversation would be {size:,} characters; the limit is {MAX_PROMPT_CHARS:,}.", code="too_long"
+            )
+        prompt, created = Prompt.objects.get_or_create(
+            project=task.project,
+            text_sha256=prompt_digest(messages),
+            defaults={"text": text, "messages": as_dicts(messages), "parent": task.prompt, "source": "continued",
+                      "metadata": {"continued_by": labeler.get_username(), "from_task": task.pk}},
+        )  # fmt: skip
+        if created:
+            transaction.on_commit(lambda: conversation_continued.send(sender=Prompt, prompt=prompt))
+    return prompt, created
+
+
+def conversation_tree(root: Prompt) -> list[tuple[int, Prompt]]:
+    """(depth, prompt) for a conversation and every continuation of it, depth first, oldest first."""
+    by_parent: dict[int, list[Prompt]] = {}
+    level, found = [root.pk], []
+    while level:  # one query per depth, not per prompt
+        children = list(Prompt.objects.filter(parent_id__in=level).order_by("id"))
+        for child in children:
+            by_parent.setdefault(child.parent_id, []).append(child)
+        level = [child.pk for child in children]
+    stack = [(0, root)]
+    while stack:
+        depth, prompt = stack.pop()
+        found.append((depth, prompt))
+        stack.extend((depth + 1, child) for child in reversed(by_parent.get(prompt.pk, [])))
+    return found
 
 
 # --- gold tasks --------------------------------------------------------------------------------

@@ -6,7 +6,11 @@ from django.core.exceptions import ValidationError
 from django.http import QueryDict
 from django.utils import timezone
 
-from labeling.models import Assignment, Completion, Ranking, letter, order_in_letters
+from labeling.conversations import Message
+from labeling.models import Assignment, ComparisonTask, Completion, Ranking, letter, order_in_letters
+from labeling.services import best_reply, continuation_refused
+
+RECENT_MESSAGES = 4  # a long conversation shows its last messages; the earlier ones open on demand
 
 
 @dataclass
@@ -15,6 +19,29 @@ class ShownCompletion:
     letter: str
     rank: str  # the posted rank, refilled after an error
     likert: str
+
+
+@dataclass
+class Thread:
+    """A conversation as the ranking page shows it above the replies."""
+
+    system: Message | None
+    earlier: list[Message]
+    recent: list[Message]
+    left_out: int
+    """How many of the oldest messages the model did not see (they did not fit its context)."""
+
+
+def thread(task: ComparisonTask, completions: list[Completion]) -> Thread | None:
+    """The task's conversation, or None for a single-turn prompt."""
+    chat = task.prompt.chat
+    if isinstance(chat, str):
+        return None
+    system = chat[0] if chat[0].role == "system" else None
+    turns = list(chat[1:] if system else chat)
+    left_out = max((c.sampling.get("messages_left_out", 0) for c in completions), default=0)
+    cut = max(len(turns) - RECENT_MESSAGES, 0)
+    return Thread(system, turns[:cut], turns[cut:], left_out)
 
 
 def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dict:
@@ -32,6 +59,7 @@ def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dic
     return {
         "project": task.project,
         "task": task,
+        "thread": thread(task, [s.completion for s in shown]),
         "assignment": assignment,
         "completions": shown,
         "last_letter": letter(len(shown) - 1),
@@ -54,12 +82,16 @@ def submitted_context(assignment: Assignment, ranking: Ranking | None) -> dict:
             rank_of.update({cid: str(place) for cid in group})
     completions = [ShownCompletion(c, letter(i), rank_of.get(c.pk, ""), "") for i, c in enumerate(shown)]
     letters = order_in_letters(ranking.order, position_of) if ranking is not None else ""
+    best = ""
+    if ranking is not None and not continuation_refused(task):
+        best = letter(position_of[best_reply(task, ranking).pk])
     return {
         "project": task.project,
         "task": task,
+        "thread": thread(task, shown),
         "assignment": assignment,
         "completions": completions,
-        "submitted": {"ranking": ranking, "letters": letters},
+        "submitted": {"ranking": ranking, "letters": letters, "continue_from": best},
     }
 
 

@@ -10,4 +10,5 @@ urlpatterns = [
     path("tasks/<int:task_id>/", views.task, name="task"),
     path("tasks/<int:task_id>/ranking/", views.submit_ranking, name="submit"),
     path("tasks/<int:task_id>/skip/", views.skip_task, name="skip"),
+    path("tasks/<int:task_id>/continue/", views.continue_conversation, name="continue"),
 ]

@@ -19,7 +19,9 @@ from labeling.models import Assignment, Project, Ranking
 from labeling.quality import with_agreement
 from labeling.services import (
     TaskNotFound,
+    continuation_refused,
     do_assign_next_task,
+    do_continue_conversation,
     do_skip_task,
     do_store_demonstration,
     do_submit_ranking,
@@ -130,7 +132,43 @@ def submit_ranking(request: HttpRequest, task_id: int) -> HttpResponse:
         if error.code == "lease_expired":
             return _next_task_response(request, assignment, notice=" ".join(error.messages))
         return _form_error(request, assignment, error)
-    return _next_task_response(request, assignment, notice=f"Your ranking of task {task_id} is saved.")
+    notice = f"Your ranking of task {task_id} is saved."
+    if not continuation_refused(assignment.task):  # the labeler may carry the conversation on from here
+        return _submitted_response(request, assignment, notice)
+    return _next_task_response(request, assignment, notice=notice)
+
+
+def _submitted_response(request: HttpRequest, assignment: Assignment, notice: str = "", error: str = "",
+                        status: int = 200) -> HttpResponse:  # fmt: skip
+    """The ranked task read-only (with, where the project continues conversations, the form for the next
+    user message), in place (htmx) or as a page."""
+    assignment.refresh_from_db()
+    ranking = Ranking.objects.filter(task_id=assignment.task_id, labeler=request.user).first()
+    context = {**submitted_context(assignment, ranking), "progress": progress(assignment.task.project, request.user),
+               "notice": notice, "continue_error": error}  # fmt: skip
+    if request.htmx:
+        response = render(request, "labeling/task.html#task", context, status=status)
+        return push_url(response, reverse("labeling:task", args=[assignment.task_id]))
+    return render(request, "labeling/task.html", context, status=status)
+
+
+@login_required
+@require_POST
+def continue_conversation(request: HttpRequest, task_id: int) -> HttpResponse:
+    """The labeler's next user message under the best reply: a new conversation prompt whose replies
+    are sampled into a new task."""
+    assignment = get_assignment_for_labeler(request.user, task_id)
+    try:
+        prompt, _ = do_continue_conversation(task_id, request.user, request.POST.get("text", ""))
+    except TaskNotFound:
+        raise Http404("No such task among yours.") from None
+    except ValidationError as error:
+        if error.code == "unranked":
+            return _form_error(request, assignment, error)
+        return _submitted_response(request, assignment, error=" ".join(error.messages), status=422)
+    notice = (f"The conversation goes on as prompt {prompt.pk}: the model's replies to your message will come as "
+              "a new task once they are sampled.")  # fmt: skip
+    return _next_task_response(request, assignment, notice=notice)
 
 
 @login_required

@@ -187,6 +187,8 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
         data=lambda w: {f"rank-{c.pk}": str(i + 1) for i, c in enumerate(w.task.display_completions())},
     ),
     "labeling:skip": Rule(expect(LOGIN, 302, 404, 404), task_kwargs, "post", data=lambda w: {"reason": "Unsure."}),
+    # the labeler's own task, not ranked yet: refused in words (rank first); anyone else's is a 404
+    "labeling:continue": Rule(expect(LOGIN, 422, 404, 404), task_kwargs, "post", data=lambda w: {"text": "And then?"}),
     # the staff pages
     "training:projects": Rule(STAFF_PAGE),
     "training:run": Rule(STAFF_PAGE, run_kwargs),

@@ -184,17 +184,20 @@ def test_labeling_never_imports_training():
     assert not found, "labeling must not import training:\n" + "\n".join(found)
 
 
-def test_the_training_core_imports_neither_django_nor_the_apps_but_the_pure_statistics():
-    """training/core runs without Django: of the project it reads only labeling.statistics, which is
-    plain Python (no Django, no project import) itself."""
+PURE = ("labeling.statistics", "labeling.conversations")
+
+
+def test_the_training_core_imports_neither_django_nor_the_apps_but_the_pure_modules():
+    """training/core runs without Django: of the project it reads only labeling.statistics and
+    labeling.conversations, which are plain Python (no Django, no project import) themselves."""
     graph, modules = import_graph(), project_modules()
     core = [name for name in graph if name.startswith("training.core")]
-    allowed = set(core) | {"labeling.statistics", "labeling", "training"}
+    allowed = set(core) | set(PURE) | {"labeling", "training"}
     found = [f"{name} imports {target}" for name in core for target in sorted(graph[name] - allowed)]
     found += [f"{name} imports django" for name in core if "django" in third_party_imports(parse(modules[name]))]
-    statistics = parse(modules["labeling.statistics"])
-    found += [f"labeling.statistics imports {name}" for name in third_party_imports(statistics) & {"django", "torch"}]
-    found += [f"labeling.statistics imports {target}" for target in graph["labeling.statistics"]]
+    for pure in PURE:
+        found += [f"{pure} imports {name}" for name in third_party_imports(parse(modules[pure])) & {"django", "torch"}]
+        found += [f"{pure} imports {target}" for target in graph[pure]]
     assert not found, "\n".join(found)
 
 

@@ -9,9 +9,10 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>"]
 CHARS = list(string.ascii_letters + string.digits + string.punctuation + " \n")
+# Like real chat templates, an assistant turn ends with the end-of-sequence token the model stops at.
 CHAT_TEMPLATE = (
-    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
-    "{% if add_generation_prompt %}<s>assistant: {% endif %}"
+    "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}{% if m['role'] == 'assistant' %}</s>{% endif %}"
+    "\n{% endfor %}{% if add_generation_prompt %}<s>assistant: {% endif %}"
 )
 
 

@@ -3,8 +3,9 @@
 No torch here: launch checks, the dashboard's metrics and the executors share these queries.
 """
 
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 
+from labeling.conversations import Chat, as_chat
 from labeling.models import ComparisonTask, Completion, Demonstration, Project, Prompt, Ranking, TaskCompletion
 from training.core.rankings import RankedPrompt
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
@@ -61,7 +62,7 @@ def as_ranked_prompts(
             (
                 ranking.task.prompt_id,
                 RankedPrompt(
-                    prompt=ranking.task.prompt.text,
+                    prompt=ranking.task.prompt.chat,
                     completions=[item.completion.text for item in shown],
                     order=[[index[cid] for cid in group] for group in ranking.order],
                     labeler=ranking.labeler.get_username(),
@@ -72,25 +73,28 @@ def as_ranked_prompts(
     return out
 
 
-def reference_completions(project: Project, limit: int = 256) -> list[tuple[str, str]]:
+def reference_completions(project: Project, limit: int = 256) -> list[tuple[Chat, str]]:
     """What the RM's scores are centred on: demonstrations if any, else the base policy's samples."""
     demos = Demonstration.objects.filter(prompt__project=project).select_related("prompt").order_by("id")[:limit]
     if demos:
-        return [(d.prompt.text, d.text) for d in demos]
+        return [(d.prompt.chat, d.text) for d in demos]
     base = Completion.objects.filter(policy_version__project=project, policy_version__version=0)
-    return [(c.prompt.text, c.text) for c in base.select_related("prompt").order_by("id")[:limit]]
+    return [(c.prompt.chat, c.text) for c in base.select_related("prompt").order_by("id")[:limit]]
 
 
-def training_prompts(project: Project) -> list[str]:
+def training_prompts(project: Project) -> list[Chat]:
     """The prompts an RL step trains on: all but the held-out ones."""
-    return list(project.prompts.filter(heldout=False).order_by("id").values_list("text", flat=True))
+    rows = project.prompts.filter(heldout=False).order_by("id").values_list("text", "messages")
+    return [as_chat(text, messages) for text, messages in rows]
 
 
 def prompts_to_sample(project: Project, policy: PolicyVersion) -> QuerySet[Prompt]:
-    """The project's prompts that have no comparison task from this policy yet, oldest first; held-out
-    prompts are kept for blind evaluations."""
+    """The project's prompts that have no comparison task from this policy yet: continued conversations
+    first (a labeler waits on their replies), then oldest first; held-out prompts are kept for blind
+    evaluations."""
     sampled = ComparisonTask.objects.filter(prompt=OuterRef("pk"), policy_version=policy)
-    return project.prompts.filter(heldout=False).exclude(Exists(sampled)).order_by("id")
+    unsampled = project.prompts.filter(heldout=False).exclude(Exists(sampled))
+    return unsampled.order_by(F("parent_id").asc(nulls_last=True), "id")
 
 
 def heldout_prompts_for(a: PolicyVersion, b: PolicyVersion) -> QuerySet[Prompt]:
@@ -143,9 +147,9 @@ def new_demonstrations_since_last_sft(project: Project) -> int:
 def sft_examples(project: Project, include_top_ranked: bool) -> list[tuple[int, RankedPrompt]]:
     """(prompt id, RankedPrompt of the answers to train on) per prompt: its demonstrations, and with
     `include_top_ranked` the completion each training ranking put first, alone (rejection sampling)."""
-    answers: dict[int, tuple[str, list[str]]] = {}
+    answers: dict[int, tuple[Chat, list[str]]] = {}
     for demo in demonstrations(project).select_related("prompt").order_by("id"):
-        answers.setdefault(demo.prompt_id, (demo.prompt.text, []))[1].append(demo.text)
+        answers.setdefault(demo.prompt_id, (demo.prompt.chat, []))[1].append(demo.text)
     if include_top_ranked:
         for prompt_id, ranked in ranked_prompts(project, through_ranking_id=2**62):
             if len(ranked.order[0]) == 1:

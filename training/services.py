@@ -15,6 +15,7 @@ The worker side carries runs out (training.executors.carry_out).
   previous active policy and its open tasks.
 """
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -24,7 +25,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from labeling.models import ComparisonTask, Project
+from labeling.models import ComparisonTask, Project, Prompt
 from training.configs import (
     check_recipe,
     dpo_config,
@@ -41,6 +42,8 @@ from training.datasets import (
 )
 from training.models import PolicyVersion, Recipe, RewardModelVersion, TrainingRun
 from webapp.celery import app
+
+logger = logging.getLogger(__name__)
 
 
 class LaunchRefused(Exception):
@@ -351,6 +354,16 @@ def launch(project: Project, kind: str, *, launched_by=None, **inputs) -> Traini
         run = create_run(project, kind, launched_by=launched_by, **inputs)
         send_on_commit(run)
     return run
+
+
+def sample_continuation(sender, prompt: Prompt, **kwargs) -> None:
+    """A labeler continued a conversation: a sampling run of one prompt writes its K replies now
+    (continued conversations come first among the prompts to sample), so the labeler meets them as a
+    new task. A refused launch (no active policy, no queue) leaves the prompt to the next sampling."""
+    try:
+        launch(prompt.project, Kind.GENERATE, prompts=1)
+    except LaunchRefused as exc:
+        logger.warning("The continued conversation %s waits for the next sampling run: %s", prompt.pk, exc)
 
 
 def queue_of(kind: str) -> str:

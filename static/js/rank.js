@@ -175,6 +175,9 @@
     root.querySelectorAll("[data-rank-form]").forEach(setup);
     const heading = root.querySelector ? root.querySelector("#task h1") : null;
     if (heading && root.id === "task") heading.focus({ preventScroll: true });
+    // A ranked task that continues its conversation: the next step is writing the user's message.
+    const nextMessage = root.querySelector ? root.querySelector("#next-message") : null;
+    if (nextMessage) nextMessage.focus({ preventScroll: true });
   }
   if (window.htmx) htmx.onLoad(init); else document.addEventListener("DOMContentLoaded", () => init(document));
 })();

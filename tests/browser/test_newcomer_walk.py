@@ -107,5 +107,7 @@ def test_the_workers_table_keeps_its_progress_inside_its_card(page, live_server,
     for cell in page.locator("#workers td").all():  # the phase wraps: no cell runs past the card or into the next
         box = cell.bounding_box()
         assert box["x"] + box["width"] <= card["x"] + card["width"] + 1, f"{cell.inner_text()!r} runs past its card"
-    assert page.evaluate("[...document.querySelectorAll('#workers .table-wrap')].every(w => w.scrollWidth <= w.clientWidth)")
+    assert page.evaluate(
+        "[...document.querySelectorAll('#workers .table-wrap')].every(w => w.scrollWidth <= w.clientWidth)"
+    )
     screenshot(page, "project-home-workers-1280")

@@ -122,6 +122,7 @@ def test_rankings_carry_every_field_and_the_completions_provenance(project):
         "task_kind": "train",
         "prompt_id": task.prompt_id,
         "prompt": "Capital of France?",
+        "prompt_messages": [{"role": "user", "content": "Capital of France?"}],
         "completions": [
             {
                 "id": completions[0].pk,
@@ -195,7 +196,7 @@ def test_the_command_writes_a_file_only_once_complete(project, tmp_path):
 
 
 def test_the_command_refuses_ties_for_rankings(project):
-    with pytest.raises(CommandError, match="--ties applies to --format pairs only"):
+    with pytest.raises(CommandError, match="--ties applies to --format pairs and conversational only"):
         call_command("export_preferences", "--project", "Export me", "--format", "rankings", "--ties", "half")
 
 

@@ -91,8 +91,8 @@ def test_it_reports_bad_lines_by_number_and_imports_the_good_ones():
         InvalidLine(2, "not valid JSON: Expecting value at column 1"),
         InvalidLine(3, "the prompt cannot be empty"),
         InvalidLine(4, "the prompt cannot be empty"),
-        InvalidLine(5, '"prompt" is a number, not a string'),
-        InvalidLine(6, 'no "prompt" field'),
+        InvalidLine(5, '"prompt" is a number, not a string or a list of messages'),
+        InvalidLine(6, 'no "prompt" or "messages" field'),
         InvalidLine(7, 'expected an object with a "prompt" field, not an array'),
         InvalidLine(8, "not valid JSON: NaN is not valid JSON"),
         InvalidLine(9, "the prompt: a NUL character (\\u0000) cannot be stored"),
@@ -175,7 +175,10 @@ def test_with_atomic_one_bad_line_stores_nothing():
     content = b'{"prompt": "one"}\n{"prompt": "two"}\n{"prompt": null}\n{"prompt": "four"}\n'
     report = import_bytes(project, content, "all-or-nothing.jsonl", atomic=True)
     assert report.rolled_back
-    assert (report.imported, report.invalid) == (0, [InvalidLine(3, '"prompt" is null, not a string')])
+    assert (report.imported, report.invalid) == (
+        0,
+        [InvalidLine(3, '"prompt" is null, not a string or a list of messages')],
+    )
     assert report.summary()[0] == (
         "Nothing imported from all-or-nothing.jsonl: 1 invalid line, and the import was all or nothing. "
         "Fix it and import again."
@@ -247,7 +250,7 @@ def test_it_imports_records_held_in_memory_as_the_api_will():
     records = [{"prompt": "from the api", "batch": 7}, {"prompt": 3}, {"prompt": "from the api"}]
     report = do_import_prompts(project, parse_records(records), source="api", unit="item")
     assert (report.imported, report.duplicates) == (1, 1)
-    assert report.summary()[3] == '  item 2: "prompt" is a number, not a string'
+    assert report.summary()[3] == '  item 2: "prompt" is a number, not a string or a list of messages'
     assert stored(project) == [("from the api", {"batch": 7}, "api")]
 
 
@@ -266,7 +269,7 @@ def test_it_reads_the_prompt_texts_of_a_jsonl_file_in_order(tmp_path):
 def test_reading_prompt_texts_names_the_file_and_the_first_bad_line(tmp_path):
     path = tmp_path / "prompts.jsonl"
     path.write_text('{"prompt": "Fine"}\n{"text": "no prompt"}\noops\n')
-    with pytest.raises(ImportFileError, match=r'prompts\.jsonl, line 2: no "prompt" field'):
+    with pytest.raises(ImportFileError, match=r'prompts\.jsonl, line 2: no "prompt" or "messages" field'):
         prompt_texts_from_jsonl(path)
 
 

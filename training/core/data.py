@@ -5,6 +5,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from labeling.conversations import Chat
 from labeling.statistics import count_pairs, ranked_pairs
 from training.core.generation import format_prompt
 from training.core.rankings import RankedPrompt
@@ -34,7 +35,7 @@ class RewardBatch:
 
 
 def encode_parts(
-    tokenizer: PreTrainedTokenizerBase, prompt: str, completion: str, max_length: int
+    tokenizer: PreTrainedTokenizerBase, prompt: Chat, completion: str, max_length: int
 ) -> tuple[list[int], list[int]]:
     """(chat-formatted prompt ids, completion ids + EOS); a completion longer than max_length - 1 is cut."""
     prompt_ids = tokenizer(format_prompt(tokenizer, prompt), add_special_tokens=not tokenizer.chat_template)[

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from labeling.conversations import Chat, as_dicts, plain_transcript
 from training.core.config import SamplingConfig
 from training.core.packed import packed_linears
 
@@ -22,12 +23,40 @@ class Sample:
     """'eos' when the model ended it, 'length' when max_new_tokens cut it."""
 
 
-def format_prompt(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
-    """The prompt as the model expects it: its chat template as a user turn, when it has one."""
+def format_prompt(tokenizer: PreTrainedTokenizerBase, prompt: Chat) -> str:
+    """The prompt as the model expects it: through its chat template (a string as one user turn, a
+    conversation whole), the assistant's turn opened; without a template, plain text."""
     if tokenizer.chat_template:
-        messages = [{"role": "user", "content": text}]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    return text
+        return tokenizer.apply_chat_template(as_dicts(prompt), tokenize=False, add_generation_prompt=True)
+    return plain_transcript(prompt)
+
+
+def prompt_length(tokenizer: PreTrainedTokenizerBase, prompt: Chat) -> int:
+    """The prompt's tokens as the model reads them (chat template and special tokens included)."""
+    text = format_prompt(tokenizer, prompt)
+    return len(tokenizer(text, add_special_tokens=not tokenizer.chat_template)["input_ids"])
+
+
+def context_budget(model: PreTrainedModel, config: SamplingConfig) -> int:
+    """The most prompt tokens that leave room for max_new_tokens in the model's context."""
+    return model.config.max_position_embeddings - config.max_new_tokens
+
+
+def fit_to_context(tokenizer: PreTrainedTokenizerBase, prompt: Chat, budget: int) -> tuple[Chat, int] | None:
+    """(the prompt, 0) when it fits `budget` tokens; else a conversation with its oldest exchanges (a
+    user message and the reply to it) left out until it fits, and how many messages were left out. The
+    system message and the last user message are always kept: None when even they do not fit."""
+    if prompt_length(tokenizer, prompt) <= budget:
+        return prompt, 0
+    if isinstance(prompt, str):
+        return None
+    system = prompt[:1] if prompt[0].role == "system" else ()
+    turns = prompt[len(system) :]
+    for cut in range(2, len(turns), 2):
+        shorter = (*system, *turns[cut:])
+        if prompt_length(tokenizer, shorter) <= budget:
+            return shorter, cut
+    return None
 
 
 def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:
@@ -78,7 +107,7 @@ def _decode(new_tokens: torch.Tensor, stop: list[int], tokenizer: PreTrainedToke
 def sample(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
+    prompts: list[Chat],
     k: int,
     config: SamplingConfig,
     progress: Progress | None = None,
@@ -111,7 +140,7 @@ def sample(
 def sample_distinct(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
-    prompts: list[str],
+    prompts: list[Chat],
     k: int,
     config: SamplingConfig,
     progress: Progress | None = None,

@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from labeling.conversations import Chat
 from training.core.advantages import compute_gae, group_advantages, masked_mean, masked_var, masked_whiten
 from training.core.config import PPOConfig, SamplingConfig
 from training.core.devices import CPU, Placement
@@ -180,13 +181,13 @@ class PPOTrainer:
         return self.unwrapped_policy.disable_adapter() if self.reference is None else nullcontext()
 
     @torch.no_grad()
-    def rollout(self, prompts: list[str], with_values: bool = True) -> Rollout:
+    def rollout(self, prompts: list[Chat], with_values: bool = True) -> Rollout:
         """Steps 1 to 3 for one sequence per entry of `prompts`, and the critic's values unless
         `with_values` is False or there is no critic (then they are zeros)."""
         with self.autocast():
             return self._rollout(prompts, with_values)
 
-    def _rollout(self, prompts: list[str], with_values: bool) -> Rollout:
+    def _rollout(self, prompts: list[Chat], with_values: bool) -> Rollout:
         config, tokenizer, device = self.config, self.tokenizer, self.accelerator.device
         # 1) rollout: sample one completion per prompt, cut after the first EOS
         texts = [format_prompt(tokenizer, p) for p in prompts]
@@ -241,7 +242,7 @@ class PPOTrainer:
             seconds_generating,
         )
 
-    def step(self, prompts: list[str]) -> dict:
+    def step(self, prompts: list[Chat]) -> dict:
         """One step on a batch of prompts, each sampled `samples_per_prompt` times: steps 1 to 3 in
         `rollout`, then 4 to 6 here. Returns the step's figures."""
         config = self.config
@@ -371,7 +372,7 @@ class PPOTrainer:
             "entropy": float(masked_mean(entropy.detach(), mask)),
         }
 
-    def train(self, prompts: list[str], log: Log | None = None) -> list[dict]:
+    def train(self, prompts: list[Chat], log: Log | None = None) -> list[dict]:
         """`config.steps` PPO steps over prompts drawn in a seeded shuffled order."""
         order, history = random.Random(self.config.seed), []
         pool: list[str] = []

@@ -3,10 +3,12 @@ makes are `labeling.statistics.ranked_pairs`."""
 
 from dataclasses import dataclass
 
+from labeling.conversations import Chat
+
 
 @dataclass(frozen=True)
 class RankedPrompt:
-    prompt: str
+    prompt: Chat
     completions: list[str]
     order: list[list[int]]
     """Tie groups of indices into `completions`, best first: [[2], [0, 3], [1]]."""

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from labeling.conversations import Chat
 from training.core.config import RewardModelConfig
 from training.core.data import RankedPrompt, RewardBatch, collate
 from training.core.devices import CPU, DTYPES, Placement
@@ -223,7 +224,7 @@ def load_reward_model(
 def score_pairs(
     model: RewardModel,
     tokenizer: PreTrainedTokenizerBase,
-    pairs: list[tuple[str, str]],
+    pairs: list[tuple[Chat, str]],
     max_length: int,
     normalised: bool = True,
     batch_size: int = 16,
@@ -250,7 +251,7 @@ def reward_model_scorer(
 
 
 def score_groups(
-    model: RewardModel, tokenizer: PreTrainedTokenizerBase, groups: list[tuple[str, list[str]]], max_length: int
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, groups: list[tuple[Chat, list[str]]], max_length: int
 ) -> list[list[float]]:
     """The normalised scores of each prompt's completions, in the order given; completions of
     several prompts share a batch."""
@@ -264,7 +265,7 @@ def score_groups(
 
 
 def normalise(
-    model: RewardModel, tokenizer: PreTrainedTokenizerBase, references: list[tuple[str, str]], max_length: int
+    model: RewardModel, tokenizer: PreTrainedTokenizerBase, references: list[tuple[Chat, str]], max_length: int
 ) -> float:
     """Sets the offset so that the reference completions score 0 on average; returns it."""
     raw = score_pairs(model, tokenizer, references, max_length, normalised=False) if references else None

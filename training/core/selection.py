@@ -7,6 +7,7 @@ import itertools
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from labeling.conversations import Chat
 from training.core.config import RewardModelConfig
 from training.core.rankings import RankedPrompt
 from training.core.reward_model import RewardModel
@@ -45,7 +46,7 @@ def most_disputed_subset(members: torch.Tensor, k: int) -> list[int]:
 def group_members(
     model: RewardModel,
     tokenizer: PreTrainedTokenizerBase,
-    groups: list[tuple[str, list[str]]],
+    groups: list[tuple[Chat, list[str]]],
     config: RewardModelConfig,
 ) -> list[torch.Tensor]:
     """Every head's raw score of each prompt's completions: one (K_i, E) tensor per group."""

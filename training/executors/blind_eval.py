@@ -31,7 +31,7 @@ def sample_blind_evaluation(run: TrainingRun, report: Reporter) -> None:
         raise ValueError("No held-out prompts are left for this pair of versions.")
     seed = run.config["seed"]
     report(0.05, step=0, steps=2, phase=f"sampling {len(prompts)} answers each from v{a.version} and v{b.version}")
-    texts = [p.text for p in prompts]
+    texts = [p.chat for p in prompts]
     samples_a, samples_b = sample_one_each(run.project, [a, b], texts, [seed, seed + 1], placed(run))
     pairs = [(p, [sa, sb]) for p, sa, sb in zip(prompts, samples_a, samples_b, strict=True) if sa.text != sb.text]
     tasks = _store_blind_tasks(run, pairs)

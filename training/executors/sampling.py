@@ -7,7 +7,7 @@ from django.conf import settings
 from labeling.models import ComparisonTask
 from labeling.services import do_create_comparison_tasks
 from training.core.config import SamplingConfig
-from training.core.generation import sample_distinct
+from training.core.generation import context_budget, fit_to_context, sample_distinct
 from training.core.loading import load_model
 from training.datasets import prompts_to_sample
 from training.executors.placement import placed
@@ -31,26 +31,30 @@ def sample_comparisons(run: TrainingRun, report: Reporter) -> None:
     is_training = run.task_kind == ComparisonTask.Kind.TRAIN
     selector = Selector.for_project(run.project, placement) if is_training else None
     candidates = CANDIDATES_PER_SLOT * run.k if selector else run.k
-    created = flagged = tokens = 0
+    created = flagged = too_long = tokens = 0
+    budget = context_budget(model, sampling)
     started = time.monotonic()
     for step in range(0, len(prompts), PROMPTS_PER_STEP):
-        batch = prompts[step : step + PROMPTS_PER_STEP]
         step_config = SamplingConfig(**{**run.config, "seed": sampling.seed + step})
-        texts = [p.text for p in batch]
-        samples = sample_distinct(model, tokenizer, texts, candidates, step_config, at_least=run.k)
+        fitted = {p: fit_to_context(tokenizer, p.chat, budget) for p in prompts[step : step + PROMPTS_PER_STEP]}
+        batch = [p for p, fit in fitted.items() if fit is not None]
+        too_long += len(fitted) - len(batch)
+        chats = [fitted[p][0] for p in batch]
+        samples = sample_distinct(model, tokenizer, chats, candidates, step_config, at_least=run.k) if batch else []
         usable = [(p, s) for p, s in zip(batch, samples, strict=True) if s is not None]
         tokens += sum(s.token_count for _, group in usable for s in group)  # every candidate was generated
         scores = None
         if selector and usable:
-            chosen = selector.choose([p.text for p, _ in usable], [s for _, s in usable], run.k)
+            chosen = selector.choose([fitted[p][0] for p, _ in usable], [s for _, s in usable], run.k)
             usable = [(p, group) for (p, _), (group, _) in zip(usable, chosen, strict=True)]
             scores = [score for _, score in chosen]
         do_create_comparison_tasks(
-            run.project, run.policy_id, usable, run.task_kind, vars(step_config), uncertainties=scores
-        )
+            run.project, run.policy_id, usable, run.task_kind, vars(step_config), uncertainties=scores,
+            messages_left_out=[fitted[p][1] for p, _ in usable],
+        )  # fmt: skip
         created += len(usable)
         flagged += len(batch) - len(usable)
-        done = step + len(batch)
+        done = step + len(fitted)
         report(
             done / len(prompts),
             step=done,
@@ -61,3 +65,8 @@ def sample_comparisons(run: TrainingRun, report: Reporter) -> None:
         )
     if flagged:
         report.note(f"{flagged} prompts gave fewer than {run.k} distinct completions; no task was made.")
+    if too_long:
+        report.note(
+            f"{too_long} prompts do not fit the model's context ({budget} prompt tokens with max_new_tokens) even "
+            "with only their last user message; no task was made."
+        )

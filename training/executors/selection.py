@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 
+from labeling.conversations import Chat
 from labeling.models import ComparisonTask, Project
 from training.configs import reward_model_config
 from training.core.devices import Placement
@@ -67,7 +68,7 @@ def refresh_task_uncertainty(
         texts = [
             [item.completion.text for item in sorted(task.items.all(), key=lambda i: i.position)] for task in tasks
         ]
-        for task, score in zip(tasks, selector.task_scores([t.prompt.text for t in tasks], texts), strict=True):
+        for task, score in zip(tasks, selector.task_scores([t.prompt.chat for t in tasks], texts), strict=True):
             task.uncertainty = score
         ComparisonTask.objects.bulk_update(tasks, ["uncertainty"])
         if on_batch:
@@ -75,5 +76,5 @@ def refresh_task_uncertainty(
     return len(ids)
 
 
-def _groups(prompts: list[str], candidates: list[list[Sample]]) -> list[tuple[str, list[str]]]:
+def _groups(prompts: list[Chat], candidates: list[list[Sample]]) -> list[tuple[Chat, list[str]]]:
     return [(prompt, [s.text for s in group]) for prompt, group in zip(prompts, candidates, strict=True)]

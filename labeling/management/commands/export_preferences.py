@@ -1,4 +1,5 @@
-"""Streams a project's preferences out as JSONL: pairs for TRL-style trainers, or full rankings."""
+"""Streams a project's preferences out as JSONL: pairs for TRL-style trainers (as texts or conversations),
+full rankings, or demonstrations as SFT messages."""
 
 import os
 import sys
@@ -16,22 +17,25 @@ from labeling.management.commands._common import get_project
 class Command(BaseCommand):
     help = (
         "Export a project's preferences as JSONL: 'pairs' ({prompt, chosen, rejected}, one line per ordered "
-        "pair of each ranking) or 'rankings' (one line per ranking with its provenance). Streams in constant "
-        "memory; writes to stdout unless --output is given."
+        "pair of each ranking), 'conversational' (the same pairs as TRL's lists of messages), 'rankings' (one "
+        "line per ranking with its provenance, ties and K-way order) or 'demonstrations' (ideal answers as "
+        "{messages} for SFT). Streams in constant memory; writes to stdout unless --output is given."
     )
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--project", required=True, help="Project id or name.")
         parser.add_argument("--format", required=True, choices=FORMATS)
         parser.add_argument(
-            "--ties", choices=TIE_MODES, help="pairs: drop tied pairs (default), or write each both ways ('half')."
+            "--ties",
+            choices=TIE_MODES,
+            help="pairs and conversational: drop tied pairs (default), or write each both ways ('half').",
         )
         parser.add_argument("--include-excluded", action="store_true", help="Keep rankings staff excluded.")
         parser.add_argument("--output", help="A file to write (replaced only once the export is complete).")
 
     def handle(self, *args, project, format, ties, include_excluded, output, **options) -> None:
-        if ties and format != "pairs":
-            raise CommandError("--ties applies to --format pairs only.")
+        if ties and format not in ("pairs", "conversational"):
+            raise CommandError("--ties applies to --format pairs and conversational only.")
         rows = self._counted(export_rows(get_project(project), format, ties or "drop", include_excluded))
         started = time.monotonic()
         if output:
