@@ -93,7 +93,7 @@ def test_it_reports_bad_lines_by_number_and_imports_the_good_ones():
         InvalidLine(4, "the prompt cannot be empty"),
         InvalidLine(5, '"prompt" is a number, not a string or a list of messages'),
         InvalidLine(6, 'no "prompt" or "messages" field'),
-        InvalidLine(7, 'expected an object with a "prompt" field, not an array'),
+        InvalidLine(7, 'expected an object with a "prompt" or "messages" field, not an array'),
         InvalidLine(8, "not valid JSON: NaN is not valid JSON"),
         InvalidLine(9, "the prompt: a NUL character (\\u0000) cannot be stored"),
         InvalidLine(10, "the prompt is 100,001 characters; the limit is 100,000"),
