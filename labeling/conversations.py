@@ -97,6 +97,11 @@ def continued(chat: Chat, reply: str, user_turn: str) -> Conversation:
     return (*messages, Message("assistant", reply), Message("user", user_turn))
 
 
+def last_message(chat: Chat) -> str:
+    """The user's message the reply answers: the prompt itself, or a conversation's last message."""
+    return chat if isinstance(chat, str) else chat[-1].content
+
+
 def turns(chat: Chat) -> int:
     """The user turns in a conversation (a single-turn prompt has one)."""
     return 1 if isinstance(chat, str) else sum(m.role == "user" for m in chat)

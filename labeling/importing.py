@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from django.db import transaction
 
-from labeling.conversations import Chat, as_dicts, check_messages, is_single_turn
+from labeling.conversations import Chat, as_dicts, check_messages, is_single_turn, last_message
 from labeling.models import Project, Prompt, prompt_digest
 
 MAX_PROMPT_CHARS = 100_000
@@ -46,7 +46,7 @@ class PromptRecord:
     @property
     def text(self) -> str:
         """The prompt's text, or a conversation's last (user) message."""
-        return self.chat if isinstance(self.chat, str) else self.chat[-1].content
+        return last_message(self.chat)
 
 
 @dataclass(frozen=True)
@@ -236,11 +236,17 @@ def parse_jsonl(lines: Lines) -> Iterator[Parsed]:
 
 
 def prompt_texts_from_jsonl(path: Path) -> list[str]:
-    """The "prompt" of each object in a UTF-8 JSONL file, in file order.
+    """The prompt text of each object in a UTF-8 JSONL file (a conversation's last message), in file order.
 
     Raises ImportFileError naming the file when it cannot be read, or naming its first invalid
     line and the reason.
     """
+    return [last_message(chat) for chat in prompt_chats_from_jsonl(path)]
+
+
+def prompt_chats_from_jsonl(path: Path) -> list[Chat]:
+    """Each object's prompt in a UTF-8 JSONL file, a conversation whole, in file order; errors as
+    `prompt_texts_from_jsonl`'s."""
     try:
         with path.open("rb") as file:
             parsed = list(parse_jsonl(read_lines(file, str(path))))
@@ -249,7 +255,7 @@ def prompt_texts_from_jsonl(path: Path) -> list[str]:
     for item in parsed:
         if isinstance(item, InvalidLine):
             raise ImportFileError(f"{path}, line {item.line}: {item.reason}.")
-    return [item.text for item in parsed]
+    return [item.chat for item in parsed]
 
 
 def parse_text(lines: Lines) -> Iterator[Parsed]:

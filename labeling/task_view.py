@@ -7,7 +7,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from labeling.conversations import Message
-from labeling.models import Assignment, ComparisonTask, Completion, Ranking, letter, order_in_letters
+from labeling.models import Assignment, Completion, Prompt, Ranking, letter, order_in_letters
 from labeling.services import best_reply, continuation_refused
 
 RECENT_MESSAGES = 4  # a long conversation shows its last messages; the earlier ones open on demand
@@ -32,9 +32,10 @@ class Thread:
     """How many of the oldest messages the model did not see (they did not fit its context)."""
 
 
-def thread(task: ComparisonTask, completions: list[Completion]) -> Thread | None:
-    """The task's conversation, or None for a single-turn prompt."""
-    chat = task.prompt.chat
+def thread(prompt: Prompt, completions: list[Completion] = ()) -> Thread | None:
+    """The prompt's conversation as the page shows it, or None for a single-turn prompt; `completions`
+    (a task's) say how many of its oldest messages the model did not see."""
+    chat = prompt.chat
     if isinstance(chat, str):
         return None
     system = chat[0] if chat[0].role == "system" else None
@@ -59,7 +60,7 @@ def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dic
     return {
         "project": task.project,
         "task": task,
-        "thread": thread(task, [s.completion for s in shown]),
+        "thread": thread(task.prompt, [s.completion for s in shown]),
         "assignment": assignment,
         "completions": shown,
         "last_letter": letter(len(shown) - 1),
@@ -88,7 +89,7 @@ def submitted_context(assignment: Assignment, ranking: Ranking | None) -> dict:
     return {
         "project": task.project,
         "task": task,
-        "thread": thread(task, shown),
+        "thread": thread(task.prompt, shown),
         "assignment": assignment,
         "completions": completions,
         "submitted": {"ranking": ranking, "letters": letters, "continue_from": best},

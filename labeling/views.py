@@ -27,7 +27,7 @@ from labeling.services import (
     do_submit_ranking,
     prompts_needing_demonstration,
 )
-from labeling.task_view import refusal_message, submitted_context, task_context
+from labeling.task_view import refusal_message, submitted_context, task_context, thread
 
 POLL_SECONDS = {True: 5, False: 20}  # how often the out-of-tasks page looks for a task: while sampling runs, or not
 
@@ -201,7 +201,8 @@ def demonstrations(request: HttpRequest, project_id: int) -> HttpResponse:
                 return redirect(reverse("labeling:demonstrations", args=[project.pk]) + "?saved=1")
             prompt, text = prompts_needing_demonstration(project, request.user).first(), ""
     saved = request.method == "POST" or "saved" in request.GET
-    context = {"project": project, "prompt": prompt, "error": error, "text": text, "saved": saved}
+    context = {"project": project, "prompt": prompt, "error": error, "text": text, "saved": saved,
+               "thread": thread(prompt) if prompt else None}  # fmt: skip
     context["asks_for_none"] = prompt is None and not project.prompts.filter(needs_demonstration=True).exists()
     template = "labeling/demonstrations.html#demo" if request.htmx else "labeling/demonstrations.html"
     return render(request, template, context, status=status)

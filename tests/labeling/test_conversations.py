@@ -288,3 +288,13 @@ def test_staff_browse_a_conversation_tree_from_its_root():
     a1 = PromptFactory(project=root.project, text="a1", parent=a)
     assert [(depth, p.text) for depth, p in conversation_tree(root)] == [(0, "Root?"), (1, "a"), (2, "a1"), (1, "b")]
     assert a1.parent.parent == root and b.parent == root
+
+
+def test_an_ideal_answer_to_a_conversation_is_written_under_its_thread(client, labeler):
+    project = ProjectFactory(name="Demos")
+    project.labelers.add(labeler)
+    PromptFactory(project=project, text=THREE_TURNS[-1]["content"], messages=THREE_TURNS, needs_demonstration=True)
+    client.force_login(labeler)
+    body = client.get(reverse("labeling:demonstrations", args=[project.pk])).content.decode()
+    assert "write the assistant&#x27;s next reply" in body or "write the assistant's next reply" in body
+    assert body.count('class="message role-') == len(THREE_TURNS)

@@ -82,3 +82,40 @@ def test_a_conversation_longer_than_the_context_loses_its_oldest_turns_and_the_p
     client.force_login(labeler)
     body = client.get(reverse("labeling:task", args=[task.pk])).content.decode()
     assert "The model did not see the" in body and "oldest messages" in body
+
+
+def test_evaluate_policy_samples_conversations_and_judges_their_last_message(tiny_project, tmp_path, capsys):
+    import io
+    import json
+
+    from django.core.management import call_command
+
+    path = tmp_path / "heldout.jsonl"
+    path.write_text("".join(json.dumps({"messages": m}) + "\n" for m in CONVERSATIONS) + '{"prompt": "Plain?"}\n')
+    monkeypatched = "tests.training.test_conversation_rounds:_counting_preference"
+    _SEEN.clear()
+    base = tiny_project.policies.get(version=0)  # a second version on the same weights: two sides to compare
+    PolicyVersion.objects.create(project=tiny_project, version=1, checkpoint=base.checkpoint, parent=base)
+    call_command("evaluate_policy", "--project", tiny_project.name, "--preference", monkeypatched, "--a", "0", "--b",
+                 "1", "--prompts", str(path), stdout=io.StringIO(), stderr=io.StringIO())  # fmt: skip
+    assert _SEEN == ["And on?"] * 3 + ["Plain?"]  # the preference reads what labelers read: the last message
+
+
+def test_a_blind_evaluations_hold_out_file_of_conversations_is_refused_in_words(tiny_project, tmp_path):
+    import json
+
+    from django.core.management import CommandError, call_command
+
+    path = tmp_path / "chats.jsonl"
+    path.write_text(json.dumps({"messages": CONVERSATIONS[0]}) + "\n")
+    with pytest.raises(CommandError, match="holds conversations: import them with import_prompts"):
+        call_command("blind_evaluation", "--project", tiny_project.name, "--hold-out", str(path))
+    assert not tiny_project.prompts.filter(heldout=True).exists()
+
+
+_SEEN: list[str] = []
+
+
+def _counting_preference(prompt: str, completions: list[str]) -> list[float]:
+    _SEEN.append(prompt)
+    return [float(len(c)) for c in completions]

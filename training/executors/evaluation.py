@@ -10,6 +10,7 @@ from collections.abc import Callable
 from django.conf import settings
 from django.utils import timezone
 
+from labeling.conversations import Chat, last_message
 from labeling.models import Project
 from training.configs import reward_model_config, sampling_config
 from training.core.devices import Placement, peak_memory_mib
@@ -23,7 +24,7 @@ Preference = Callable[[str, list[str]], list[float]]
 
 
 def sample_one_each(
-    project: Project, versions: list[PolicyVersion], prompts: list[str], seeds: list[int], placement: Placement
+    project: Project, versions: list[PolicyVersion], prompts: list[Chat], seeds: list[int], placement: Placement
 ) -> list[list[Sample]]:
     """One completion per prompt from each version, with the project's sampling settings; version
     i samples with seeds[i]. One model is loaded at a time."""
@@ -36,7 +37,7 @@ def sample_one_each(
 
 
 def best_of_n(
-    project: Project, version: PolicyVersion, prompts: list[str], n: int, reward_model: RewardModelVersion, seed: int,
+    project: Project, version: PolicyVersion, prompts: list[Chat], n: int, reward_model: RewardModelVersion, seed: int,
     placement: Placement,
 ) -> list[Sample]:  # fmt: skip
     """Per prompt, of n completions from `version` (the project's sampling settings), the one
@@ -54,7 +55,7 @@ def evaluate_policies(
     project: Project,
     a: PolicyVersion,
     b: PolicyVersion,
-    prompts: list[str],
+    prompts: list[Chat],
     preference: Preference,
     label: str,
     seed: int = 0,
@@ -73,7 +74,7 @@ def evaluate_policies(
         samples_b = best_of_n(project, b, prompts, best_of, reward_model, seed, placement)
     wins, score_a, score_b = 0.0, 0.0, 0.0
     for prompt, sample_a, sample_b in zip(prompts, samples_a, samples_b, strict=True):
-        sa, sb = preference(prompt, [sample_a.text, sample_b.text])
+        sa, sb = preference(last_message(prompt), [sample_a.text, sample_b.text])  # as labelers read it
         wins += 1.0 if sb > sa else 0.5 if sb == sa else 0.0
         score_a, score_b = score_a + sa, score_b + sb
     n = len(prompts)

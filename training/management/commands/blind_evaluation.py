@@ -5,7 +5,7 @@ from pathlib import Path
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.importing import ImportFileError, prompt_texts_from_jsonl
+from labeling.importing import ImportFileError, prompt_chats_from_jsonl
 from labeling.management.commands._common import get_project
 from labeling.services import do_add_prompts, do_hold_out_prompts
 from training.management.commands._common import get_policy_version, launch_or_run
@@ -43,9 +43,15 @@ class Command(BaseCommand):
 
     def _hold_out(self, project, path: Path) -> None:
         try:
-            texts = prompt_texts_from_jsonl(path)
+            chats = prompt_chats_from_jsonl(path)
+            if any(not isinstance(chat, str) for chat in chats):
+                raise CommandError(
+                    f"{path} holds conversations: import them with import_prompts, then hold them out in the admin "
+                    "(Prompts, 'Hold out for evaluation'). --prompts takes single-turn prompts."
+                )
+            texts = list(chats)
             added = do_add_prompts(project, texts, source=path.name)
-            held = do_hold_out_prompts(project.prompts.filter(text__in=texts), hold_out=True)
+            held = do_hold_out_prompts(project.prompts.filter(text__in=texts, messages=[]), hold_out=True)
         except ImportFileError as exc:
             raise CommandError(str(exc)) from None
         except ValidationError as exc:

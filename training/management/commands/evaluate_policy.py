@@ -5,7 +5,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.importing import ImportFileError, prompt_texts_from_jsonl
+from labeling.conversations import Chat
+from labeling.importing import ImportFileError, prompt_chats_from_jsonl
 from labeling.management.commands._common import get_project
 from labeling.management.commands.simulate_labelers import load_preference
 from training.executors.evaluation import evaluate_policies
@@ -22,7 +23,11 @@ class Command(BaseCommand):
         parser.add_argument("--preference", required=True, help="module:callable(prompt, completions) -> scores")
         parser.add_argument("--a", type=int, help="Version number of a (default: the active policy's parent).")
         parser.add_argument("--b", type=int, help="Version number of b (default: the active policy).")
-        parser.add_argument("--prompts", type=Path, help="JSONL with a 'prompt' field (default: the project's).")
+        parser.add_argument(
+            "--prompts",
+            type=Path,
+            help="JSONL of prompts or conversations, as import_prompts reads (default: the project's).",
+        )
         parser.add_argument("--limit", type=int, default=32, help="At most this many prompts.")
         parser.add_argument(
             "--best-of",
@@ -63,10 +68,10 @@ class Command(BaseCommand):
             f"{figures['mean_score_b']:.3f} (stored as run {run.pk})."
         )
 
-    def _prompts(self, project, path: Path | None) -> list[str]:
+    def _prompts(self, project, path: Path | None) -> list[Chat]:
         if path is None:
-            return list(project.prompts.order_by("id").values_list("text", flat=True))
+            return [prompt.chat for prompt in project.prompts.order_by("id")]
         try:
-            return prompt_texts_from_jsonl(path)
+            return prompt_chats_from_jsonl(path)
         except ImportFileError as exc:
             raise CommandError(str(exc)) from None
