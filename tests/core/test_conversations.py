@@ -8,7 +8,7 @@ import torch
 from labeling.conversations import Message, as_dicts
 from training.core.config import RewardModelConfig, SamplingConfig
 from training.core.data import collate, encode_parts
-from training.core.generation import fit_to_context, format_prompt, prompt_length, sample
+from training.core.generation import fit_prompts, fit_to_context, format_prompt, prompt_length, sample
 from training.core.logprobs import completion_token_logprobs
 from training.core.rankings import RankedPrompt
 from training.core.reward_model import new_reward_model
@@ -104,3 +104,9 @@ def test_sampling_answers_a_conversation(tiny):
     model, tokenizer = tiny
     groups = sample(model, tokenizer, [CHAT, "Hi"], 2, SamplingConfig(max_new_tokens=6, seed=0))
     assert [len(g) for g in groups] == [2, 2]
+
+
+def test_fit_prompts_cuts_what_it_can_and_leaves_out_what_cannot_fit(tiny):
+    _, tokenizer = tiny
+    fitted = fit_prompts(tokenizer, [CHAT, "y" * 500, "Short?"], prompt_length(tokenizer, CHAT[:1] + CHAT[3:]))
+    assert fitted == [CHAT[:1] + CHAT[3:], "Short?"]  # one exchange out; the long single turn left out

@@ -8,7 +8,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from labeling.conversations import Chat, as_dicts, plain_transcript
-from training.core.config import SamplingConfig
+from training.core.config import PPOConfig, SamplingConfig
 from training.core.packed import packed_linears
 
 Progress = Callable[[int, int], None]  # (prompts done, prompts in all)
@@ -37,7 +37,7 @@ def prompt_length(tokenizer: PreTrainedTokenizerBase, prompt: Chat) -> int:
     return len(tokenizer(text, add_special_tokens=not tokenizer.chat_template)["input_ids"])
 
 
-def context_budget(model: PreTrainedModel, config: SamplingConfig) -> int:
+def context_budget(model: PreTrainedModel, config: SamplingConfig | PPOConfig) -> int:
     """The most prompt tokens that leave room for max_new_tokens in the model's context."""
     return model.config.max_position_embeddings - config.max_new_tokens
 
@@ -57,6 +57,13 @@ def fit_to_context(tokenizer: PreTrainedTokenizerBase, prompt: Chat, budget: int
         if prompt_length(tokenizer, shorter) <= budget:
             return shorter, cut
     return None
+
+
+def fit_prompts(tokenizer: PreTrainedTokenizerBase, prompts: list[Chat], budget: int) -> list[Chat]:
+    """The prompts as a model with `budget` prompt tokens can read them (`fit_to_context`); one that
+    cannot fit at all is left out."""
+    fitted = (fit_to_context(tokenizer, prompt, budget) for prompt in prompts)
+    return [fit[0] for fit in fitted if fit is not None]
 
 
 def eos_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -15,7 +15,7 @@ from labeling.models import ComparisonTask, Completion, Project
 from training.configs import reward_model_config, sampling_config
 from training.core.checkpoints import write_once
 from training.core.devices import Placement
-from training.core.generation import sample
+from training.core.generation import context_budget, fit_prompts, sample
 from training.core.loading import load_model
 from training.core.reward_model import RewardModel
 from training.core.selection import group_members, task_uncertainty
@@ -51,8 +51,9 @@ def probe_policy(run: TrainingRun, checkpoint: Path, placement: Placement, rewar
     reward model's ensemble disagreement on the new answers (an ensemble only)."""
     project = run.project
     model, tokenizer = load_model(str(checkpoint), settings.MODEL_STORE, placement, trainable=False)
-    prompts = training_prompts(project)[:PROBE_PROMPTS]
-    groups = sample(model, tokenizer, prompts, project.k, sampling_config(project.recipe, seed=run.pk))
+    sampling = sampling_config(project.recipe, seed=run.pk)
+    prompts = fit_prompts(tokenizer, training_prompts(project)[:PROBE_PROMPTS], context_budget(model, sampling))
+    groups = sample(model, tokenizer, prompts, project.k, sampling)
     answers = [s for group in groups for s in group]
     parent = Completion.objects.filter(policy_version=run.policy, tasks__kind=ComparisonTask.Kind.TRAIN).aggregate(
         n=Count("pk", distinct=True), mean_length=Avg("token_count"),

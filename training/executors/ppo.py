@@ -4,6 +4,7 @@ candidate PolicyVersion."""
 from django.conf import settings
 
 from training.core.config import PPOConfig
+from training.core.generation import context_budget, fit_prompts
 from training.core.loading import load_model
 from training.core.ppo import PPOTrainer
 from training.core.reward_model import load_reward_model, reward_model_scorer
@@ -30,7 +31,9 @@ def train_policy_with_rl(run: TrainingRun, report: Reporter) -> None:
     scorer = reward_model_scorer(rm, tokenizer, RM_MAX_LENGTH)
     trainer = PPOTrainer(policy, tokenizer, critic, scorer, config, reference=load_kl_reference(run, placement),
                          placement=placement)  # fmt: skip
-    trainer.train(training_prompts(run.project), log=report.steps(0.0, 0.95))
+    # a conversation too long for the context loses its oldest exchanges, as when it was sampled
+    prompts = fit_prompts(tokenizer, training_prompts(run.project), context_budget(policy, config))
+    trainer.train(prompts, log=report.steps(0.0, 0.95))
     if not report.main:
         return  # the other training processes' part ends with training: rank 0 saves and registers
     report.phase(0.93, "saving the policy")
