@@ -17,6 +17,7 @@ from labeling.models import (
     ComparisonTask,
     Completion,
     Demonstration,
+    Judge,
     Project,
     Prompt,
     Ranking,
@@ -31,6 +32,25 @@ from labeling.services import (
     do_hold_out_prompts,
     do_set_gold_order,
 )
+
+
+@admin.register(Judge)
+class JudgeAdmin(admin.ModelAdmin):
+    """A project's AI judge: it ranks tasks as an AI labeler (`manage.py judge`, or the project's action
+    'AI judge'). An endpoint's key is never entered here: only the name of the worker's variable."""
+
+    list_display = ["project", "identity", "prompt_version", "weight_cap", "account", "updated_at"]
+    fields = [
+        "project", "backend", "model", "base_url", "api_key_env", "max_calls", "judging_prompt", "weight_cap",
+        "ranks_as",
+    ]  # fmt: skip
+    readonly_fields = ["ranks_as"]
+
+    @admin.display(description="ranks as")
+    def ranks_as(self, obj: Judge) -> str:
+        if not obj.pk:
+            return "An AI labeler account, made when the judge is saved."
+        return f"{obj.account.get_username()} (AI), prompt version {obj.prompt_version}"
 
 
 @admin.register(Project)
@@ -56,12 +76,13 @@ class ProjectAdmin(admin.ModelAdmin):
                     "lease_seconds",
                     "collect_likert",
                     "collect_rationale",
+                    "suggestions",
                 ]
             },
         ),
-        ("Quality", {"fields": ["agreement_threshold", "gold_rate", "flagged_labelers"]}),
+        ("Quality", {"fields": ["agreement_threshold", "gold_rate", "flagged_labelers", "ai_judge"]}),
     ]
-    readonly_fields = ["flagged_labelers"]
+    readonly_fields = ["flagged_labelers", "ai_judge"]
 
     change_form_template = "admin/labeling/project/change_form.html"  # links to import prompts and export
 
@@ -74,6 +95,17 @@ class ProjectAdmin(admin.ModelAdmin):
             "", "<li><strong>{}</strong>: {}</li>", ((n, "; ".join(r)) for n, r in flagged.items())
         )
         return format_html("<ul>{}</ul>", items)
+
+    @admin.display(description="AI judge")
+    def ai_judge(self, obj: Project) -> str:
+        judge = Judge.objects.filter(project=obj).first() if obj.pk else None
+        if judge is None:
+            add = reverse("admin:labeling_judge_add")
+            return format_html(
+                'None. <a href="{}?project={}">Set one</a> to rank tasks beside the labelers.', add, obj.pk or ""
+            )
+        change = reverse("admin:labeling_judge_change", args=[judge.pk])
+        return format_html('<a href="{}">{}</a>, prompt version {}', change, judge.identity, judge.prompt_version)
 
     def get_urls(self):
         view = self.admin_site.admin_view
@@ -239,15 +271,15 @@ class AssignmentAdmin(admin.ModelAdmin):
 
 @admin.register(Ranking)
 class RankingAdmin(admin.ModelAdmin):
-    list_display = ["id", "task_id", "labeler", "order_letters", "flags", "time_spent_ms", "created_at"]
+    list_display = ["id", "task_id", "labeler", "ai", "order_letters", "flags", "time_spent_ms", "created_at"]
     search_fields = ["labeler__username", "rationale"]
     list_select_related = ["labeler", "task"]
     raw_id_fields = ["task", "labeler"]
     date_hierarchy = "created_at"
     show_full_result_count = False
-    list_filter = ["task__project", "task__kind", "excluded", "created_at"]
+    list_filter = ["task__project", "task__kind", "ai", "excluded", "created_at"]
     actions = ["exclude_from_training", "include_in_training"]
-    readonly_fields = ["order_letters"]
+    readonly_fields = ["order_letters", "ai", "judged_by", "suggestion"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Ranking]:
         return super().get_queryset(request).prefetch_related("task__items")

@@ -13,12 +13,13 @@ from rest_framework.response import Response
 from labeling.access import get_assignment_for_labeler, get_project_for_labeler
 from labeling.exporting import streamed_export
 from labeling.importing import do_import_prompts, parse_records
-from labeling.models import ComparisonTask, Project, Ranking
+from labeling.models import ComparisonTask, Judge, Project, Ranking
 from labeling.serializers import (
     AssignedTaskSerializer,
     ComparisonTaskSerializer,
     ExportQuery,
     ImportReportOut,
+    JudgeSerializer,
     ProjectQuery,
     ProjectSerializer,
     PromptsIn,
@@ -27,7 +28,7 @@ from labeling.serializers import (
     RankingSerializer,
     TaskFilter,
 )
-from labeling.services import TaskNotFound, do_assign_next_task, do_submit_ranking
+from labeling.services import TaskNotFound, do_assign_next_task, do_set_judge, do_submit_ranking
 from webapp.api_views import StaffReadViewSet
 
 # The field a service's ValidationError is about, by its code; other codes concern the task's state.
@@ -127,7 +128,35 @@ class ProjectViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, StaffRead
         query = ExportQuery(data=request.query_params)
         query.is_valid(raise_exception=True)
         params = query.validated_data
-        return streamed_export(project, params["kind"], params["ties"], params["include_excluded"])
+        return streamed_export(
+            project, params["kind"], params["ties"], params["include_excluded"], params["include_ai"]
+        )
+
+    @extend_schema(
+        methods=["get"], responses={200: JudgeSerializer, 404: OpenApiResponse(description="No AI judge is set.")}
+    )
+    @extend_schema(
+        methods=["put"],
+        request=JudgeSerializer,
+        responses={200: JudgeSerializer, 400: OpenApiResponse(description="What is wrong; nothing was stored.")},
+    )
+    @action(detail=True, methods=["get", "put"])
+    def judge(self, request: Request, pk: str) -> Response:
+        """The project's AI judge (GET), or sets it (PUT): a local model or an OpenAI-compatible endpoint,
+        whose key stays in the worker's environment variable named by `api_key_env`."""
+        project = self.get_object()
+        if request.method == "GET":
+            judge = Judge.objects.filter(project=project).first()
+            if judge is None:
+                raise NotFound(f"Project {project.name!r} has no AI judge.")
+            return Response(JudgeSerializer(judge).data)
+        posted = JudgeSerializer(data=request.data)
+        posted.is_valid(raise_exception=True)
+        try:
+            judge = do_set_judge(project, **posted.validated_data)
+        except ValidationError as exc:
+            return Response({"detail": " ".join(exc.messages)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(JudgeSerializer(judge).data)
 
 
 @extend_schema_view(list=extend_schema(parameters=[TaskFilter]))
@@ -146,6 +175,7 @@ class RankingViewSet(mixins.ListModelMixin, StaffReadViewSet):
     lookups = {
         "project": "task__project",
         "labeler": "labeler",
+        "ai": "ai",
         "created_after": "created_at__gte",
         "created_before": "created_at__lt",
     }

@@ -42,7 +42,9 @@ COMPLETION_FIELDS = {
 }
 
 
-def _ranking_chunks(project: Project, include_excluded: bool) -> Iterator[tuple[list[dict], dict[int, list[dict]]]]:
+def _ranking_chunks(
+    project: Project, include_excluded: bool, include_ai: bool = True
+) -> Iterator[tuple[list[dict], dict[int, list[dict]]]]:
     """(rankings, task id -> its completions in display order), CHUNK_SIZE rankings at a time in id order.
 
     Rankings come as plain values from a server-side cursor; each chunk's completions take one more query.
@@ -50,10 +52,13 @@ def _ranking_chunks(project: Project, include_excluded: bool) -> Iterator[tuple[
     rankings = Ranking.objects.filter(task__project=project).order_by("id")
     if not include_excluded:
         rankings = rankings.filter(excluded=False)
+    if not include_ai:
+        rankings = rankings.filter(ai=False)
     rows = rankings.values(
         "id", "task_id", "task__kind", "task__prompt_id", "task__prompt__text", "task__prompt__messages",
         "order", "likert", "rationale",
         "flags", "time_spent_ms", f"labeler__{get_user_model().USERNAME_FIELD}", "created_at", "excluded",
+        "ai", "judged_by", "suggestion",
     ).iterator(chunk_size=CHUNK_SIZE)  # fmt: skip
     while chunk := list(islice(rows, CHUNK_SIZE)):
         items = TaskCompletion.objects.filter(task_id__in={row["task_id"] for row in chunk}).order_by("position")
@@ -69,13 +74,19 @@ def _messages(ranking: dict) -> list[dict[str, str]]:
 
 
 def pair_rows(
-    project: Project, ties: str = "drop", include_excluded: bool = False, conversational: bool = False
+    project: Project,
+    ties: str = "drop",
+    include_excluded: bool = False,
+    conversational: bool = False,
+    include_ai: bool = True,
 ) -> Iterator[dict]:
     """{"prompt", "chosen", "rejected"} for each ordered pair of each ranking, rankings in id order: as
-    texts (a conversation's prompt is its last user message), or in TRL's conversational form."""
+    texts (a conversation's prompt is its last user message), or in TRL's conversational form. TRL's
+    columns only: which pairs the AI judge made is in the rankings format, and `include_ai=False`
+    leaves them out here."""
     if ties not in TIE_MODES:
         raise ValueError(f"ties must be one of {', '.join(TIE_MODES)}, not {ties!r}")
-    for chunk, completions in _ranking_chunks(project, include_excluded):
+    for chunk, completions in _ranking_chunks(project, include_excluded, include_ai):
         for ranking in chunk:
             prompt = _messages(ranking) if conversational else ranking["task__prompt__text"]
             texts = {c["id"]: c["text"] for c in completions[ranking["task_id"]]}
@@ -87,11 +98,13 @@ def pair_rows(
                     yield {"prompt": prompt, "chosen": texts[loser], "rejected": texts[winner]}
 
 
-def ranking_rows(project: Project, include_excluded: bool = False) -> Iterator[dict]:
+def ranking_rows(project: Project, include_excluded: bool = False, include_ai: bool = True) -> Iterator[dict]:
     """One row per ranking, in id order, with everything it records and its prompt and completions
-    (id, display label, text, finish reason, token count, policy version): the provenance of a preference."""
+    (id, display label, text, finish reason, token count, policy version): the provenance of a preference.
+    An AI judge's ranking says so (`ai`) and which judge and prompt version made it (`judged_by`); a
+    person's made from a pre-filled page, what it started from (`suggestion`)."""
     username = f"labeler__{get_user_model().USERNAME_FIELD}"
-    for chunk, completions in _ranking_chunks(project, include_excluded):
+    for chunk, completions in _ranking_chunks(project, include_excluded, include_ai):
         for ranking in chunk:
             yield {
                 "ranking_id": ranking["id"],
@@ -109,6 +122,9 @@ def ranking_rows(project: Project, include_excluded: bool = False) -> Iterator[d
                 "labeler": ranking[username],
                 "created_at": ranking["created_at"].isoformat(),
                 "excluded": ranking["excluded"],
+                "ai": ranking["ai"],
+                "judged_by": ranking["judged_by"],
+                "suggestion": ranking["suggestion"],
             }
 
 
@@ -121,12 +137,15 @@ def demonstration_rows(project: Project) -> Iterator[dict]:
         yield {"messages": [*as_dicts(as_chat(text, messages)), {"role": "assistant", "content": answer}]}
 
 
-def export_rows(project: Project, format: str, ties: str = "drop", include_excluded: bool = False) -> Iterator[dict]:
-    """The rows of an export in `format` (one of FORMATS); `ties` applies to pairs, conversational or not."""
+def export_rows(
+    project: Project, format: str, ties: str = "drop", include_excluded: bool = False, include_ai: bool = True
+) -> Iterator[dict]:
+    """The rows of an export in `format` (one of FORMATS); `ties` applies to pairs, conversational or not;
+    `include_ai=False` leaves the AI judge's rankings out."""
     if format in ("pairs", "conversational"):
-        return pair_rows(project, ties, include_excluded, conversational=format == "conversational")
+        return pair_rows(project, ties, include_excluded, format == "conversational", include_ai)
     if format == "rankings":
-        return ranking_rows(project, include_excluded)
+        return ranking_rows(project, include_excluded, include_ai)
     if format == "demonstrations":
         return demonstration_rows(project)
     raise ValueError(f"format must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -148,10 +167,10 @@ def jsonl_blocks(rows: Iterable[dict]) -> Iterator[str]:
 
 
 def streamed_export(
-    project: Project, format: str, ties: str = "drop", include_excluded: bool = False
+    project: Project, format: str, ties: str = "drop", include_excluded: bool = False, include_ai: bool = True
 ) -> StreamingHttpResponse:
     """The export as a streamed JSONL attachment named after the project and the format."""
-    rows = export_rows(project, format, ties, include_excluded)
+    rows = export_rows(project, format, ties, include_excluded, include_ai)
     response = StreamingHttpResponse(jsonl_blocks(rows), content_type="application/jsonl; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{slugify(project.name) or "project"}-{format}.jsonl"'
     return response

@@ -7,7 +7,9 @@ ties; pairs are derived when training or exporting.
 import hashlib
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q, Value
 from django.db.models.functions import Coalesce
@@ -51,6 +53,23 @@ class Project(models.Model):
         default=Selection.RANDOM,
         help_text="Which training tasks labelers get first, and (uncertainty) which K of 2K sampled candidates make "
         "a task. Needs a reward model with at least 2 heads; eval tasks stay in sampled order.",
+    )
+
+    class Suggestions(models.TextChoices):
+        OFF = "off", "Off"
+        AFTER_SUBMIT = "after_submit", "After submit: the AI judge's order is shown once the labeler's own is sent"
+        PREFILLED = (
+            "prefilled",
+            "Pre-filled: the ranking starts in the AI judge's order; the labeler changes it at will",
+        )
+
+    suggestions = models.CharField(
+        max_length=16,
+        choices=Suggestions.choices,
+        default=Suggestions.AFTER_SUBMIT,
+        help_text="Whether labelers see the AI judge's order of a task it ranked. After submit shows agreement "
+        "without anchoring; pre-filled saves clicks, records whether the labeler changed the order, and its rankings "
+        "are left out of the agreement figures.",
     )
     collect_likert = models.BooleanField(default=False, help_text="Ask for a 1–7 quality score per completion.")
     collect_rationale = models.BooleanField(default=False, help_text="Offer a rationale text box.")
@@ -359,6 +378,18 @@ class Ranking(models.Model):
     flags = models.JSONField(default=list, blank=True)
     time_spent_ms = models.PositiveIntegerField(null=True, blank=True)
     excluded = models.BooleanField(default=False, help_text="Left out of training (marked unusable by staff).")
+    ai = models.BooleanField(
+        "AI", default=False, help_text="Made by the project's AI judge, not a person: never counted as a human ranking."
+    )
+    judged_by = models.JSONField(
+        default=dict, blank=True, help_text="AI rankings: the judge (backend and model), its prompt version, the run."
+    )
+    suggestion = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="What the labeler started from: {'shown': 'prefilled', 'order': the judge's, 'changed': bool}; "
+        "empty when nothing was pre-filled.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -395,3 +426,110 @@ class Demonstration(models.Model):
 
     def __str__(self) -> str:
         return f"Demonstration by {self.labeler} for prompt {self.prompt_id}"
+
+
+DEFAULT_JUDGING_PROMPT = """You compare two answers to the same request and say which one is better.
+Judge by the guidelines below when there are any; otherwise by which answer a careful reader would prefer.
+Neither answer's position nor its length is a reason to prefer it.
+Reply with the single letter of the better answer: A or B."""
+
+ENV_NAME = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*$",
+    "Give the name of an environment variable (like OPENAI_API_KEY), never the key itself.",
+)
+
+
+class Judge(models.Model):
+    """A project's AI judge: a model that ranks tasks as one more labeler, through its own account.
+
+    Its rankings are marked `ai` and weigh in the reward model's loss only as far as they agree with
+    people (`labeling.quality`), capped by `weight_cap`. An endpoint's key stays in the worker's
+    environment: only the variable's name is stored.
+    """
+
+    class Backend(models.TextChoices):
+        LOCAL = "local", "A local model, run on the generation worker"
+        ENDPOINT = "endpoint", "An OpenAI-compatible chat-completions endpoint (vLLM, TGI, Ollama, a provider)"
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="judge")
+    backend = models.CharField(max_length=10, choices=Backend.choices, default=Backend.LOCAL)
+    model = models.CharField(
+        max_length=300,
+        default="bundled",
+        help_text="Local: 'bundled' (the project's base model), a Hugging Face id or a path the worker can read. "
+        "Endpoint: the model name it serves.",
+    )
+    base_url = models.URLField(
+        "base URL", max_length=500, blank=True, help_text="Endpoint only: like http://127.0.0.1:8000/v1."
+    )
+    api_key_env = models.CharField(
+        "API key variable",
+        max_length=100,
+        blank=True,
+        validators=[ENV_NAME],
+        help_text="Endpoint only: the name of the worker's environment variable that holds the key (blank for "
+        "none). The key itself is never stored or shown.",
+    )
+    judging_prompt = models.TextField(
+        default=DEFAULT_JUDGING_PROMPT, help_text="The judge's instructions; the project's guidelines follow them."
+    )
+    weight_cap = models.FloatField(
+        default=0.5,
+        help_text="The most its rankings may weigh in the reward model's loss (a careful person's weigh about 1); "
+        "below that, the weight it earns by agreeing with people.",
+    )
+    max_calls = models.PositiveIntegerField(
+        default=2000, help_text="Endpoint only: a judging run stops (and fails) after this many calls."
+    )
+    account = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="judge_of", editable=False
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(weight_cap__gte=0, weight_cap__lte=1),
+                name="judge_weight_cap_0_1",
+                violation_error_message="The weight cap must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(backend="local") | ~Q(base_url=""),
+                name="judge_endpoint_has_url",
+                violation_error_message="An endpoint judge needs its base URL.",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"AI judge of {self.project} ({self.identity})"
+
+    def save(self, *args, **kwargs) -> None:
+        if self.account_id is None:  # an account of its own, never a person's that has the name
+            users, name, n = get_user_model().objects, f"ai-judge-{self.project_id}", 1
+            while users.filter(username=name).exists():
+                n += 1
+                name = f"ai-judge-{self.project_id}-{n}"
+            user = users.create(username=name)
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+            self.account = user
+        super().save(*args, **kwargs)
+
+    @property
+    def identity(self) -> str:
+        """Which judge: 'local:bundled', 'endpoint:qwen2.5-7b@127.0.0.1:8000'."""
+        if self.backend == self.Backend.ENDPOINT:
+            host = self.base_url.split("://", 1)[-1].split("/", 1)[0]
+            return f"endpoint:{self.model}@{host}"
+        return f"local:{self.model}"
+
+    @property
+    def instructions(self) -> str:
+        """What the judge is told: the judging prompt, then the project's guidelines."""
+        guidelines = self.project.guidelines.strip()
+        return self.judging_prompt.strip() + (f"\n\nGuidelines:\n{guidelines}" if guidelines else "")
+
+    @property
+    def prompt_version(self) -> str:
+        """A short digest of the instructions: rankings say which version of them they were made with."""
+        return text_digest(self.instructions)[:12]

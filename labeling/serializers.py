@@ -5,7 +5,7 @@ from rest_framework import serializers
 
 from labeling.conversations import as_dicts
 from labeling.exporting import FORMATS, TIE_MODES
-from labeling.models import ComparisonTask, Project, Ranking
+from labeling.models import ComparisonTask, Judge, Project, Ranking
 
 
 class ProjectQuery(serializers.Serializer):
@@ -52,7 +52,10 @@ class RankingIn(serializers.Serializer):
 class RankingSerializer(serializers.ModelSerializer):
     class Meta:
         model = Ranking
-        fields = ["id", "task", "labeler", "order", "likert", "rationale", "flags", "time_spent_ms", "created_at"]
+        fields = [
+            "id", "task", "labeler", "order", "likert", "rationale", "flags", "time_spent_ms", "ai", "judged_by",
+            "suggestion", "created_at",
+        ]  # fmt: skip
         read_only_fields = fields
 
 
@@ -61,7 +64,7 @@ class ProjectSerializer(serializers.ModelSerializer):
         model = Project
         fields = [
             "id", "name", "k", "overlap", "lease_seconds", "eval_ratio", "selection", "guidelines", "collect_likert",
-            "collect_rationale", "continue_conversations", "max_turns", "created_at",
+            "collect_rationale", "continue_conversations", "max_turns", "suggestions", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -85,6 +88,9 @@ class TaskFilter(ProjectFilter):
 
 class RankingFilter(ProjectFilter):
     labeler = serializers.IntegerField(required=False, min_value=1, help_text="The labeler's user id.")
+    ai = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="true: only the AI judge's; false: only people's."
+    )
     created_after = serializers.DateTimeField(required=False, help_text="Inclusive, ISO 8601.")
     created_before = serializers.DateTimeField(required=False, help_text="Exclusive, ISO 8601.")
 
@@ -119,3 +125,21 @@ class ExportQuery(serializers.Serializer):
         choices=TIE_MODES, default="drop", help_text="Pairs and conversational: drop, or half."
     )
     include_excluded = serializers.BooleanField(default=False)
+    include_ai = serializers.BooleanField(default=True, help_text="false leaves out the AI judge's rankings.")
+
+
+class JudgeSerializer(serializers.ModelSerializer):
+    """A project's AI judge. `api_key_env` names the worker's environment variable holding an
+    endpoint's key: the key itself is never sent here, stored or shown."""
+
+    identity = serializers.CharField(read_only=True, help_text="Which judge its rankings say made them.")
+    prompt_version = serializers.CharField(read_only=True, help_text="A digest of its instructions.")
+    account = serializers.CharField(source="account.username", read_only=True, help_text="It ranks as this AI labeler.")
+
+    class Meta:
+        model = Judge
+        fields = [
+            "backend", "model", "base_url", "api_key_env", "judging_prompt", "weight_cap", "max_calls",
+            "identity", "prompt_version", "account", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = ["updated_at"]

@@ -15,7 +15,20 @@ from typing import Protocol
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import BooleanField, Count, Exists, Expression, F, OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    BooleanField,
+    Case,
+    Count,
+    Exists,
+    Expression,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.utils import timezone
 
 from labeling.conversations import as_dicts, continued, turns
@@ -26,6 +39,7 @@ from labeling.models import (
     ComparisonTask,
     Completion,
     Demonstration,
+    Judge,
     Project,
     Prompt,
     Ranking,
@@ -394,13 +408,16 @@ def do_submit_ranking(
     rationale: str = "",
     flags: object = (),
     time_spent_ms: int | None = None,
+    prefilled: bool = False,
 ) -> tuple[Ranking, bool]:
     """Stores a labeler's ranking of a task they were given; returns (ranking, created).
 
     Raises TaskNotFound if the task was never given to them, ValidationError naming the problem
     otherwise. The same ranking submitted again (a double click, a retry) returns the stored row
     with created=False; a different second ranking is refused. The ranking, the closed lease and
-    the task's state change are written in one transaction.
+    the task's state change are written in one transaction. `prefilled`: the page started from the
+    AI judge's order, recorded with whether the labeler changed it. AI rankings do not count toward
+    the task's overlap: the task is complete when enough people ranked it.
     """
     now = timezone.now()
     with transaction.atomic():
@@ -423,10 +440,13 @@ def do_submit_ranking(
             rationale=cleaned_rationale,
             flags=cleaned_flags,
             time_spent_ms=time_spent_ms,
+            suggestion=suggestion_record(task, cleaned_order) if prefilled else {},
         )
         assignment.state = Assignment.State.SUBMITTED
         assignment.save(update_fields=["state"])
-        rankings = Ranking.objects.filter(task=OuterRef("pk")).order_by().values("task").annotate(n=Count("pk"))
+        rankings = (
+            Ranking.objects.filter(task=OuterRef("pk"), ai=False).order_by().values("task").annotate(n=Count("pk"))
+        )
         ComparisonTask.objects.filter(
             pk=task.pk, state=ComparisonTask.State.OPEN, target_overlap__lte=Subquery(rankings.values("n"))
         ).update(state=ComparisonTask.State.COMPLETE)
@@ -640,3 +660,68 @@ def gold_task_to_hand_out(project: Project, labeler: AbstractBaseUser) -> Compar
     )
     gold = ComparisonTask.objects.filter(project=project, state=ComparisonTask.State.GOLD)
     return gold.exclude(Exists(done)).order_by("id").first()
+
+
+# --- the AI judge ----------------------------------------------------------------------------------
+
+
+def do_set_judge(project: Project, **fields) -> Judge:
+    """Creates or changes the project's AI judge; raises ValidationError naming what is wrong, and
+    then stores nothing."""
+    judge = Judge.objects.filter(project=project).first() or Judge(project=project)
+    unknown = set(fields) - {"backend", "model", "base_url", "api_key_env", "judging_prompt", "weight_cap", "max_calls"}
+    if unknown:
+        raise ValidationError(f"A judge has no setting {sorted(unknown)[0]!r}.", code="unknown")
+    for name, value in fields.items():
+        setattr(judge, name, value)
+    judge.full_clean(exclude=["account"])
+    with transaction.atomic():
+        judge.save()
+    return judge
+
+
+def judge_order(task: ComparisonTask) -> list[list[int]] | None:
+    """The AI judge's order of the task, or None where it has not ranked it."""
+    return Ranking.objects.filter(task=task, ai=True).values_list("order", flat=True).first()
+
+
+def same_order(a: list[list[int]], b: list[list[int]]) -> bool:
+    """Whether two orders say the same thing (within a tie group the order carries no meaning)."""
+    return [sorted(group) for group in a] == [sorted(group) for group in b]
+
+
+def suggestion_record(task: ComparisonTask, order: list[list[int]]) -> dict:
+    """What a ranking made from a pre-filled page records: the judge's order and whether it changed
+    (nothing where the project does not pre-fill: the flag cannot take a ranking out of agreement)."""
+    if task.project.suggestions != Project.Suggestions.PREFILLED:
+        return {}
+    suggested = judge_order(task)
+    if suggested is None:
+        return {}
+    return {"shown": "prefilled", "order": suggested, "changed": not same_order(suggested, order)}
+
+
+def tasks_for_judge(project: Project, judge: Judge) -> QuerySet[ComparisonTask]:
+    """The training and gold tasks the judge has not ranked, gold first (they measure it), then open
+    tasks (the ones people will see next), then complete ones; retired tasks never."""
+    ranked = Ranking.objects.filter(task=OuterRef("pk"), labeler=judge.account_id)
+    states = [ComparisonTask.State.GOLD, ComparisonTask.State.OPEN, ComparisonTask.State.COMPLETE]
+    first = Case(*(When(state=state, then=Value(place)) for place, state in enumerate(states)))
+    tasks = ComparisonTask.objects.filter(project=project, kind=ComparisonTask.Kind.TRAIN, state__in=states)
+    return tasks.exclude(Exists(ranked)).select_related("prompt").order_by(first, "id")
+
+
+def do_store_ai_ranking(task_id: int, judge: Judge, order: object, judged_by: dict) -> Ranking:
+    """Stores the judge's whole order of a task (idempotent: a task it already ranked keeps its first
+    order). No lease and no overlap: people still rank the task."""
+    with transaction.atomic():
+        items = list(TaskCompletion.objects.filter(task_id=task_id).select_for_update().order_by("position"))
+        if not items:
+            raise TaskNotFound(task_id)
+        cleaned = check_order([item.completion_id for item in items], order)
+        ranking, _ = Ranking.objects.get_or_create(
+            task_id=task_id,
+            labeler_id=judge.account_id,
+            defaults={"order": cleaned, "ai": True, "judged_by": judged_by},
+        )
+    return ranking

@@ -145,6 +145,25 @@ def reliability_weights(
     return weights
 
 
+def earned_weight(
+    counts: PairCounts,
+    people: Mapping[str, PairCounts],
+    cap: float,
+    prior_pairs: float = RELIABILITY_PRIOR_PAIRS,
+    min_pairs: int = 10,
+) -> float:
+    """An AI judge's weight in the reward model's loss, from the pairs it ordered as people (or the gold
+    order) did: its figure 2·share − 1 relative to the best person's, as `reliability_weights` computes
+    a person's, but shrunk toward 0 rather than 1 while its pairs are few, and never above `cap`. A
+    person is trusted until shown careless; a judge earns its weight by agreeing with people."""
+    if not counts.compared:
+        return 0.0
+    raw = max(0.0, 2 * counts.share - 1)
+    best = max((max(0.0, 2 * c.share - 1) for c in people.values() if c.compared >= min_pairs), default=0.0)
+    relative = min(1.0, raw / best) if best > 0 else raw
+    return min(cap, counts.compared * relative / (counts.compared + prior_pairs))
+
+
 def pairwise_agreement(a: Order, b: Order) -> PairCounts:
     """Pairs both rankings order strictly, and how many of them they order the same way."""
     rank_a, rank_b, pairs = _common_pairs(a, b)

@@ -7,8 +7,9 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from labeling.conversations import Message
-from labeling.models import Assignment, Completion, Prompt, Ranking, letter, order_in_letters
-from labeling.services import best_reply, continuation_refused
+from labeling.models import Assignment, ComparisonTask, Completion, Project, Prompt, Ranking, letter, order_in_letters
+from labeling.services import best_reply, continuation_refused, judge_order
+from labeling.statistics import pairwise_agreement
 
 RECENT_MESSAGES = 4  # a long conversation shows its last messages; the earlier ones open on demand
 
@@ -45,8 +46,21 @@ def thread(prompt: Prompt, completions: list[Completion] = ()) -> Thread | None:
     return Thread(system, turns[:cut], turns[cut:], left_out)
 
 
+def _place_numbers(order: list[list[int]]) -> dict[int, str]:
+    """Completion id -> its rank number as the form's selects hold it, 1 = best, ties sharing one."""
+    return {cid: str(place) for place, group in enumerate(order, start=1) for cid in group}
+
+
 def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dict:
+    """The ranking form; with pre-filled suggestions, set in the AI judge's order when it ranked the task
+    (after a refused submit, as the labeler posted it)."""
     task = assignment.task
+    suggested = judge_order(task) if task.project.suggestions == Project.Suggestions.PREFILLED else None
+    prefilled = posted.get("prefilled") == "1" if posted is not None else suggested is not None
+    if posted is None and suggested is not None:
+        posted = QueryDict(mutable=True)
+        for cid, place in _place_numbers(suggested).items():
+            posted[f"rank-{cid}"] = place
     posted = posted or QueryDict()
     shown = [
         ShownCompletion(
@@ -69,6 +83,7 @@ def task_context(assignment: Assignment, posted: QueryDict | None = None) -> dic
         "lease_expired": assignment.leased_until <= timezone.now(),
         "posted_rationale": posted.get("rationale", ""),
         "posted_flags": posted.getlist("flags"),
+        "prefilled": prefilled,
     }
 
 
@@ -83,6 +98,7 @@ def submitted_context(assignment: Assignment, ranking: Ranking | None) -> dict:
             rank_of.update({cid: str(place) for cid in group})
     completions = [ShownCompletion(c, letter(i), rank_of.get(c.pk, ""), "") for i, c in enumerate(shown)]
     letters = order_in_letters(ranking.order, position_of) if ranking is not None else ""
+    suggestion = judge_comparison(task, ranking, position_of) if ranking is not None else ""
     best = ""
     if ranking is not None and not continuation_refused(task):
         best = letter(position_of[best_reply(task, ranking).pk])
@@ -92,8 +108,25 @@ def submitted_context(assignment: Assignment, ranking: Ranking | None) -> dict:
         "thread": thread(task.prompt, shown),
         "assignment": assignment,
         "completions": completions,
-        "submitted": {"ranking": ranking, "letters": letters, "continue_from": best},
+        "submitted": {"ranking": ranking, "letters": letters, "continue_from": best, "suggestion": suggestion},
     }
+
+
+def judge_comparison(task: ComparisonTask, ranking: Ranking, position_of: dict[int, int] | None = None) -> str:
+    """Once a labeler's ranking is sent (suggestions on, the AI judge ranked the task): the judge's order
+    and how many of the pairs both ordered they agree on; empty otherwise."""
+    if task.project.suggestions == Project.Suggestions.OFF:
+        return ""
+    suggested = judge_order(task)
+    if suggested is None:
+        return ""
+    if position_of is None:
+        position_of = {item.completion_id: item.position for item in task.items.all()}
+    agreed = pairwise_agreement(suggested, ranking.order)
+    pairs = f"you agree on {agreed.agreed} of the {agreed.compared} pairs you both ordered" if agreed.compared else (
+        "you share no pair that both of you ordered"
+    )  # fmt: skip
+    return f"The AI judge ranked it {order_in_letters(suggested, position_of)}: {pairs}."
 
 
 def _answers(letters: list[str]) -> str:

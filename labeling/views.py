@@ -27,7 +27,7 @@ from labeling.services import (
     do_submit_ranking,
     prompts_needing_demonstration,
 )
-from labeling.task_view import refusal_message, submitted_context, task_context, thread
+from labeling.task_view import judge_comparison, refusal_message, submitted_context, task_context, thread
 
 POLL_SECONDS = {True: 5, False: 20}  # how often the out-of-tasks page looks for a task: while sampling runs, or not
 
@@ -116,15 +116,16 @@ def _form_error(request: HttpRequest, assignment: Assignment, error: ValidationE
 def submit_ranking(request: HttpRequest, task_id: int) -> HttpResponse:
     assignment = get_assignment_for_labeler(request.user, task_id)
     try:
-        ranking = parse_ranking_form(request.POST)
-        do_submit_ranking(
+        posted = parse_ranking_form(request.POST)
+        ranking, _ = do_submit_ranking(
             task_id,
             request.user,
-            ranking.order,
-            ranking.likert,
-            ranking.rationale,
-            ranking.flags,
-            ranking.time_spent_ms,
+            posted.order,
+            posted.likert,
+            posted.rationale,
+            posted.flags,
+            posted.time_spent_ms,
+            prefilled=request.POST.get("prefilled") == "1",
         )
     except TaskNotFound:
         raise Http404("No such task among yours.") from None
@@ -132,7 +133,7 @@ def submit_ranking(request: HttpRequest, task_id: int) -> HttpResponse:
         if error.code == "lease_expired":
             return _next_task_response(request, assignment, notice=" ".join(error.messages))
         return _form_error(request, assignment, error)
-    notice = f"Your ranking of task {task_id} is saved."
+    notice = f"Your ranking of task {task_id} is saved. {judge_comparison(assignment.task, ranking)}".rstrip()
     if not continuation_refused(assignment.task):  # the labeler may carry the conversation on from here
         return _submitted_response(request, assignment, notice)
     return _next_task_response(request, assignment, notice=notice)

@@ -31,7 +31,8 @@ from django.utils import timezone
 from django_celery_beat.models import ClockedSchedule, CrontabSchedule, IntervalSchedule, PeriodicTask, SolarSchedule
 from rest_framework.authtoken.models import Token, TokenProxy
 
-from labeling.models import Assignment, ComparisonTask, Demonstration, Ranking
+from labeling.models import Assignment, ComparisonTask, Demonstration, Judge, Ranking
+from labeling.services import do_set_judge
 from tests.factories import AssignmentFactory, ComparisonTaskFactory, ProjectFactory, PromptFactory, UserFactory
 from training.models import EvalPair, PolicyVersion, RankingScore, RewardModelVersion, TrainingRun
 
@@ -104,6 +105,7 @@ def build_world() -> World:
         Ranking: ranking,
         Assignment: task.assignments.get(),
         Demonstration: demonstration,
+        Judge: do_set_judge(project, backend="local", model="bundled"),
         TrainingRun: run,
         PolicyVersion: policy,
         RewardModelVersion: reward_model,
@@ -212,6 +214,11 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     "api:project-prompts": Rule(
         expect(401, 403, 403, 201), lambda w: {"pk": w.project.pk}, "post", data=lambda w: {"prompts": ["New?"]}
     ),
+    "api:project-judge": (
+        Rule(STAFF_API, lambda w: {"pk": w.project.pk}),
+        Rule(expect(401, 403, 403, 200), lambda w: {"pk": w.project.pk}, "put",
+             data=lambda w: {"backend": "local", "model": "bundled"}),
+    ),  # fmt: skip
     "api:task-list": Rule(STAFF_API, query=lambda w: {"project": w.project.pk}),
     "api:ranking-list": Rule(STAFF_API, query=lambda w: {"project": w.project.pk}),
     "api:policy-list": Rule(STAFF_API, query=lambda w: {"project": w.project.pk}),
@@ -328,7 +335,8 @@ def ask(rule: Rule, url: str, who: str, world: World) -> str:
         if rule.method == "get":
             response = client.get(url, rule.query(world), headers=headers)
         elif url.startswith("/api/"):
-            response = client.post(url, rule.data(world), content_type="application/json", headers=headers)
+            send = getattr(client, rule.method)  # post, or put
+            response = send(url, rule.data(world), content_type="application/json", headers=headers)
         else:
             response = client.post(url, rule.data(world), headers=headers)
         transaction.set_rollback(True)

@@ -68,7 +68,7 @@ class TrainingRunViewSet(mixins.RetrieveModelMixin, ByProjectViewSet):
         },
     )
     def create(self, request: Request) -> Response:
-        """Launches a run: generate, rm, ppo, rloo, dpo, sft, round or blind_eval."""
+        """Launches a run: generate, rm, ppo, rloo, dpo, sft, round, blind_eval or judge."""
         posted = LaunchRun(data=request.data)
         posted.is_valid(raise_exception=True)
         try:

@@ -105,10 +105,11 @@ def heldout_prompts_for(a: PolicyVersion, b: PolicyVersion) -> QuerySet[Prompt]:
 
 
 def scorable_rankings(project: Project) -> QuerySet[Ranking]:
-    """Rankings a reward model is checked against: of training and eval comparisons, not excluded
-    by staff. Gold rankings are left out: every labeler ranks the same gold task."""
+    """Rankings a reward model is checked against: people's, of training and eval comparisons, not
+    excluded by staff. Gold rankings are left out: every labeler ranks the same gold task. The AI
+    judge's are left out too: a reward model is judged by whether it agrees with people."""
     kinds = [ComparisonTask.Kind.TRAIN, ComparisonTask.Kind.EVAL]
-    return Ranking.objects.filter(task__project=project, task__kind__in=kinds, excluded=False).exclude(
+    return Ranking.objects.filter(task__project=project, task__kind__in=kinds, excluded=False, ai=False).exclude(
         task__state=ComparisonTask.State.GOLD
     )
 
@@ -125,8 +126,10 @@ def projects_with_reward_models() -> list[int]:
 
 
 def new_rankings_since_last_reward_model(project: Project) -> int:
+    """People's training rankings since the latest reward model: what paces rounds (the AI judge's
+    train too, but a judging run does not start a round by itself)."""
     latest = RewardModelVersion.objects.filter(project=project).order_by("-version").first()
-    rankings = training_rankings(project)
+    rankings = training_rankings(project).filter(ai=False)
     return rankings.filter(pk__gt=latest.trained_through_ranking_id).count() if latest else rankings.count()
 
 

@@ -24,6 +24,9 @@ class LaunchForm(forms.Form):
     kind = forms.ChoiceField(choices=[(kind, TrainingRun.Kind(kind).label) for kind in KINDS])
     prompts = forms.IntegerField(min_value=1, max_value=100_000, required=False, help_text="At most this many.")
     steps = forms.IntegerField(min_value=1, max_value=100_000, required=False, help_text="Default: the project's.")
+    tasks = forms.IntegerField(
+        min_value=1, max_value=100_000, required=False, help_text="The AI judge: at most this many."
+    )
     a = VersionChoice(queryset=PolicyVersion.objects.none(), required=False, label="a (baseline)")
     b = VersionChoice(queryset=PolicyVersion.objects.none(), required=False, label="b (challenger)")
 

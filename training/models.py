@@ -171,6 +171,7 @@ class TrainingRun(models.Model):
         EVAL = "eval", "Evaluation"
         BLIND_EVAL = "blind_eval", "Blind human evaluation"
         ROUND = "round", "Full round"
+        JUDGE = "judge", "AI judge"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -196,7 +197,9 @@ class TrainingRun(models.Model):
     baseline = _input("PolicyVersion", "Evaluations: the version the policy is compared with (a).")
     reward_model = _input("RewardModelVersion", "RL steps: the reward model it trains against.")
     through_ranking = _input("labeling.Ranking", "Reward models: trained on the usable rankings up to this one.")
-    prompts = models.PositiveIntegerField(null=True, blank=True, help_text="Sampling, evaluations: at most this many.")
+    prompts = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Sampling, evaluations: prompts; the AI judge: tasks. At most this many."
+    )
     k = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Sampling: completions per prompt.")
     task_kind = models.CharField(max_length=10, blank=True, help_text="Sampling: the kind of task made (train, eval).")
     preference = models.CharField(

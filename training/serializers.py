@@ -132,6 +132,9 @@ class LaunchRun(serializers.Serializer):
     steps = serializers.IntegerField(
         min_value=1, required=False, help_text="ppo, rloo: RL steps (default: the project's setting)."
     )
+    tasks = serializers.IntegerField(
+        min_value=1, max_value=100_000, default=50, help_text="judge: how many tasks the AI judge ranks at most."
+    )
 
     def validate(self, data: dict) -> dict:
         takes = inspect.signature(KINDS[data["kind"]].check).parameters

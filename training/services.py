@@ -25,7 +25,8 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
-from labeling.models import ComparisonTask, Project, Prompt
+from labeling.models import ComparisonTask, Judge, Project, Prompt
+from labeling.services import tasks_for_judge
 from training.configs import (
     check_recipe,
     dpo_config,
@@ -34,6 +35,7 @@ from training.configs import (
     sampling_config,
     sft_config,
 )
+from training.core.config import JudgeConfig
 from training.datasets import (
     demonstrations,
     heldout_prompts_for,
@@ -256,6 +258,34 @@ def check_blind_evaluation(
     return {"policy": b, "baseline": a, "prompts": prompts, "config": partial(sampling_config, project.recipe)}
 
 
+def check_judging(project: Project, tasks: int = 50) -> dict:
+    """The project's AI judge ranks up to `tasks` training and gold tasks it has not ranked yet (gold
+    first, then open ones). The run keeps the judge's settings as they are now: the model, the
+    instructions and their version (an endpoint's key stays a variable's name)."""
+    judge = Judge.objects.filter(project=project).first()
+    if judge is None:
+        raise LaunchRefused(
+            f"Project {project.name!r} has no AI judge: set one in the admin (the project's page, 'AI judge'), "
+            "with `manage.py set_judge`, or with PUT /api/projects/<id>/judge/."
+        )
+    if tasks < 1:
+        raise LaunchRefused(f"Ask for at least 1 task, not {tasks}.")
+    if not tasks_for_judge(project, judge).exists():
+        raise LaunchRefused(f"The AI judge of {project.name!r} has ranked every task there is; sample more first.")
+    bundled = judge.backend == Judge.Backend.LOCAL and judge.model == "bundled"
+    config = JudgeConfig(
+        judge=judge.identity,
+        backend=judge.backend,
+        model=project.recipe.base_model if bundled else judge.model,
+        instructions=judge.instructions,
+        prompt_version=judge.prompt_version,
+        base_url=judge.base_url,
+        api_key_env=judge.api_key_env,
+        max_calls=judge.max_calls,
+    )
+    return {"prompts": tasks, "k": project.k, "config": config}
+
+
 RM_CHARTS = (
     Chart("Reward-model loss, and held-out loss by epoch", "loss", ("loss", "heldout_loss")),
     Chart("Accuracy on the batch, and tie rate", "fraction", ("accuracy", "tie_rate")),
@@ -278,6 +308,10 @@ DPO_CHARTS = (
     Chart("DPO loss", "loss", ("loss", "heldout_loss")),
     Chart("Implicit reward accuracy: batch and held-out rankings", "fraction", ("accuracy", "heldout_accuracy")),
     Chart("Implicit rewards β·log(π/π_ref) of winners and losers", "nats", ("reward_chosen", "reward_rejected")),
+)
+JUDGE_CHARTS = (
+    Chart("Tasks the judge ranked", "tasks", ("tasks",)),
+    Chart("Share of pairs tied (its two orders disagreed)", "fraction", ("tie_rate",)),
 )
 SFT_CHARTS = (Chart("SFT loss per answer token: batch and held-out", "nats", ("loss", "heldout_loss")),)
 SAMPLING_CHARTS = (
@@ -314,6 +348,10 @@ KINDS: dict[str, RunKind] = {
     Kind.ROUND: RunKind(
         check=check_round, task="training.run_round",
         action=("run_full_round", "Run full round ([SFT →] RM → the project's algorithm → promote → sample)"),
+    ),
+    Kind.JUDGE: RunKind(
+        check=check_judging, task="training.execute_run",
+        action=("judge_tasks", "AI judge: rank up to 50 tasks it has not ranked"), charts=JUDGE_CHARTS,
     ),
     Kind.BLIND_EVAL: RunKind(
         check=check_blind_evaluation, task="training.execute_run",

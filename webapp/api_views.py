@@ -17,7 +17,8 @@ from webapp.api import NewestFirst
 
 class StaffReadViewSet(viewsets.GenericViewSet):
     """Staff-only reads (labelers get 403), newest first, filtered by the query parameters that
-    `filters` declares; `lookups` maps each to its ORM lookup. A bad parameter is a 400."""
+    `filters` declares; `lookups` maps each to its ORM lookup (a parameter left out, or None, filters
+    nothing). A bad parameter is a 400."""
 
     permission_classes = [IsAdminUser]
     pagination_class = NewestFirst
@@ -30,7 +31,8 @@ class StaffReadViewSet(viewsets.GenericViewSet):
             return queryset
         params = self.filters(data=self.request.query_params)
         params.is_valid(raise_exception=True)
-        return queryset.filter(**{self.lookups[name]: value for name, value in params.validated_data.items()})
+        given = {name: value for name, value in params.validated_data.items() if value is not None}
+        return queryset.filter(**{self.lookups[name]: value for name, value in given.items()})
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -165,6 +165,9 @@ def test_rankings_carry_every_field_and_the_completions_provenance(project):
         "labeler": "labeler",
         "created_at": first.created_at.isoformat(),
         "excluded": False,
+        "ai": False,  # a person's: no judge made it, and nothing was pre-filled
+        "judged_by": {},
+        "suggestion": {},
     }
 
 

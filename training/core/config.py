@@ -275,3 +275,26 @@ class SamplingConfig:
     """The same seed, prompts and settings give the same completions."""
     max_batch_tokens: int = 16_384
     """Memory budget of one generate call: sequences × (longest prompt + max_new_tokens)."""
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    """An AI judge as a judging run found it (labeling.models.Judge): what made its rankings."""
+
+    judge: str
+    """Which judge, as rankings record it: 'local:bundled', 'endpoint:MODEL@HOST'."""
+    backend: str
+    """'local' (a model on the generation worker) or 'endpoint' (OpenAI-compatible chat completions)."""
+    model: str
+    """Local: the model store reference or hub id loaded; endpoint: the model name sent."""
+    instructions: str
+    """The judging prompt followed by the project's guidelines: the judge's system turn."""
+    prompt_version: str
+    """A digest of `instructions`."""
+    base_url: str = ""
+    api_key_env: str = ""
+    """The name of the worker's environment variable that holds the key: the key is never stored."""
+    max_calls: int = 2000
+    """Endpoint: the run fails once this many calls are spent."""
+    batch_size: int = 8
+    """Local: judge questions per forward pass."""

@@ -10,6 +10,7 @@ from functools import partial
 
 from training.executors.blind_eval import sample_blind_evaluation
 from training.executors.dpo import train_policy_with_dpo
+from training.executors.judging import judge_tasks
 from training.executors.ppo import train_policy_with_rl
 from training.executors.reward_model import train_reward_model_version
 from training.executors.round import carry_out_round
@@ -50,6 +51,8 @@ def carry_out(run_id: int, echo: Echo | None = None, steps_on_workers: bool = Fa
                 fine_tune_policy(run, report)
             case Kind.BLIND_EVAL:
                 sample_blind_evaluation(run, report)
+            case Kind.JUDGE:
+                judge_tasks(run, report)
             case Kind.ROUND:
                 step = partial(_step_on_a_worker, run) if steps_on_workers else partial(_step_here, echo=echo)
                 carry_out_round(run, report, step)

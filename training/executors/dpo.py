@@ -18,7 +18,7 @@ def train_policy_with_dpo(run: TrainingRun, report: Reporter) -> None:
     reference (the last SFT policy, or the base), and registers the result like an RL step's."""
     config = DPOConfig(**run.config)
     report.phase(0.0, "reading rankings and loading the policy")
-    weights = labeler_weights(run.project) if config.labeler_weights else None
+    weights = labeler_weights(run.project, people=config.labeler_weights)
     data = ranked_prompts(run.project, run.through_ranking_id, weights)
     train, heldout = split_by_prompt(data, config.heldout_fraction)
     placement = placed(run)

@@ -36,7 +36,7 @@ def train_reward_model_version(run: TrainingRun, report: Reporter) -> None:
     project, config = run.project, RewardModelConfig(**run.config)
     report.phase(0.0, "reading rankings and loading the reward model")
     placement = placed(run)
-    weights = labeler_weights(project) if config.labeler_weights else None
+    weights = labeler_weights(project, people=config.labeler_weights)
     data = ranked_prompts(project, run.through_ranking_id, weights)
     train, heldout = split_by_prompt(data, config.heldout_fraction)
     parent = latest_reward_model(project)

@@ -9,7 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from labeling.models import ComparisonTask, Project, Prompt
+from labeling.models import ComparisonTask, Judge, Project, Prompt
 from labeling.statistics import share_of_pairs
 from training.configs import rl_config
 from training.datasets import new_rankings_since_last_reward_model
@@ -148,7 +148,10 @@ def launches(project: Project, posted: dict) -> list[dict]:
         a = b = None
     recommended = next_step(project)["kind"]
     rows = []
+    judged = Judge.objects.filter(project=project).exists()
     for kind in KINDS:
+        if kind == TrainingRun.Kind.JUDGE and not judged:
+            continue  # set a judge first (the admin's project page)
         mine = posted.get("kind") == kind
         rows.append(
             {
@@ -159,6 +162,7 @@ def launches(project: Project, posted: dict) -> list[dict]:
                 "b": str(posted.get("b", "")) if mine else str(b.pk if b else ""),
                 "prompts": posted.get("prompts", "") if mine else "",
                 "steps": posted.get("steps", "") if mine else "",
+                "tasks": posted.get("tasks", "") if mine else "",
                 "default_steps": rl_config(project.recipe, kind).steps if kind in RL_KINDS else None,
                 "recommended": kind == recommended,
                 "slow": SLOW.get(kind, ""),

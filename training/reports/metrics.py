@@ -12,7 +12,7 @@ accuracy, agreement and win rate is a `labeling.statistics.share_of_pairs` dict:
 
 from collections import defaultdict
 
-from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
 from labeling.models import Completion, Project, Ranking
@@ -63,21 +63,27 @@ def _agreement(agreement: Agreement) -> dict:
 
 
 def ranking_counts(project: Project) -> dict:
-    """Rankings in all, per day (UTC days, or TIME_ZONE's) and per labeler."""
+    """Rankings in all (people's: the AI judge's are counted apart), per day (UTC days, or TIME_ZONE's)
+    and per labeler; how many people made from a page pre-filled with the judge's order."""
     rows = (
         Ranking.objects.filter(task__project=project)
         .annotate(day=TruncDate("created_at"))
-        .values("day", "labeler__username")
-        .annotate(n=Count("id"))
+        .values("day", "labeler__username", "ai")
+        .annotate(n=Count("id"), prefilled=Count("id", filter=Q(suggestion__has_key="shown")))
         .order_by("day", "labeler__username")
     )
     per_day: dict[str, dict[str, int]] = {}
     per_labeler: dict[str, int] = defaultdict(int)
+    ai = prefilled = 0
     for row in rows:
         per_day.setdefault(row["day"].isoformat(), {})[row["labeler__username"]] = row["n"]
         per_labeler[row["labeler__username"]] += row["n"]
+        ai += row["n"] if row["ai"] else 0
+        prefilled += row["prefilled"]
     return {
-        "total": sum(per_labeler.values()),
+        "total": sum(per_labeler.values()) - ai,
+        "ai": ai,
+        "prefilled": prefilled,
         "per_day": [{"day": day, "count": sum(by.values()), "by_labeler": by} for day, by in per_day.items()],
         "per_labeler": dict(sorted(per_labeler.items())),
     }
@@ -102,6 +108,7 @@ def labeler_rows(project: Project, quality: dict, counts: dict[str, int]) -> lis
         rows.append(
             {
                 "labeler": name,
+                "ai": bool(figures and figures.ai),
                 "rankings": counts.get(name, 0),
                 "agreement": share_of_pairs(agreement.share, agreement.pairs.compared),
                 "tau_b": agreement.tau_b,
@@ -274,9 +281,12 @@ def learning_curve(
     made: its win rate over the base (v0) from blind human evaluations and from the latest
     evaluation by a preference function (each `None`-shared when there is none), the fresh-label
     accuracy of the reward model it was trained against, its status, and the promotion gate's
-    checks that kept it back."""
+    checks that kept it back. Rankings are people's: the AI judge's are not labels anyone paid for."""
     before = (
-        training_rankings(project).filter(created_at__lte=OuterRef("created_at")).order_by().values("task__project")
+        training_rankings(project)
+        .filter(ai=False, created_at__lte=OuterRef("created_at"))
+        .order_by()
+        .values("task__project")
     )
     versions = list(
         PolicyVersion.objects.filter(project=project, version__gt=0)

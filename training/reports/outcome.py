@@ -43,6 +43,12 @@ def run_outcome(run: TrainingRun) -> dict | None:
         tasks = latest.get("tasks", 0)
         what = "blind comparison task" if run.kind == Kind.BLIND_EVAL else "comparison task"
         lines.append({"what": f"{tasks} {what}{'' if tasks == 1 else 's'}", "detail": _sampled_detail(run)})
+    if run.kind == Kind.JUDGE:
+        tasks = latest.get("tasks", 0)
+        detail = f"by {run.config.get('judge', 'the AI judge')}, prompt version {run.config.get('prompt_version', '?')}"
+        if tasks:
+            detail += f"; {latest.get('tie_rate', 0):.0%} of pairs tied (its two orders disagreed)"
+        lines.append({"what": f"{tasks} task{'' if tasks == 1 else 's'} ranked by the AI judge", "detail": detail})
     if latest.get("note"):
         lines.append({"what": "Note", "detail": latest["note"]})
     headline = lines[0]["what"] if lines else "Done"

@@ -31,12 +31,13 @@ class Command(BaseCommand):
             help="pairs and conversational: drop tied pairs (default), or write each both ways ('half').",
         )
         parser.add_argument("--include-excluded", action="store_true", help="Keep rankings staff excluded.")
+        parser.add_argument("--no-ai", action="store_true", help="Leave out the AI judge's rankings.")
         parser.add_argument("--output", help="A file to write (replaced only once the export is complete).")
 
-    def handle(self, *args, project, format, ties, include_excluded, output, **options) -> None:
+    def handle(self, *args, project, format, ties, include_excluded, output, no_ai, **options) -> None:
         if ties and format not in ("pairs", "conversational"):
             raise CommandError("--ties applies to --format pairs and conversational only.")
-        rows = self._counted(export_rows(get_project(project), format, ties or "drop", include_excluded))
+        rows = self._counted(export_rows(get_project(project), format, ties or "drop", include_excluded, not no_ai))
         started = time.monotonic()
         if output:
             self._write_file(Path(output), jsonl_blocks(rows))
