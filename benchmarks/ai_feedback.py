@@ -194,7 +194,7 @@ def main() -> None:
     parser.add_argument("--humans", type=int, default=50, help="Human rankings (N).")
     parser.add_argument("--judged", type=int, default=150, help="Judge rankings added (M).")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--judges", nargs="+", default=["bundled", "0.6", "0.75", "0.9"])
+    parser.add_argument("--judges", nargs="+", default=["0.6", "0.75", "0.9", "bundled"])
     parser.add_argument("--preferences", nargs="+", default=list(PREFERENCES))
     args = parser.parse_args()
     config = RewardModelConfig()

@@ -185,7 +185,7 @@ class _Trunk(torch.nn.Module):
 
     def __init__(self, hidden: int):
         super().__init__()
-        self.config = type("Config", (), {"hidden_size": hidden})()
+        self.config = type("Config", (), {"hidden_size": hidden, "num_hidden_layers": 0})()
 
 
 class Table:
