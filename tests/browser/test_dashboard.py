@@ -9,8 +9,8 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
-from labeling.models import Completion, Ranking
-from labeling.services import do_set_gold_order
+from labeling.models import ComparisonTask, Completion, Ranking
+from labeling.services import do_set_gold_order, do_set_judge, do_store_ai_ranking
 from tests.browser.conftest import screenshot
 from tests.browser.test_ranking import log_in
 from tests.factories import ComparisonTaskFactory, PolicyVersionFactory, ProjectFactory, UserFactory
@@ -91,6 +91,11 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
     project = ProjectFactory(name="Helpful answers", k=4, overlap=3, agreement_threshold=0.6)
     users = {name: UserFactory(username=name) for name in LABELERS}
     seed_rounds(project, users)
+    judge = do_set_judge(project, backend="endpoint", model="judge-7b", base_url="http://127.0.0.1:8000/v1")
+    rng = random.Random(1)
+    for task in ComparisonTask.objects.filter(project=project, state="open")[:24]:  # an AI judge as careful as most
+        ids = [item.completion_id for item in task.items.order_by("position")]
+        do_store_ai_ranking(task.pk, judge, noisy_order(ids, rng), {"judge": judge.identity})
     log_in(page, live_server, "admin")
     page.goto(f"{live_server.url}/training/projects/{project.pk}/dashboard/")
     expect(page.locator("figure.chart .uplot")).to_have_count(9)
@@ -107,6 +112,9 @@ def test_the_dashboard_draws_every_chart_from_several_rounds(page, live_server, 
     ]:
         expect(page.locator("figcaption", has_text=title)).to_be_visible()
     expect(page.locator("tr.flagged")).to_contain_text("rev")
+    judged = page.locator("tr", has=page.locator(".badge.ai"))
+    expect(judged).to_contain_text(judge.account.username)
+    expect(page.get_by_text("and 24 by the AI judge")).to_be_visible()
     # uPlot paints the axes and their labels on the canvas: every chart's spec names both.
     specs = page.locator("figure.chart script").evaluate_all("els => els.map((el) => JSON.parse(el.textContent))")
     assert len(specs) == 9 and all(spec["unit"] and spec["x_label"] for spec in specs)
