@@ -216,8 +216,12 @@ RULES: dict[str, Rule | tuple[Rule, ...]] = {
     ),
     "api:project-judge": (
         Rule(STAFF_API, lambda w: {"pk": w.project.pk}),
-        Rule(expect(401, 403, 403, 200), lambda w: {"pk": w.project.pk}, "put",
-             data=lambda w: {"backend": "local", "model": "bundled"}),
+        Rule(
+            expect(401, 403, 403, 200),
+            lambda w: {"pk": w.project.pk},
+            "put",
+            data=lambda w: {"backend": "local", "model": "bundled"},
+        ),
     ),  # fmt: skip
     "api:task-list": Rule(STAFF_API, query=lambda w: {"project": w.project.pk}),
     "api:ranking-list": Rule(STAFF_API, query=lambda w: {"project": w.project.pk}),
