@@ -39,7 +39,7 @@ def local_judge(run: TrainingRun, config: JudgeConfig, report: Reporter) -> Ask:
 
 
 def endpoint_judge(config: JudgeConfig) -> tuple[Ask, Endpoint]:
-    """An OpenAI-compatible endpoint: the verdict is the letter its reply starts with."""
+    """An OpenAI-compatible endpoint: the verdict is read from its reply (training.core.judging.verdict_from_text)."""
     endpoint = Endpoint(config.base_url, config.model, config.api_key_env, max_calls=config.max_calls)
     return (lambda chats: [verdict_from_text(endpoint.ask(chat)) for chat in chats]), endpoint
 
