@@ -5,8 +5,8 @@ own new comparisons, leave it better at what the (simulated) labelers want?
         --arm random --seed 0 --rounds 4 [--recipe '{"ppo_config": {"missing_eos_penalty": 0}}']
 
 In a fresh folder (var/loop-curve/NAME: its own SQLite database and model store), the demo project's
-50 prompts are sampled once from the base (K=4, 64 new tokens; cached per seed in
-var/loop-curve/cache-SEED), then each round:
+50 prompts are sampled once from the base (K=4, 64 new tokens; cached in var/loop-curve/cache-SEED),
+then each round:
 
 1. `simulate_labelers`: 3 labelers rank the open comparisons (50) by the preference, Plackett–Luce
    noise 0.5 (seeded by the round);
@@ -17,8 +17,12 @@ var/loop-curve/cache-SEED), then each round:
    candidate the gate kept back over v0, to see whether the gate was right);
 4. the KL of the active policy to v0 on its own samples of 24 of them.
 
+--seed draws the simulated labelers' noise. The product seeds sampling and RL by run id, so every
+seed starts from the same 50 base comparisons and the runs differ by their labels (and all that
+follows from them).
+
 After the last round each reward model's fresh-label accuracy is read (scored on the next round's
-rankings before the next version trained on them). Before the first, how often the longer answer and
+rankings before the next version trained on them; with uncertainty selection, on its control share). Before the first, how often the longer answer and
 the answer that ended by itself win under the preference on the base's comparisons (a preference a
 shortcut cannot satisfy sits near 50% on both). One JSON line per round and one summary line are
 printed and appended to --out (default var/loop-curve/results.jsonl).

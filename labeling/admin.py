@@ -73,6 +73,7 @@ class ProjectAdmin(admin.ModelAdmin):
                     "overlap",
                     "eval_ratio",
                     "selection",
+                    "control_share",
                     "lease_seconds",
                     "collect_likert",
                     "collect_rationale",
@@ -243,10 +244,11 @@ class TaskCompletionInline(admin.TabularInline):
 class ComparisonTaskAdmin(admin.ModelAdmin):
     form = ComparisonTaskAdminForm
     list_display = [
-        "id", "project", "prompt_id", "policy_version", "kind", "state", "target_overlap", "uncertainty", "created_at",
+        "id", "project", "prompt_id", "policy_version", "kind", "state", "target_overlap", "uncertainty", "chosen_by",
+        "created_at",
     ]  # fmt: skip
-    list_filter = ["project", "kind", "state"]
-    readonly_fields = ["uncertainty"]  # set by the worker (training.executors.selection)
+    list_filter = ["project", "kind", "state", "chosen_by"]
+    readonly_fields = ["uncertainty", "chosen_by"]  # set by the worker (training.executors.selection)
     search_fields = ["prompt__text"]
     list_select_related = ["project", "policy_version__project"]
     raw_id_fields = ["prompt", "policy_version"]

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
-from django.db.models import F, Q, Value
+from django.db.models import Case, F, Q, Value, When
 from django.db.models.functions import Coalesce
 
 from labeling.conversations import Chat, as_chat, digest_source
@@ -53,6 +53,12 @@ class Project(models.Model):
         default=Selection.RANDOM,
         help_text="Which training tasks labelers get first, and (uncertainty) which K of 2K sampled candidates make "
         "a task. Needs a reward model with at least 2 heads; eval tasks stay in sampled order.",
+    )
+    control_share = models.FloatField(
+        default=0.2,
+        help_text="Uncertainty selection only: this share of new training tasks shows K candidates as sampled, not "
+        "the most disputed, and is handed out first. The reward model's fresh-label accuracy (which the promotion "
+        "gate reads) is measured on these: the most disputed pairs are the hardest to order by design (0 to 1).",
     )
 
     class Suggestions(models.TextChoices):
@@ -101,6 +107,11 @@ class Project(models.Model):
                 condition=Q(eval_ratio__gte=0, eval_ratio__lte=1),
                 name="project_eval_ratio_0_1",
                 violation_error_message="The eval ratio must be between 0 and 1.",
+            ),
+            models.CheckConstraint(
+                condition=Q(control_share__gte=0, control_share__lte=1),
+                name="project_control_share_0_1",
+                violation_error_message="The control share must be between 0 and 1.",
             ),
             models.CheckConstraint(
                 condition=Q(gold_rate__gte=0, gold_rate__lte=1),
@@ -220,8 +231,12 @@ class Completion(models.Model):
         return self.text[:80]
 
 
-UNSCORED_LAST = Coalesce(F("uncertainty"), Value(-1.0))
-"""A task's uncertainty, -1 while it has none: scores are ≥ 0, so unscored tasks sort last."""
+UNCERTAINTY_QUEUE_KEY = Case(
+    When(chosen_by="control", then=Value(2.0)), default=Coalesce(F("uncertainty"), Value(-1.0))
+)
+"""A task's place in an uncertainty queue, highest first: a control task 2, above any score (a
+standard deviation of probabilities, in [0, 0.5]); otherwise its uncertainty, -1 while it has none,
+so unscored tasks sort last."""
 
 
 class ComparisonTask(models.Model):
@@ -256,6 +271,19 @@ class ComparisonTask(models.Model):
         help_text="How much the reward model's ensemble disagrees on the task's pairs (the heads' std of "
         "P(win), averaged over pairs); set when sampled and refreshed when a new reward model lands.",
     )
+
+    class ChosenBy(models.TextChoices):
+        SAMPLING = "sampling", "Sampling: the first K distinct samples"
+        ENSEMBLE = "ensemble", "Ensemble: the K of 2K candidates the reward model's ensemble disputes most"
+        CONTROL = "control", "Control: K candidates as sampled, under uncertainty selection, handed out first"
+
+    chosen_by = models.CharField(
+        max_length=10,
+        choices=ChosenBy.choices,
+        default=ChosenBy.SAMPLING,
+        help_text="How its K completions were chosen. Rankings of tasks the ensemble chose are left out of the "
+        "reward model's fresh-label accuracy: it picked them for being hard to order.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -280,7 +308,7 @@ class ComparisonTask(models.Model):
             models.Index(
                 "project",
                 "kind",
-                UNSCORED_LAST.desc(),
+                UNCERTAINTY_QUEUE_KEY.desc(),
                 "created_at",
                 "id",
                 condition=Q(state="open"),

@@ -63,8 +63,8 @@ class ProjectSerializer(serializers.ModelSerializer):
     class Meta:
         model = Project
         fields = [
-            "id", "name", "k", "overlap", "lease_seconds", "eval_ratio", "selection", "guidelines", "collect_likert",
-            "collect_rationale", "continue_conversations", "max_turns", "suggestions", "created_at",
+            "id", "name", "k", "overlap", "lease_seconds", "eval_ratio", "selection", "control_share", "guidelines",
+            "collect_likert", "collect_rationale", "continue_conversations", "max_turns", "suggestions", "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -73,7 +73,8 @@ class ComparisonTaskSerializer(serializers.ModelSerializer):
     class Meta:
         model = ComparisonTask
         fields = [
-            "id", "project", "prompt", "policy_version", "kind", "state", "target_overlap", "uncertainty", "created_at",
+            "id", "project", "prompt", "policy_version", "kind", "state", "target_overlap", "uncertainty", "chosen_by",
+            "created_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -34,7 +34,7 @@ from django.utils import timezone
 from labeling.conversations import as_dicts, continued, turns
 from labeling.importing import MAX_PROMPT_CHARS, do_import_prompts, parse_records
 from labeling.models import (
-    UNSCORED_LAST,
+    UNCERTAINTY_QUEUE_KEY,
     Assignment,
     ComparisonTask,
     Completion,
@@ -173,6 +173,7 @@ def do_create_comparison_tasks(
     sample_versions: Sequence[int] | None = None,
     uncertainties: Sequence[float | None] | None = None,
     messages_left_out: Sequence[int] | None = None,
+    chosen_by: Sequence[str] | None = None,
 ) -> list[ComparisonTask]:
     """Stores each prompt's K sampled completions and a task showing them in a shuffled order.
 
@@ -180,7 +181,8 @@ def do_create_comparison_tasks(
     fixed and reproducible. The caller made sure the K texts of a prompt differ. The completions
     come from `policy_version_id`, or the i-th of each prompt from `sample_versions[i]` (a blind
     evaluation's one completion per version). `uncertainties` are the tasks' scores for
-    uncertainty selection, one per prompt; `messages_left_out`, per prompt, how many of a
+    uncertainty selection, one per prompt, and `chosen_by` how each task's K were chosen
+    (ComparisonTask.ChosenBy, default as sampled); `messages_left_out`, per prompt, how many of a
     conversation's oldest messages the model did not see (its context was too short), recorded in
     the completions' sampling settings.
     """
@@ -208,6 +210,7 @@ def do_create_comparison_tasks(
                 kind=kind,
                 target_overlap=project.overlap,
                 uncertainty=uncertainties[i] if uncertainties else None,
+                chosen_by=chosen_by[i] if chosen_by else ComparisonTask.ChosenBy.SAMPLING,
             )
             for i, (prompt, _) in enumerate(sampled)
         )
@@ -274,12 +277,13 @@ def queue_order(project: Project, kind: str) -> list:
     (ordered by id alone, PostgreSQL may walk the primary key instead, through every finished task
     and every other project's task below the first open one).
 
-    Oldest first by (created_at, id); with uncertainty selection, training tasks the reward model's
-    ensemble disputes most come first, unscored ones last. Eval tasks always go oldest first: they
+    Oldest first by (created_at, id); with uncertainty selection, training tasks of the control share
+    first (so the reward model's fresh-label accuracy is always measured), then those the reward
+    model's ensemble disputes most, unscored ones last. Eval tasks always go oldest first: they
     measure the reward model on fresh labels, and a sample it chose would flatter or doom it.
     """
     if kind == ComparisonTask.Kind.TRAIN and project.selection == Project.Selection.UNCERTAINTY:
-        return [UNSCORED_LAST.desc(), "created_at", "id"]
+        return [UNCERTAINTY_QUEUE_KEY.desc(), "created_at", "id"]
     return ["created_at", "id"]
 
 

@@ -115,9 +115,13 @@ def scorable_rankings(project: Project) -> QuerySet[Ranking]:
 
 
 def fresh_rankings(reward_model: RewardModelVersion) -> QuerySet[Ranking]:
-    """Rankings newer than the version's training data that it has not scored yet, oldest first."""
+    """Rankings newer than the version's training data that it has not scored yet, oldest first.
+    Rankings of tasks the ensemble chose (uncertainty selection) are not fresh labels in this sense:
+    they were picked for being hard to order, so they would understate how well it ranks what the
+    policy writes; its control share stands in for them."""
     scored = RankingScore.objects.filter(ranking=OuterRef("pk"), reward_model=reward_model)
     newer = scorable_rankings(reward_model.project).filter(pk__gt=reward_model.trained_through_ranking_id)
+    newer = newer.exclude(task__chosen_by=ComparisonTask.ChosenBy.ENSEMBLE)
     return newer.exclude(Exists(scored)).order_by("id")
 
 

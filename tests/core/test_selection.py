@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from training.core.selection import most_disputed_subset, pair_disagreement, task_uncertainty
+from training.core.selection import control_slots, most_disputed_subset, pair_disagreement, task_uncertainty
 
 
 def sigmoid(x: float) -> float:
@@ -54,3 +54,12 @@ def test_candidates_the_heads_agree_on_are_left_out():
     assert most_disputed_subset(members, 2) == [3, 4]
     with pytest.raises(ValueError, match="Cannot choose 6 of 5"):
         most_disputed_subset(members, 6)
+
+
+def test_the_control_share_is_every_fifth_task_at_0_2_and_exactly_its_share():
+    assert control_slots(10, 0.2) == [False] * 4 + [True] + [False] * 4 + [True]
+    assert control_slots(3, 0.5) == [False, True, False]
+    assert sum(control_slots(50, 0.2)) == 10 and sum(control_slots(7, 1 / 3)) == 2
+    assert control_slots(4, 0.0) == [False] * 4 and control_slots(4, 1.0) == [True] * 4
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        control_slots(4, 1.5)

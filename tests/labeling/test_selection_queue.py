@@ -7,7 +7,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling.admin import ComparisonTaskAdmin
-from labeling.models import Project
+from labeling.models import ComparisonTask, Project
 from labeling.services import available_tasks, do_assign_next_task, do_skip_task, do_submit_ranking, queue_order
 from tests.factories import ComparisonTaskFactory, ProjectFactory, UserFactory
 
@@ -55,6 +55,18 @@ def test_with_overlap_2_each_labeler_walks_the_tasks_most_uncertain_first_and_ne
             rank(assignment, labeler)
         assert seen == expected
     assert do_assign_next_task(project, UserFactory()) is None  # every task has its 2 rankings
+
+
+def test_control_tasks_come_before_every_disputed_one_oldest_first(project):
+    disputed, older_control, unscored = tasks_with(project, [0.9, 0.1, None])
+    newer_control = ComparisonTaskFactory(prompt__project=project, uncertainty=None, chosen_by="control")
+    ComparisonTask.objects.filter(pk=older_control.pk).update(chosen_by="control")
+    labeler = UserFactory()
+    handed = []
+    while (assignment := do_assign_next_task(project, labeler)) is not None:
+        handed.append(assignment.task_id)
+        rank(assignment, labeler)
+    assert handed == [older_control.pk, newer_control.pk, disputed.pk, unscored.pk]
 
 
 def test_eval_tasks_keep_their_sampled_order_and_the_eval_mix(project):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from django.conf import settings as django_settings
 
-from labeling.models import Ranking
+from labeling.models import ComparisonTask, Ranking
 from labeling.services import do_assign_next_task, do_submit_ranking
 from labeling.statistics import order_from_scores, pairwise_agreement, wilson_interval
 from tests.factories import UserFactory
@@ -88,6 +88,7 @@ def test_fresh_rankings_are_scored_and_stored_per_ranking_and_version(project, l
     assert (version["fresh_rankings"], version["unscored_fresh_rankings"]) == (6, 0)
     by_labeler = {row["labeler"]: row for row in figures["labelers"]}
     assert by_labeler["second"]["rm_agreement"]["pairs"] == 9
+
     # Both labelers sorted by length, so they agree on all 9 pairs they both ranked: the human
     # ceiling, but on 9 pairs too few to tell (Wilson for 9 of 9: [0.7008, 1]).
     pairwise = figures["agreement"]["pairwise"]
@@ -119,3 +120,16 @@ def test_the_beat_task_is_scheduled_and_queues_one_scoring_task_per_project(proj
     assert tasks.score_fresh_rankings_of(project.pk) == 1
     assert tasks.score_fresh_rankings_of(project.pk) == 0
     assert tasks.score_fresh_rankings_of(10_000_000) == 0  # a project that is gone
+
+
+def test_rankings_of_tasks_the_ensemble_chose_are_not_fresh_labels(project, labeler):
+    """Picked for being hard to order, they would understate the reward model (and fail the gate);
+    the control share and tasks as sampled are its fresh labels."""
+    rm = train_rm(project)
+    made = rank_new_prompts(project, 3, [labeler])
+    chosen_by = ["ensemble", "control", "sampling"]
+    for ranking, how in zip(made, chosen_by, strict=True):
+        ComparisonTask.objects.filter(pk=ranking.task_id).update(chosen_by=how)
+    assert [r.task.chosen_by for r in fresh_rankings(rm)] == ["control", "sampling"]
+    assert execute_fresh_scoring(project.pk) == 2
+    assert set(RankingScore.objects.values_list("ranking__task__chosen_by", flat=True)) == {"control", "sampling"}

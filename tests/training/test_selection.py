@@ -4,6 +4,7 @@ sampling keeps the K most disputed of 2K candidates."""
 import pytest
 
 from labeling.models import ComparisonTask, Project
+from labeling.services import do_assign_next_task
 from tests.factories import recipe_data
 from training.core.devices import CPU
 from training.core.generation import Sample
@@ -78,6 +79,33 @@ def test_sampling_keeps_the_k_most_disputed_of_2k_distinct_candidates(project, m
         assert task.uncertainty == pytest.approx(task_uncertainty(members[most_disputed_subset(members, 3)]), rel=1e-4)
 
 
+def test_the_control_share_keeps_k_as_sampled_and_is_handed_out_first(project, monkeypatch, labeler):
+    """Every 1/share-th task keeps its first K candidates as sampled (its score still recorded), so
+    the reward model's fresh-label accuracy can be measured on comparisons it did not choose."""
+    carry_out(create_run(project, "rm").pk)
+    project.control_share = 0.5
+    project.save(update_fields=["control_share"])
+    add_prompts(project, 2)
+
+    def six_candidates(model, tokenizer, prompts, k, config, at_least=None):
+        return [[Sample(f"Answer {n} to {p[:14]}", 4, "eos") for n in range(k)] for p in prompts]
+
+    monkeypatch.setattr("training.executors.sampling.sample_distinct", six_candidates)
+    run = carry_out(create_run(project, "generate", prompts=2).pk)
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    first, second = ComparisonTask.objects.filter(project=project, state="open").order_by("id")
+    assert (first.chosen_by, second.chosen_by) == ("ensemble", "control")  # slots [False, True] at 0.5
+    selector = Selector.for_project(project, CPU)
+    as_sampled = [f"Answer {n} to {second.prompt.text[:14]}" for n in range(3)]
+    assert sorted(c.text for c in second.display_completions()) == as_sampled
+    (members,) = group_members(selector.model, selector.tokenizer, [(second.prompt.text, as_sampled)], selector.config)
+    assert second.uncertainty == pytest.approx(task_uncertainty(members), rel=1e-4)
+    first.uncertainty = 1.0  # however disputed the ensemble's task, the control goes first
+    first.save(update_fields=["uncertainty"])
+    project.labelers.add(labeler)
+    assert do_assign_next_task(project, labeler).task == second
+
+
 def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch):
     carry_out(create_run(project, "rm").pk)
     add_prompts(project, 2)
@@ -87,7 +115,7 @@ def test_eval_tasks_and_random_selection_sample_k_unscored(project, monkeypatch)
     carry_out(create_run(project, "generate", prompts=1).pk)
     new = ComparisonTask.objects.filter(project=project, state="open")
     assert new.count() == 2 and not new.filter(uncertainty__isnull=False).exists()
-    assert all(len(t.display_completions()) == 3 for t in new)
+    assert all(len(t.display_completions()) == 3 and t.chosen_by == "sampling" for t in new)
 
 
 def test_uncertainty_selection_without_an_ensemble_is_refused_by_the_recipe_form(factory_project):

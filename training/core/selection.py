@@ -43,6 +43,15 @@ def most_disputed_subset(members: torch.Tensor, k: int) -> list[int]:
     return subsets[best].tolist()
 
 
+def control_slots(n: int, share: float) -> list[bool]:
+    """Which of a run's n new tasks are its control share under uncertainty selection: K candidates
+    as sampled, not as disputed. Spread evenly: slot j is one when ⌊(j+1)·share⌋ > ⌊j·share⌋, so
+    every 1/share-th task (the 5th, 10th, ... at 0.2) and exactly ⌊n·share⌋ of them."""
+    if not 0 <= share <= 1:
+        raise ValueError(f"The control share must lie between 0 and 1, not {share}.")
+    return [int((j + 1) * share + 1e-9) > int(j * share + 1e-9) for j in range(n)]
+
+
 def group_members(
     model: RewardModel,
     tokenizer: PreTrainedTokenizerBase,

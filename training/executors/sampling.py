@@ -9,6 +9,7 @@ from labeling.services import do_create_comparison_tasks
 from training.core.config import SamplingConfig
 from training.core.generation import context_budget, fit_to_context, sample_distinct
 from training.core.loading import load_model
+from training.core.selection import control_slots
 from training.datasets import prompts_to_sample
 from training.executors.placement import placed
 from training.executors.selection import Selector
@@ -21,8 +22,9 @@ CANDIDATES_PER_SLOT = 2  # uncertainty selection samples 2K candidates and keeps
 
 def sample_comparisons(run: TrainingRun, report: Reporter) -> None:
     """Samples and stores comparison tasks for a `generate` run, step by step. With uncertainty
-    selection, a training task is the K most disputed of 2K distinct candidates. Tasks of finished
-    steps stay if a later step fails."""
+    selection, a training task is the K most disputed of 2K distinct candidates, except the
+    project's control share, whose K are the first as sampled. Tasks of finished steps stay if a
+    later step fails."""
     prompts = list(prompts_to_sample(run.project, run.policy)[: run.prompts])
     sampling = SamplingConfig(**run.config)
     report.phase(0.0, f"loading policy v{run.policy.version}")
@@ -43,14 +45,16 @@ def sample_comparisons(run: TrainingRun, report: Reporter) -> None:
         samples = sample_distinct(model, tokenizer, chats, candidates, step_config, at_least=run.k) if batch else []
         usable = [(p, s) for p, s in zip(batch, samples, strict=True) if s is not None]
         tokens += sum(s.token_count for _, group in usable for s in group)  # every candidate was generated
-        scores = None
+        scores = chosen_by = None
         if selector and usable:
-            chosen = selector.choose([fitted[p][0] for p, _ in usable], [s for _, s in usable], run.k)
+            control = control_slots(created + len(usable), run.project.control_share)[created:]
+            chosen = selector.choose([fitted[p][0] for p, _ in usable], [s for _, s in usable], run.k, control)
             usable = [(p, group) for (p, _), (group, _) in zip(usable, chosen, strict=True)]
             scores = [score for _, score in chosen]
+            chosen_by = [ComparisonTask.ChosenBy.CONTROL if c else ComparisonTask.ChosenBy.ENSEMBLE for c in control]
         do_create_comparison_tasks(
             run.project, run.policy_id, usable, run.task_kind, vars(step_config), uncertainties=scores,
-            messages_left_out=[fitted[p][1] for p, _ in usable],
+            messages_left_out=[fitted[p][1] for p, _ in usable], chosen_by=chosen_by,
         )  # fmt: skip
         created += len(usable)
         flagged += len(batch) - len(usable)

@@ -34,13 +34,18 @@ class Selector:
         model, tokenizer = load_reward_model(settings.MODEL_STORE / version.checkpoint, placement)
         return cls(project, model, tokenizer) if model.head.out_features > 1 else None
 
-    def choose(self, prompts: list[str], candidates: list[list[Sample]], k: int) -> list[tuple[list[Sample], float]]:
+    def choose(
+        self, prompts: list[str], candidates: list[list[Sample]], k: int, control: list[bool]
+    ) -> list[tuple[list[Sample], float]]:
         """Per prompt, the k candidates (in their sampled order) whose pairs the ensemble disputes
-        most, and that task's score."""
+        most, or where `control` says so the first k as sampled, and that task's score."""
         members = group_members(self.model, self.tokenizer, _groups(prompts, candidates), self.config)
         chosen = []
-        for group, scores in zip(candidates, members, strict=True):
-            keep = most_disputed_subset(scores, k) if len(group) > k else list(range(len(group)))
+        for group, scores, as_sampled in zip(candidates, members, control, strict=True):
+            if as_sampled or len(group) <= k:
+                keep = list(range(min(k, len(group))))
+            else:
+                keep = most_disputed_subset(scores, k)
             chosen.append(([group[i] for i in keep], task_uncertainty(scores[keep])))
         return chosen
 
