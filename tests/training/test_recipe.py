@@ -17,7 +17,8 @@ pytestmark = pytest.mark.django_db
 BEFORE = [("labeling", "0009_dpo_reward_model"), ("training", "0007_run_hardware")]
 AFTER = [("labeling", "0010_project_fields_to_recipe")]
 PROJECT = {"name": "New", "k": 4, "overlap": 1, "eval_ratio": 0, "gold_rate": 0.05, "agreement_threshold": 0.6,
-           "lease_seconds": 900, "selection": "random", "suggestions": "after_submit"}  # fmt: skip
+           "lease_seconds": 900, "selection": "random", "control_share": 0.2,
+           "suggestions": "after_submit"}  # fmt: skip
 RECIPE = {"base_model": "smollm2-135m-instruct", "temperature": 0.7, "top_p": 1, "top_k": 0, "max_new_tokens": 64,
           "retrain_threshold": 100, "promotion": "automatic", "algorithm": "rloo", "dpo_trains_reward_model": "on",
           "sft_threshold": 20, "reward_model_config": "{}", "ppo_config": "{}", "dpo_config": "{}",
