@@ -22,9 +22,10 @@ seed starts from the same 50 base comparisons and the runs differ by their label
 follows from them).
 
 After the last round each reward model's fresh-label accuracy is read (scored on the next round's
-rankings before the next version trained on them; with uncertainty selection, on its control share). Before the first, how often the longer answer and
-the answer that ended by itself win under the preference on the base's comparisons (a preference a
-shortcut cannot satisfy sits near 50% on both). One JSON line per round and one summary line are
+rankings before the next version trained on them; with uncertainty selection, on its control
+share). Before the first, how often the longer answer and the answer that ended by itself win
+under the preference on the base's comparisons (a preference a shortcut cannot satisfy sits near
+50% on both). One JSON line per round and one summary line are
 printed and appended to --out (default var/loop-curve/results.jsonl).
 """
 
