@@ -5,7 +5,7 @@ own new comparisons, leave it better at what the (simulated) labelers want?
         --arm random --seed 0 --rounds 4 [--recipe '{"ppo_config": {"missing_eos_penalty": 0}}']
 
 In a fresh folder (var/loop-curve/NAME: its own SQLite database and model store), the demo project's
-50 prompts are sampled once from the base (K=4, 64 new tokens; cached in var/loop-curve/cache-SEED),
+50 prompts are sampled once from the base (K=4 or --k, 64 new tokens; cached in var/loop-curve/cache-SEED),
 then each round:
 
 1. `simulate_labelers`: 3 labelers rank the open comparisons (50) by the preference, Plackett–Luce
@@ -61,28 +61,29 @@ def manage(folder: Path, *args: str) -> str:
     return result.stdout
 
 
-def fresh_folder(name: str, seed: int, recipe: dict, selection: str) -> Path:
+def fresh_folder(name: str, seed: int, recipe: dict, selection: str, k: int) -> Path:
     """The run's folder from the seed's cached base comparisons (sampled here the first time)."""
-    cache, folder = ROOT / "var" / "loop-curve" / f"cache-{seed}", ROOT / "var" / "loop-curve" / name
+    cache = ROOT / "var" / "loop-curve" / (f"cache-{seed}" if k == 4 else f"cache-{seed}-k{k}")
+    folder = ROOT / "var" / "loop-curve" / name
     if not (cache / "demo.sqlite3").exists():
         shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True)
         manage(cache, "migrate", "--noinput", "-v", "0")
         manage(cache, "seed_demo")
-        setup(cache, {"max_new_tokens": SAMPLING["max_new_tokens"]}, "random")
+        setup(cache, {"max_new_tokens": SAMPLING["max_new_tokens"]}, "random", k)
         manage(cache, "sample_comparisons", "--project", PROJECT, "--prompts", "50", "--sync")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(cache, folder)
     manage(folder, "migrate", "--noinput", "-v", "0")
-    setup(folder, {**SAMPLING, "ppo_config": {"max_new_tokens": SAMPLING["max_new_tokens"]}, **recipe}, selection)
+    setup(folder, {**SAMPLING, "ppo_config": {"max_new_tokens": SAMPLING["max_new_tokens"]}, **recipe}, selection, k)
     return folder
 
 
-def setup(folder: Path, recipe: dict, selection: str) -> None:
+def setup(folder: Path, recipe: dict, selection: str, k: int) -> None:
     code = (
         "from labeling.models import Project\nfrom training.models import Recipe\n"
         f"project = Project.objects.get(name={PROJECT!r})\n"
-        f"Project.objects.filter(pk=project.pk).update(selection={selection!r})\n"
+        f"Project.objects.filter(pk=project.pk).update(selection={selection!r}, k={k})\n"
         f"Recipe.objects.filter(project=project).update(**{recipe!r})\n"
     )
     manage(folder, "shell", "-c", code)
@@ -172,6 +173,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--rankings", type=int, default=50, help="Rankings per round.")
     parser.add_argument("--labelers", type=int, default=3)
+    parser.add_argument("--k", type=int, default=4, help="Completions per comparison (the project's K).")
     parser.add_argument("--noise", type=float, default=0.5)
     parser.add_argument("--recipe", default="{}", help="JSON of recipe fields to set, e.g. the gate's bounds.")
     parser.add_argument("--variant", default="", help="A label for the recipe change, in the name and the plot.")
@@ -180,8 +182,9 @@ def main() -> None:
     args = parser.parse_args()
     recipe = json.loads(args.recipe)
     short = args.preference.rsplit(":", 1)[-1]
-    name = args.name or "-".join(filter(None, [short, args.arm, args.variant, str(args.seed)]))
-    folder = fresh_folder(name, args.seed, recipe, args.arm)
+    variant = args.variant or (f"k{args.k}" if args.k != 4 else "")
+    name = args.name or "-".join(filter(None, [short, args.arm, variant, str(args.seed)]))
+    folder = fresh_folder(name, args.seed, recipe, args.arm, args.k)
     django(folder)
     from benchmarks.policy_kl import kl_to_base  # loads torch: after the folder is set
     from labeling.importing import prompt_texts_from_jsonl
@@ -192,7 +195,7 @@ def main() -> None:
     from training.services import active_policy
 
     project = Project.objects.get(name=PROJECT)
-    header = {"name": name, "preference": args.preference, "arm": args.arm, "variant": args.variant,
+    header = {"name": name, "preference": args.preference, "arm": args.arm, "variant": variant, "k": args.k,
               "seed": args.seed, "recipe": recipe, "shortcuts": shortcut_check(args.preference)}  # fmt: skip
     print(json.dumps(header), flush=True)
     kl_prompts = prompt_texts_from_jsonl(HELDOUT)[:24]
