@@ -10,8 +10,9 @@ project home and the API say which failed and why. An admin can still promote it
   `gate_max_disagreement_ratio` times as much as on the comparisons it trained on: a policy that
   has left what the reward model knows is scored by guesswork (Coste et al. 2024).
 - **Length** and **EOS rate**: the policy's answers are not much longer or shorter, nor much more
-  or less often finished, than its parent's (`gate_max_length_change`, `gate_max_eos_change`): the
-  shortcuts a policy finds when it games its reward model.
+  or less often finished, than its parent's, nor than its KL reference's (the base or the last SFT
+  version) (`gate_max_length_change`, `gate_max_eos_change`): the shortcuts a policy finds when it
+  games its reward model, bounded per round and in all.
 - **Blind evaluation** (when `gate_blind_pairs` > 0): labelers preferred it to the active policy on
   at least that many pairs, with the win rate's interval above 50%.
 
@@ -140,23 +141,41 @@ def disagreement_check(policy: PolicyVersion, max_ratio: float) -> Check:
     )  # fmt: skip
 
 
+def baselines(policy: PolicyVersion, figure: str) -> list[tuple[str, float]]:
+    """(whose, value) of a probe figure to bound the policy's against: its parent's and, where it is
+    another version, its KL reference's. Bounds to the parent alone let a shortcut come back in steps
+    that each stay inside them; the reference's bound is on the sum."""
+    probe, found = policy.probe, []
+    if probe.get(f"parent_{figure}") is not None:
+        found.append(("its parent's", probe[f"parent_{figure}"]))
+    reference, parent = probe.get("reference"), policy.parent.version if policy.parent else None
+    if probe.get(f"reference_{figure}") is not None and reference != parent:
+        found.append((f"its KL reference v{reference}'s", probe[f"reference_{figure}"]))
+    return found
+
+
 def length_check(policy: PolicyVersion, max_change: float) -> Check:
-    new, old = policy.probe.get("mean_length"), policy.probe.get("parent_mean_length")
-    if new is None or not old:
+    new, olds = policy.probe.get("mean_length"), [(who, old) for who, old in baselines(policy, "mean_length") if old]
+    if new is None or not olds:
         return Check("length", True, "Not checked: no answers of the policy or of its parent to measure.")
-    change = new / old - 1
-    figures = f"{new:.1f} tokens on average against its parent's {old:.1f} ({change:+.0%})"
-    if round(abs(change), 9) <= max_change:
+    changes = [(who, old, new / old - 1) for who, old in olds]
+    figures = f"{new:.1f} tokens on average against " + " and ".join(
+        f"{who} {old:.1f} ({change:+.0%})" for who, old, change in changes
+    )
+    if all(round(abs(change), 9) <= max_change for _, _, change in changes):
         return Check("length", True, f"Its answers keep their length: {figures}.")
     return Check("length", False, f"Its answers' length moved too far: {figures}, beyond ±{max_change:.0%}.")
 
 
 def eos_check(policy: PolicyVersion, max_change: float) -> Check:
-    new, old = policy.probe.get("eos_rate"), policy.probe.get("parent_eos_rate")
-    if new is None or old is None:
+    new, olds = policy.probe.get("eos_rate"), baselines(policy, "eos_rate")
+    if new is None or not olds:
         return Check("EOS rate", True, "Not checked: no answers of the policy or of its parent to measure.")
-    figures = f"{new:.0%} of its answers end by themselves against its parent's {old:.0%}"
-    if round(abs(new - old), 9) <= max_change:  # 0.4 - 0.1 is 0.30000000000000004 in floats
+    figures = f"{new:.0%} of its answers end by themselves against " + " and ".join(
+        f"{who} {old:.0%}" for who, old in olds
+    )
+    # round: 0.4 - 0.1 is 0.30000000000000004 in floats
+    if all(round(abs(new - old), 9) <= max_change for _, old in olds):
         return Check("EOS rate", True, f"Its answers end as often: {figures}.")
     return Check(
         "EOS rate", False, f"How often its answers end moved too far: {figures}, beyond ±{max_change * 100:.0f} points."

@@ -78,14 +78,14 @@ class Recipe(models.Model):
     )
     gate_max_length_change = models.FloatField(
         default=0.5,
-        help_text="The new policy's mean answer length may differ from its parent's by at most this share (0.5: "
-        "half as long to one and a half times as long).",
+        help_text="The new policy's mean answer length may differ from its parent's, and from its KL reference's (the "
+        "base or the last SFT version), by at most this share (0.5: half as long to one and a half times as long).",
     )
     gate_max_eos_change = models.FloatField(
         "gate max EOS-rate change",
         default=0.5,
         help_text="The share of the new policy's answers that end with EOS (not cut at max_new_tokens) may move by "
-        "at most this much from its parent's.",
+        "at most this much from its parent's, and from its KL reference's (the base or the last SFT version).",
     )
     gate_blind_pairs = models.PositiveIntegerField(
         default=0,

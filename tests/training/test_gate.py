@@ -115,6 +115,36 @@ def test_the_eos_check_bounds_the_change_in_eos_rate(project, new, passed):
         assert "beyond ±30 points" in check.text
 
 
+def second_round_candidate(project, probe: dict) -> PolicyVersion:
+    """v2, trained from v1, with v0 (the base) its KL reference."""
+    return PolicyVersionFactory(project=project, version=2, parent=candidate(project), probe={**probe, "reference": 0})
+
+
+def test_length_and_eos_are_bounded_against_the_kl_reference_too_so_a_shortcut_cannot_come_back_in_steps(project):
+    # the addresses_the_reader run: EOS rate 0.17 (base) -> 0.42 (v3) -> 0.81 (v4), each step inside ±0.5
+    creeping = {**GOOD_PROBE, "eos_rate": 0.81, "parent_eos_rate": 0.42, "reference_eos_rate": 0.17,
+                "mean_length": 31.0, "parent_mean_length": 49.9, "reference_mean_length": 59.0}  # fmt: skip
+    checks = by_name(second_round_candidate(project, creeping))
+    eos, length = checks["EOS rate"], checks["length"]
+    assert not eos.passed and eos.text == (
+        "How often its answers end moved too far: 81% of its answers end by themselves against its parent's 42% "
+        "and its KL reference v0's 17%, beyond ±50 points."
+    )
+    assert length.passed  # 31 tokens: -38% from its parent's, -47% from the base's, both inside ±50%
+    assert "its parent's 49.9 (-38%) and its KL reference v0's 59.0 (-47%)" in length.text
+    v2 = PolicyVersion.objects.get(project=project, version=2)
+    v2.probe["mean_length"] = 29.0
+    shorter = by_name(v2)["length"]
+    assert not shorter.passed and "its KL reference v0's 59.0 (-51%), beyond ±50%" in shorter.text
+
+
+def test_a_first_round_candidate_is_bounded_against_its_parent_alone_when_that_is_its_reference(project):
+    probe = {**GOOD_PROBE, "reference": 0, "reference_eos_rate": 0.4, "reference_mean_length": 44.0}
+    checks = by_name(candidate(project, probe=probe))
+    assert checks["EOS rate"].passed and "KL reference" not in checks["EOS rate"].text
+    assert checks["length"].passed and "KL reference" not in checks["length"].text
+
+
 def blind_rankings(project, a, b, wins: int, losses: int) -> None:
     """Blind comparisons of b against a, one labeler each: b's answer first `wins` times."""
     run = TrainingRun.objects.create(project=project, kind="blind_eval", status="succeeded", policy=b, baseline=a)
@@ -227,6 +257,7 @@ def test_an_rl_step_probes_its_policy_and_the_gate_weighs_it(ranked_project):
     policy = PolicyVersion.objects.get(created_by_run=run)
     probe = policy.probe
     assert probe["answers"] == 5 * 3 and probe["parent_answers"] == 15  # 5 prompts, K = 3; v0's comparisons
+    assert probe["reference"] == 0 and probe["reference_eos_rate"] == probe["parent_eos_rate"]  # v0 is both
     assert 0 <= probe["eos_rate"] <= 1 and probe["mean_length"] > 0 and probe["disagreement"] > 0
     assert [c["name"] for c in policy.gate] == ["reward model", "ensemble", "length", "EOS rate"]
     passed = all(c["passed"] for c in policy.gate)

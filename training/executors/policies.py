@@ -47,26 +47,23 @@ def load_kl_reference(run: TrainingRun, placement: Placement) -> PreTrainedModel
 def probe_policy(run: TrainingRun, checkpoint: Path, placement: Placement, reward_model: RewardModel | None) -> dict:
     """The new policy's own answers to a few training prompts (K each, the recipe's sampling), as a
     worker will sample it (the saved checkpoint, frozen in the compute dtype), and its parent's
-    comparisons, in the figures the promotion gate reads: mean length and EOS rate of each, and the
-    reward model's ensemble disagreement on the new answers (an ensemble only)."""
+    comparisons and its KL reference's, in the figures the promotion gate reads: mean length and EOS
+    rate of each, and the reward model's ensemble disagreement on the new answers (an ensemble only)."""
     project = run.project
     model, tokenizer = load_model(str(checkpoint), settings.MODEL_STORE, placement, trainable=False)
     sampling = sampling_config(project.recipe, seed=run.pk)
     prompts = fit_prompts(tokenizer, training_prompts(project)[:PROBE_PROMPTS], context_budget(model, sampling))
     groups = sample(model, tokenizer, prompts, project.k, sampling)
     answers = [s for group in groups for s in group]
-    parent = Completion.objects.filter(policy_version=run.policy, tasks__kind=ComparisonTask.Kind.TRAIN).aggregate(
-        n=Count("pk", distinct=True), mean_length=Avg("token_count"),
-        eos=Count("pk", filter=Q(finish_reason=Completion.FinishReason.EOS), distinct=True),
-    )  # fmt: skip
+    reference = kl_reference(run.policy)
     figures = {
         "prompts": len(prompts),
         "answers": len(answers),
         "mean_length": fmean(s.token_count for s in answers) if answers else None,
         "eos_rate": fmean(s.finish_reason == "eos" for s in answers) if answers else None,
-        "parent_answers": parent["n"],
-        "parent_mean_length": parent["mean_length"] if parent["n"] else None,
-        "parent_eos_rate": parent["eos"] / parent["n"] if parent["n"] else None,
+        **comparison_figures(run.policy, "parent"),
+        "reference": reference.version,
+        **comparison_figures(reference, "reference"),
     }
     if reward_model is not None and reward_model.head.out_features > 1 and answers:
         config = reward_model_config(project.recipe)
@@ -74,6 +71,20 @@ def probe_policy(run: TrainingRun, checkpoint: Path, placement: Placement, rewar
                                 strict=True)], config)  # fmt: skip
         figures["disagreement"] = fmean(task_uncertainty(m) for m in members)
     return figures
+
+
+def comparison_figures(policy: PolicyVersion, role: str) -> dict:
+    """How many answers the version wrote for training comparisons, their mean length and EOS rate,
+    under `role`_answers, `role`_mean_length and `role`_eos_rate (None where it wrote none)."""
+    found = Completion.objects.filter(policy_version=policy, tasks__kind=ComparisonTask.Kind.TRAIN).aggregate(
+        n=Count("pk", distinct=True), mean_length=Avg("token_count"),
+        eos=Count("pk", filter=Q(finish_reason=Completion.FinishReason.EOS), distinct=True),
+    )  # fmt: skip
+    return {
+        f"{role}_answers": found["n"],
+        f"{role}_mean_length": found["mean_length"] if found["n"] else None,
+        f"{role}_eos_rate": found["eos"] / found["n"] if found["n"] else None,
+    }
 
 
 def save_policy(run: TrainingRun, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Path:
