@@ -5,7 +5,8 @@ own new comparisons, leave it better at what the (simulated) labelers want?
         --arm random --seed 0 --rounds 4 [--recipe '{"ppo_config": {"missing_eos_penalty": 0}}']
 
 In a fresh folder (var/loop-curve/NAME: its own SQLite database and model store), the demo project's
-50 prompts are sampled once from the base (K=4 or --k, 64 new tokens; cached in var/loop-curve/cache-SEED),
+50 prompts are sampled once from the base (K=4 or --k, 64 new tokens, the recipe's temperature and top-p;
+cached in var/loop-curve/cache-SEED[-kK][-temperatureT]),
 then each round:
 
 1. `simulate_labelers`: 3 labelers rank the open comparisons (50) by the preference, Plackett–Luce
@@ -63,14 +64,15 @@ def manage(folder: Path, *args: str) -> str:
 
 def fresh_folder(name: str, seed: int, recipe: dict, selection: str, k: int) -> Path:
     """The run's folder from the seed's cached base comparisons (sampled here the first time)."""
-    cache = ROOT / "var" / "loop-curve" / (f"cache-{seed}" if k == 4 else f"cache-{seed}-k{k}")
-    folder = ROOT / "var" / "loop-curve" / name
+    sampled = {key: recipe[key] for key in ("temperature", "top_p") if key in recipe}  # the base samples with them
+    suffix = ("" if k == 4 else f"-k{k}") + "".join(f"-{key}{value}" for key, value in sampled.items())
+    cache, folder = ROOT / "var" / "loop-curve" / f"cache-{seed}{suffix}", ROOT / "var" / "loop-curve" / name
     if not (cache / "demo.sqlite3").exists():
         shutil.rmtree(cache, ignore_errors=True)
         cache.mkdir(parents=True)
         manage(cache, "migrate", "--noinput", "-v", "0")
         manage(cache, "seed_demo")
-        setup(cache, {"max_new_tokens": SAMPLING["max_new_tokens"]}, "random", k)
+        setup(cache, {"max_new_tokens": SAMPLING["max_new_tokens"], **sampled}, "random", k)
         manage(cache, "sample_comparisons", "--project", PROJECT, "--prompts", "50", "--sync")
     shutil.rmtree(folder, ignore_errors=True)
     shutil.copytree(cache, folder)
