@@ -56,14 +56,16 @@ def probe_policy(run: TrainingRun, checkpoint: Path, placement: Placement, rewar
     groups = sample(model, tokenizer, prompts, project.k, sampling)
     answers = [s for group in groups for s in group]
     reference = kl_reference(run.policy)
+    parents = comparison_figures(run.policy)
+    references = parents if reference.pk == run.policy_id else comparison_figures(reference)
     figures = {
         "prompts": len(prompts),
         "answers": len(answers),
         "mean_length": fmean(s.token_count for s in answers) if answers else None,
         "eos_rate": fmean(s.finish_reason == "eos" for s in answers) if answers else None,
-        **comparison_figures(run.policy, "parent"),
+        **{f"parent_{name}": value for name, value in parents.items()},
         "reference": reference.version,
-        **comparison_figures(reference, "reference"),
+        **{f"reference_{name}": value for name, value in references.items()},
     }
     if reward_model is not None and reward_model.head.out_features > 1 and answers:
         config = reward_model_config(project.recipe)
@@ -73,17 +75,17 @@ def probe_policy(run: TrainingRun, checkpoint: Path, placement: Placement, rewar
     return figures
 
 
-def comparison_figures(policy: PolicyVersion, role: str) -> dict:
-    """How many answers the version wrote for training comparisons, their mean length and EOS rate,
-    under `role`_answers, `role`_mean_length and `role`_eos_rate (None where it wrote none)."""
+def comparison_figures(policy: PolicyVersion) -> dict:
+    """How many answers the version wrote for training comparisons, their mean length and EOS rate
+    (None where it wrote none)."""
     found = Completion.objects.filter(policy_version=policy, tasks__kind=ComparisonTask.Kind.TRAIN).aggregate(
         n=Count("pk", distinct=True), mean_length=Avg("token_count"),
         eos=Count("pk", filter=Q(finish_reason=Completion.FinishReason.EOS), distinct=True),
     )  # fmt: skip
     return {
-        f"{role}_answers": found["n"],
-        f"{role}_mean_length": found["mean_length"] if found["n"] else None,
-        f"{role}_eos_rate": found["eos"] / found["n"] if found["n"] else None,
+        "answers": found["n"],
+        "mean_length": found["mean_length"] if found["n"] else None,
+        "eos_rate": found["eos"] / found["n"] if found["n"] else None,
     }
 
 
