@@ -24,10 +24,11 @@ follows from them).
 
 After the last round each reward model's fresh-label accuracy is read (scored on the next round's
 rankings before the next version trained on them; with uncertainty selection, on its control
-share). Before the first, how often the longer answer and the answer that ended by itself win
-under the preference on the base's comparisons (a preference a shortcut cannot satisfy sits near
-50% on both). One JSON line per round and one summary line are
-printed and appended to --out (default var/loop-curve/results.jsonl).
+share), and beside it the preference's own accuracy on the same labels, a pair it leaves tied
+counted as a coin toss: the ceiling of that figure for any reward model. Before the first, how
+often the longer answer and the answer that ended by itself win under the preference on the base's
+comparisons (a preference a shortcut cannot satisfy sits near 50% on both). One JSON line per
+round and one summary line are printed and appended to --out (default var/loop-curve/results.jsonl).
 """
 
 import argparse
@@ -124,6 +125,32 @@ def shortcut_check(preference: str) -> dict:
                 ended[0] += (sa > sb) == (a.finish_reason == "eos")
     return {"longer_wins": longer[0] / longer[1] if longer[1] else None, "longer_pairs": longer[1],
             "ended_wins": ended[0] / ended[1] if ended[1] else None, "ended_pairs": ended[1]}  # fmt: skip
+
+
+def fresh_ceilings(project, preference: str) -> dict[int, float]:
+    """Per reward-model version, the fresh-label accuracy of the preference itself on the same
+    labelled pairs, each pair it leaves tied counted as a coin toss (0.5): the most a reward model
+    could expect there. A preference that ties most pairs of the policy's answers caps it near 50%."""
+    from labeling.management.commands.simulate_labelers import load_preference  # after django()
+    from labeling.models import Ranking
+    from labeling.statistics import order_from_scores, pairwise_agreement
+    from training.datasets import as_ranked_prompts
+    from training.models import RankingScore
+
+    score = load_preference(preference)
+    scored = RankingScore.objects.filter(reward_model__project=project)
+    version_of = dict(scored.values_list("ranking_id", "reward_model__version"))
+    rankings = Ranking.objects.filter(pk__in=version_of)
+    prompt_of = dict(rankings.values_list("id", "task__prompt__text"))
+    agreed: dict[int, float] = {}
+    pairs: dict[int, int] = {}
+    for ranking_id, (_, item) in zip(sorted(version_of), as_ranked_prompts(rankings), strict=True):  # both by id
+        version = version_of[ranking_id]
+        labelled = pairwise_agreement(item.order, item.order).compared  # the pairs the labeler ordered
+        ordered = pairwise_agreement(item.order, order_from_scores(score(prompt_of[ranking_id], item.completions)))
+        agreed[version] = agreed.get(version, 0) + ordered.agreed + 0.5 * (labelled - ordered.compared)
+        pairs[version] = pairs.get(version, 0) + labelled
+    return {version: agreed[version] / pairs[version] for version in pairs if pairs[version]}
 
 
 def win(folder: Path, preference: str, a: int, b: int) -> dict | None:
@@ -228,11 +255,13 @@ def main() -> None:
         previous = active
         print(json.dumps(row), flush=True)
     fresh = {r["version"]: r["fresh_accuracy"] for r in reward_model_rows(project)}
+    ceilings = fresh_ceilings(project, args.preference)
     for row in rows:
         row["rm_fresh_accuracy"] = fresh.get(row["reward_model"])
+        row["rm_fresh_ceiling"] = ceilings.get(row["reward_model"])
     with args.out.open("a") as out:
         out.write(json.dumps({**header, "rounds": rows}) + "\n")
-    print(json.dumps({"name": name, "fresh_accuracy_by_rm": fresh}), flush=True)
+    print(json.dumps({"name": name, "fresh_accuracy_by_rm": fresh, "fresh_ceiling_by_rm": ceilings}), flush=True)
 
 
 if __name__ == "__main__":
