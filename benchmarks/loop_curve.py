@@ -2,7 +2,7 @@
 own new comparisons, leave it better at what the (simulated) labelers want?
 
     .venv/bin/python benchmarks/loop_curve.py --preference labeling.demo.preferences:plain_words \\
-        --arm random --seed 0 --rounds 4 [--recipe '{"ppo_config": {"missing_eos_penalty": 0}}']
+        --arm random --seed 0 --rounds 4 [--recipe '{"ppo_config": {"steps": 8}}']
 
 In a fresh folder (var/loop-curve/NAME: its own SQLite database and model store), the demo project's
 50 prompts are sampled once from the base (K=4 or --k, 64 new tokens, the recipe's temperature and top-p;

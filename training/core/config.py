@@ -179,10 +179,12 @@ class PPOConfig:
     def rloo(cls, **overrides) -> "PPOConfig":
         """Critic-free RL with k = 4 samples per prompt and a leave-one-out baseline: one update per
         rollout batch (the ratio is then 1 and the clip idle, REINFORCE with a baseline), as in
-        TRL's RLOOTrainer and the RLOO paper. 8 steps of 16 samples at lr 2e-5 fit a round in 10
-        minutes on 2 CPU cores with the bundled model (docs/benchmarks.md, learning check)."""
+        TRL's RLOOTrainer and the RLOO paper. 16 steps of 16 samples at lr 2e-5 fit a round in 10
+        minutes on 2 CPU cores with the bundled model. No missing-EOS penalty, as TRL's RLOO by
+        default: with it the policy learned to stop early, and with 8 steps a preference the base
+        rarely meets did not move it (docs/benchmarks.md, "Rounds that compound")."""
         recipe = {"advantage_estimator": "rloo", "samples_per_prompt": 4, "batch_prompts": 4, "ppo_epochs": 1,
-                  "minibatch_size": 16, "lr": 2e-5, "steps": 8}  # fmt: skip
+                  "minibatch_size": 16, "lr": 2e-5, "steps": 16, "missing_eos_penalty": 0.0}  # fmt: skip
         return cls(**{**recipe, **overrides})
 
 
